@@ -1,0 +1,210 @@
+"""hivemem: keep a running Python process inside a memory budget, and prove it with measurements.
+
+>>> import hivemem
+>>> report = hivemem.optimize(target_mb=90)   # doctest: +SKIP
+>>> hivemem.usage()                            # doctest: +SKIP
+MemoryUsage(rss='41.2 MiB', ...)
+
+``import hivemem`` loads nothing but this file: every public name is
+imported on first use (PEP 562 ``__getattr__``), so the import costs well
+under 1 MB and 1 ms. See ``docs/`` for a page per capability.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+# Public name -> "module" (attribute of the same name) or "module:attribute".
+# Keep sorted; tests/test_public_api.py pins this list.
+_LAZY: dict[str, str] = {
+    "AGGRESSIVE": "hivemem._levels",
+    "Aggressiveness": "hivemem._levels",
+    "CHEAP": "hivemem._levels",
+    "HivememError": "hivemem._errors",
+    "HivememWarning": "hivemem._errors",
+    "InvalidArgument": "hivemem._errors",
+    "InvalidSize": "hivemem._errors",
+    "MODERATE": "hivemem._levels",
+    "MemoryGovernor": "hivemem._governor",
+    "MemoryLimit": "hivemem._limits",
+    "MemoryLimitExceeded": "hivemem._errors",
+    "MemoryUsage": "hivemem._measure",
+    "OptimizationReport": "hivemem._report",
+    "PluginWarning": "hivemem._errors",
+    "Pressure": "hivemem._levels",
+    "ProcReader": "hivemem._measure",
+    "ReentrantOptimize": "hivemem._errors",
+    "Registry": "hivemem._registry",
+    "StepResult": "hivemem._report",
+    "Strategy": "hivemem._protocol",
+    "StrategyContext": "hivemem._strategy",
+    "StrategyError": "hivemem._errors",
+    "StrategyResult": "hivemem._strategy",
+    "Unavailable": "hivemem._errors",
+    "UnknownStrategy": "hivemem._errors",
+    "add_listener": "hivemem._engine:subscribe",
+    "disable_strategy": "hivemem._api",
+    "enable_strategy": "hivemem._api",
+    "format_size": "hivemem._sizes",
+    "list_strategies": "hivemem._api",
+    "memory_limit": "hivemem._limits",
+    "optimize": "hivemem._governor",
+    "parse_size": "hivemem._sizes",
+    "register_strategy": "hivemem._api",
+    "remove_listener": "hivemem._engine:unsubscribe",
+    "reset_peak": "hivemem._measure",
+    "rss": "hivemem._measure",
+    "unregister_strategy": "hivemem._api",
+    "usage": "hivemem._measure",
+}
+
+__all__ = [
+    "AGGRESSIVE",
+    "Aggressiveness",
+    "CHEAP",
+    "HivememError",
+    "HivememWarning",
+    "InvalidArgument",
+    "InvalidSize",
+    "MODERATE",
+    "MemoryGovernor",
+    "MemoryLimit",
+    "MemoryLimitExceeded",
+    "MemoryUsage",
+    "OptimizationReport",
+    "PluginWarning",
+    "Pressure",
+    "ProcReader",
+    "ReentrantOptimize",
+    "Registry",
+    "StepResult",
+    "Strategy",
+    "StrategyContext",
+    "StrategyError",
+    "StrategyResult",
+    "Unavailable",
+    "UnknownStrategy",
+    "add_listener",
+    "disable_strategy",
+    "enable_strategy",
+    "format_size",
+    "list_strategies",
+    "memory_limit",
+    "optimize",
+    "parse_size",
+    "register_strategy",
+    "remove_listener",
+    "reset_peak",
+    "rss",
+    "unregister_strategy",
+    "usage",
+]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at run time
+    from hivemem._api import (
+        disable_strategy as disable_strategy,
+    )
+    from hivemem._api import (
+        enable_strategy as enable_strategy,
+    )
+    from hivemem._api import (
+        list_strategies as list_strategies,
+    )
+    from hivemem._api import (
+        register_strategy as register_strategy,
+    )
+    from hivemem._api import (
+        unregister_strategy as unregister_strategy,
+    )
+    from hivemem._engine import subscribe as add_listener
+    from hivemem._engine import unsubscribe as remove_listener
+    from hivemem._errors import (
+        HivememError as HivememError,
+    )
+    from hivemem._errors import (
+        HivememWarning as HivememWarning,
+    )
+    from hivemem._errors import (
+        InvalidArgument as InvalidArgument,
+    )
+    from hivemem._errors import (
+        InvalidSize as InvalidSize,
+    )
+    from hivemem._errors import (
+        MemoryLimitExceeded as MemoryLimitExceeded,
+    )
+    from hivemem._errors import (
+        PluginWarning as PluginWarning,
+    )
+    from hivemem._errors import (
+        ReentrantOptimize as ReentrantOptimize,
+    )
+    from hivemem._errors import (
+        StrategyError as StrategyError,
+    )
+    from hivemem._errors import (
+        Unavailable as Unavailable,
+    )
+    from hivemem._errors import (
+        UnknownStrategy as UnknownStrategy,
+    )
+    from hivemem._governor import MemoryGovernor as MemoryGovernor
+    from hivemem._governor import optimize as optimize
+    from hivemem._levels import (
+        AGGRESSIVE as AGGRESSIVE,
+    )
+    from hivemem._levels import (
+        CHEAP as CHEAP,
+    )
+    from hivemem._levels import (
+        MODERATE as MODERATE,
+    )
+    from hivemem._levels import (
+        Aggressiveness as Aggressiveness,
+    )
+    from hivemem._levels import (
+        Pressure as Pressure,
+    )
+    from hivemem._limits import MemoryLimit as MemoryLimit
+    from hivemem._limits import memory_limit as memory_limit
+    from hivemem._measure import (
+        MemoryUsage as MemoryUsage,
+    )
+    from hivemem._measure import (
+        ProcReader as ProcReader,
+    )
+    from hivemem._measure import (
+        reset_peak as reset_peak,
+    )
+    from hivemem._measure import (
+        rss as rss,
+    )
+    from hivemem._measure import (
+        usage as usage,
+    )
+    from hivemem._protocol import Strategy as Strategy
+    from hivemem._registry import Registry as Registry
+    from hivemem._report import OptimizationReport as OptimizationReport
+    from hivemem._report import StepResult as StepResult
+    from hivemem._sizes import format_size as format_size
+    from hivemem._sizes import parse_size as parse_size
+    from hivemem._strategy import StrategyContext as StrategyContext
+    from hivemem._strategy import StrategyResult as StrategyResult
+
+
+def __getattr__(name: str) -> object:
+    spec = _LAZY.get(name)
+    if spec is None:
+        raise AttributeError(f"module 'hivemem' has no attribute {name!r}")
+    module_name, _, attr = spec.partition(":")
+    __import__(module_name)
+    import sys
+
+    value = getattr(sys.modules[module_name], attr or name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,280 @@
+"""One reclamation pass: run allowed strategies in order, measure each, stop at the target.
+
+Only one pass runs at a time in a process (a module-level lock, re-created in
+a forked child): two passes racing would each measure the other's work.
+The engine knows strategies only through the registry's duck-typed entries.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import time
+
+from hivemem._errors import ReentrantOptimize
+from hivemem._levels import Aggressiveness
+from hivemem._report import OptimizationReport, StepResult
+from hivemem._strategy import StrategyContext, StrategyResult
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from hivemem._registry import RegisteredStrategy, Registry
+
+__all__ = ["explain", "run_pass", "subscribe", "unsubscribe"]
+
+_lock = _thread.allocate_lock()
+_owner: int | None = None
+_listeners: list[Callable[[OptimizationReport], object]] = []
+
+
+def _after_fork_child() -> None:
+    global _lock, _owner
+    # A pass running in another parent thread does not exist in the child.
+    _lock = _thread.allocate_lock()
+    _owner = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_child)
+
+
+def subscribe(listener: Callable[[OptimizationReport], object]) -> None:
+    """Call *listener(report)* after every pass (metrics exporters, status files).
+
+    A listener that raises is logged on the ``hivemem`` logger and ignored.
+    """
+    if not callable(listener):
+        from hivemem._errors import InvalidArgument
+
+        raise InvalidArgument(f"listener {listener!r} is not callable")
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def unsubscribe(listener: Callable[[OptimizationReport], object]) -> None:
+    """Stop calling *listener*; unknown listeners are ignored."""
+    try:
+        _listeners.remove(listener)
+    except ValueError:
+        pass
+
+
+def _publish(report: OptimizationReport) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(report)
+        except Exception:
+            import logging
+
+            logging.getLogger("hivemem").exception("hivemem report listener %r failed", listener)
+
+
+def _describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def explain(rss_now: int | None, target: int | None) -> tuple[str, dict[str, int]]:
+    """Why RSS is above *target*, in words, from allocator figures measured now.
+
+    Returns ``(text, breakdown)``; *breakdown* holds the figures in bytes.
+    Allocator figures count allocated address space; RSS counts resident
+    pages, so "other" is RSS minus what the allocators hold, floored at zero.
+    """
+    from hivemem._native import malloc_info, pymalloc_stats
+    from hivemem._sizes import format_size as fs
+
+    breakdown: dict[str, int] = {}
+    try:
+        py = pymalloc_stats()
+    except Exception:
+        py = None
+    try:
+        libc = malloc_info()
+    except Exception:
+        libc = None
+    parts: list[str] = []
+    accounted = 0
+    if py is not None:
+        breakdown["pymalloc_live"] = py["allocated"]
+        breakdown["pymalloc_free"] = py["free"]
+        accounted += py["arenas"]
+        parts.append(f"{fs(py['allocated'])} is live small Python objects (pymalloc)")
+        parts.append(
+            f"{fs(py['free'])} is free space inside pymalloc arenas (fragmentation: an arena "
+            "returns to the OS only when every object in it is freed; rebuilding the containers "
+            "that hold the survivors packs them into fewer arenas)"
+        )
+    if libc is not None:
+        breakdown["malloc_in_use"] = libc["in_use"]
+        breakdown["malloc_free"] = libc["free"]
+        accounted += libc["in_use"] + libc["free"]
+        parts.append(
+            f"{fs(libc['in_use'])} is in use in malloc (large Python objects, C extensions, native libraries)"
+        )
+        parts.append(f"{fs(libc['free'])} is free inside malloc's heap (what malloc_trim can return)")
+    if rss_now is not None and (py is not None or libc is not None):
+        other = max(rss_now - accounted, 0)
+        breakdown["other"] = other
+        parts.append(f"{fs(other)} is other resident memory (code, shared libraries, stacks, mmaps)")
+    head = ""
+    if target is not None and rss_now is not None:
+        head = f"RSS {fs(rss_now)} is {fs(rss_now - target)} over the target {fs(target)}. "
+    if not parts:
+        return head + "No allocator statistics are available on this platform to say more.", breakdown
+    return head + "Measured after the pass: " + "; ".join(parts) + ".", breakdown
+
+
+def run_pass(
+    registry: Registry,
+    reader: object,
+    *,
+    target: int | None,
+    aggressiveness: Aggressiveness,
+    names: Iterable[str] | None = None,
+    dry_run: bool = False,
+    limit: int | None = None,
+    level: str | None = None,
+    blocking: bool = True,
+    on_step_start: Callable[[str], object] | None = None,
+    on_step: Callable[[StepResult], object] | None = None,
+) -> OptimizationReport | None:
+    """Run one pass. Returns ``None`` only when ``blocking=False`` and a pass is running.
+
+    Strategies run in ``(priority, name)`` order. Before each, the pass stops
+    if RSS is already at or below *target*. A strategy that raises is recorded
+    (``StepResult.error``) and the pass goes on. The governor, not the
+    strategy, measures what each step freed.
+    """
+    global _owner
+    me = _thread.get_ident()
+    if _owner == me:
+        raise ReentrantOptimize("hivemem.optimize() was called from inside a running strategy")
+    entries = registry.ordered(names)  # validates names before anything runs
+    if not _lock.acquire(blocking):
+        return None
+    _owner = me
+    try:
+        return _run_locked(
+            entries,
+            reader,
+            target=target,
+            aggressiveness=aggressiveness,
+            dry_run=dry_run,
+            limit=limit,
+            level=level,
+            on_step_start=on_step_start,
+            on_step=on_step,
+        )
+    finally:
+        _owner = None
+        _lock.release()
+
+
+def _run_locked(
+    entries: list[tuple[RegisteredStrategy, bool]],
+    reader: object,
+    *,
+    target: int | None,
+    aggressiveness: Aggressiveness,
+    dry_run: bool,
+    limit: int | None,
+    level: str | None,
+    on_step_start: Callable[[str], object] | None,
+    on_step: Callable[[StepResult], object] | None,
+) -> OptimizationReport:
+    read_rss: Callable[[], int] = reader.rss  # type: ignore[attr-defined]
+    read_usage = reader.usage  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    before = read_usage()
+    ctx = StrategyContext(
+        target=target,
+        aggressiveness=aggressiveness,
+        reader=reader,
+        limit=limit,
+        dry_run=dry_run,
+        level=level,
+    )
+    steps: list[StepResult] = []
+    current = before.rss if before.rss is not None else read_rss()
+    for entry, enabled in entries:
+        name, needed = entry.name, entry.aggressiveness
+        skip = None
+        if not enabled:
+            skip = "disabled"
+        elif needed > aggressiveness:
+            skip = f"runs at {needed.name} or above; this pass is {aggressiveness.name}"
+        elif target is not None and current <= target:
+            skip = "target reached"
+        elif dry_run:
+            skip = "dry run"
+        if skip is not None:
+            step = StepResult(name, skipped=skip)
+        else:
+            step = _run_one(entry.strategy, name, ctx, read_rss, on_step_start)
+            if step.rss_after is not None:
+                current = step.rss_after
+        steps.append(step)
+        if on_step is not None:
+            on_step(step)
+    after = read_usage()
+    explanation, breakdown = "", dict[str, int]()
+    if target is not None and after.rss is not None and after.rss > target and not dry_run:
+        explanation, breakdown = explain(after.rss, target)
+    report = OptimizationReport(
+        before=before,
+        after=after,
+        target=target,
+        steps=steps,
+        seconds=time.perf_counter() - started,
+        aggressiveness=aggressiveness.name,
+        dry_run=dry_run,
+        explanation=explanation,
+        breakdown=breakdown,
+        level=level,
+    )
+    _publish(report)
+    return report
+
+
+def _run_one(
+    strategy: object,
+    name: str,
+    ctx: StrategyContext,
+    read_rss: Callable[[], int],
+    on_step_start: Callable[[str], object] | None,
+) -> StepResult:
+    if on_step_start is not None:
+        on_step_start(name)
+    rss_before = read_rss()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    error = None
+    result: object = None
+    try:
+        result = strategy.apply(ctx)  # type: ignore[attr-defined]
+    except ReentrantOptimize as exc:
+        error = _describe_error(exc)
+    except Exception as exc:  # a failing strategy is recorded, never raised into the host
+        error = _describe_error(exc)
+        import logging
+
+        logging.getLogger("hivemem").warning("hivemem strategy %r failed: %s", name, error, exc_info=True)
+    seconds, cpu = time.perf_counter() - t0, time.thread_time() - c0
+    rss_after = read_rss()
+    summary, stats, skipped = "", {}, None
+    if isinstance(result, StrategyResult):
+        summary, stats, skipped = result.summary, result.stats, result.skipped
+    elif result is not None and error is None:
+        summary = str(result)
+    return StepResult(
+        name,
+        rss_before=rss_before,
+        rss_after=rss_after,
+        seconds=seconds,
+        cpu_seconds=cpu,
+        skipped=skipped,
+        error=error,
+        summary=summary,
+        stats=stats,
+    )

@@ -1,0 +1,123 @@
+"""hivemem's exceptions and warnings.
+
+Every exception hivemem raises on purpose derives from :class:`HivememError`,
+and most also derive from the builtin a caller would naturally catch::
+
+    HivememError
+    ├── InvalidSize(HivememError, ValueError)        a size that cannot be parsed
+    ├── InvalidArgument(HivememError, ValueError)    a bad name, level, option
+    ├── UnknownStrategy(HivememError, LookupError)   no strategy by that name
+    ├── StrategyError(HivememError, TypeError)       not a valid Strategy / duplicate
+    ├── ReentrantOptimize(HivememError, RuntimeError)  optimize() inside a strategy
+    ├── Unavailable(HivememError, OSError)           feature not available here, and why
+    └── MemoryLimitExceeded(HivememError)            carries .usage and .limit
+
+    HivememWarning(UserWarning)
+    └── PluginWarning                                a third-party strategy failed to load
+
+A failing strategy is never raised into the application: it is recorded in
+the report. These exceptions are for bad input and explicit requests only.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HivememError",
+    "HivememWarning",
+    "InvalidArgument",
+    "InvalidSize",
+    "MemoryLimitExceeded",
+    "PluginWarning",
+    "ReentrantOptimize",
+    "StrategyError",
+    "Unavailable",
+    "UnknownStrategy",
+]
+
+
+class HivememError(Exception):
+    """Root of every exception hivemem raises on purpose."""
+
+
+class InvalidSize(HivememError, ValueError):
+    """A size could not be understood; the message names the value and the accepted forms."""
+
+    def __init__(self, value: object, reason: str = "") -> None:
+        self.value = value
+        accepted = (
+            "expected a non-negative number of bytes, or a string such as '90MB', "
+            "'90 MiB' or '1.5GB' (units B, KB/KiB, MB/MiB, GB/GiB, TB/TiB; binary: "
+            "1 MB = 2**20 bytes)"
+        )
+        detail = f" ({reason})" if reason else ""
+        super().__init__(f"invalid size {value!r}{detail}: {accepted}")
+
+
+class InvalidArgument(HivememError, ValueError):
+    """An argument other than a size has a bad value; the message names it."""
+
+
+class UnknownStrategy(HivememError, LookupError):
+    """No strategy is registered under the given name."""
+
+    def __init__(self, name: object, known: list[str]) -> None:
+        self.name = name
+        self.known = list(known)
+        choices = ", ".join(self.known) or "none registered"
+        super().__init__(f"unknown strategy {name!r}: expected one of {choices}")
+
+    def __str__(self) -> str:  # LookupError would otherwise quote the message
+        return str(self.args[0])
+
+
+class StrategyError(HivememError, TypeError):
+    """An object is not a valid Strategy, or its name is already taken."""
+
+
+class ReentrantOptimize(HivememError, RuntimeError):
+    """optimize() was called from inside a running strategy."""
+
+
+class Unavailable(HivememError, OSError):
+    """A feature is not available on this platform or in this process; the message says why."""
+
+
+class MemoryLimitExceeded(HivememError):
+    """Memory stayed above a limit that hivemem was asked to enforce.
+
+    ``usage`` is the :class:`hivemem.MemoryUsage` (or RSS in bytes) measured at
+    the time, ``limit`` the limit in bytes.
+    """
+
+    def __init__(self, message: str, *, usage: object = None, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.limit = limit
+
+
+class HivememWarning(UserWarning):
+    """Root of hivemem's warnings."""
+
+
+class PluginWarning(HivememWarning):
+    """A third-party strategy could not be loaded; ``plugin`` names it."""
+
+    def __init__(self, message: str, plugin: str = "") -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
+for _cls in (
+    HivememError,
+    InvalidSize,
+    InvalidArgument,
+    UnknownStrategy,
+    StrategyError,
+    ReentrantOptimize,
+    Unavailable,
+    MemoryLimitExceeded,
+    HivememWarning,
+    PluginWarning,
+):
+    _cls.__module__ = "hivemem"
+del _cls

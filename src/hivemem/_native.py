@@ -1,0 +1,236 @@
+"""Allocator facts: which malloc this process runs, glibc's trim and stats, pymalloc's stats.
+
+ctypes is imported only when one of these functions is first called.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = [
+    "allocator",
+    "glibc_version",
+    "malloc_info",
+    "malloc_trim",
+    "pymalloc_stats",
+    "trim_unavailable_reason",
+]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
+
+_libc: ctypes.CDLL | None = None
+_REPLACEMENTS = ("jemalloc", "tcmalloc", "mimalloc", "hoard", "snmalloc")
+
+
+def _load_libc() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None)
+    return _libc
+
+
+def glibc_version() -> str | None:
+    """glibc's version string (``"2.36"``), or ``None`` when libc is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        fn = _load_libc().gnu_get_libc_version
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_char_p
+    value = fn()
+    return value.decode("ascii") if value else None
+
+
+def allocator() -> str:
+    """Name the C allocator serving ``malloc`` here: ``glibc``, ``jemalloc``, ``musl``, ... or ``unknown``.
+
+    A replacement loaded with ``LD_PRELOAD`` (or linked in) shows up as a
+    mapped library in ``/proc/self/maps``; it takes precedence over glibc.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+                maps = f.read()
+        except OSError:
+            maps = ""
+        for name in _REPLACEMENTS:
+            if f"lib{name}" in maps:
+                return name
+        if glibc_version() is not None:
+            return "glibc"
+        if "ld-musl" in maps or "libc.musl" in maps:
+            return "musl"
+        return "unknown"
+    return {"darwin": "macOS libmalloc", "win32": "Windows heap"}.get(sys.platform, "unknown")
+
+
+def trim_unavailable_reason() -> str | None:
+    """Why ``malloc_trim`` cannot work here, or ``None`` when it can."""
+    if not sys.platform.startswith("linux"):
+        return f"malloc_trim is a glibc function; this is {sys.platform}"
+    name = allocator()
+    if name != "glibc":
+        return f"malloc is {name}, not glibc, and has no malloc_trim"
+    try:
+        _load_libc().malloc_trim  # noqa: B018
+    except (OSError, AttributeError):
+        return "glibc without malloc_trim"
+    return None
+
+
+def malloc_trim(pad: int = 0) -> bool:
+    """Call glibc's ``malloc_trim(pad)``: give free heap pages back to the OS.
+
+    Since glibc 2.8 this releases free pages inside every arena, not only the
+    top of the main heap. Returns ``True`` when glibc released something.
+    ctypes releases the GIL for the call, so other threads keep running.
+    """
+    reason = trim_unavailable_reason()
+    if reason is not None:
+        from hivemem._errors import Unavailable
+
+        raise Unavailable(reason)
+    import ctypes
+
+    fn = _load_libc().malloc_trim
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return bool(fn(pad))
+
+
+def malloc_info() -> dict[str, int] | None:
+    """glibc's ``mallinfo2()`` in bytes, or ``None`` where unavailable.
+
+    Keys: ``arena`` (heap from brk/sbrk and arenas), ``mmapped`` (large blocks
+    from mmap), ``in_use`` (allocated bytes), ``free`` (free bytes held by
+    malloc), ``releasable`` (free at the top, what a plain trim would return).
+    """
+    if trim_unavailable_reason() is not None:
+        return None
+    import ctypes
+
+    class _MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    try:
+        fn = _load_libc().mallinfo2
+    except AttributeError:  # glibc < 2.33
+        return None
+    fn.restype = _MallInfo2
+    info = fn()
+    return {
+        "arena": int(info.arena),
+        "mmapped": int(info.hblkhd),
+        "in_use": int(info.uordblks) + int(info.hblkhd),
+        "free": int(info.fordblks),
+        "releasable": int(info.keepcost),
+    }
+
+
+def pymalloc_stats() -> dict[str, int] | None:
+    """Python's small-object allocator, in bytes, from ``sys._debugmallocstats()``.
+
+    Keys: ``arenas`` (bytes in arenas), ``allocated`` (live blocks),
+    ``free`` (available blocks plus unused pools: the space freed objects left
+    behind), ``overhead`` (pool headers, quantization, alignment), ``arena_count``.
+    Returns ``None`` where pymalloc is off or the call is missing.
+
+    CPython prints these statistics to the C ``stderr``; hivemem points file
+    descriptor 2 at a temporary file for the few milliseconds of the call, so
+    anything another thread writes to fd 2 in that window is shown afterwards
+    rather than lost.
+    """
+    fn = getattr(sys, "_debugmallocstats", None)
+    if fn is None:
+        return None
+    if hasattr(os, "memfd_create"):
+        out_fd = os.memfd_create("hivemem-mallocstats")
+    else:  # pragma: no cover - non-Linux
+        import tempfile
+
+        out_fd = os.dup(tempfile.TemporaryFile().fileno())
+    try:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+        saved = os.dup(2)
+        try:
+            os.dup2(out_fd, 2)
+            fn()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        size = os.lseek(out_fd, 0, os.SEEK_END)
+        text = os.pread(out_fd, size, 0).decode("ascii", "replace")
+    finally:
+        os.close(out_fd)
+    return _parse_pymalloc(text)
+
+
+def _parse_pymalloc(text: str) -> dict[str, int] | None:
+    values: dict[str, int] = {}
+    extra: list[str] = []
+    in_stats = False
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if key.startswith("Small block threshold"):
+            in_stats = True
+            continue
+        if not in_stats:
+            if line.strip():
+                extra.append(line)
+            continue
+        if not sep:
+            continue
+        try:
+            number = int(value.strip().replace(",", ""))
+        except ValueError:
+            continue
+        if key == "Total" and "arenas" not in values:
+            values["arenas"] = number
+        elif key == "# arenas allocated current":
+            values["arena_count"] = number
+        elif key == "# bytes in allocated blocks":
+            values["allocated"] = number
+        elif key == "# bytes in available blocks":
+            values["free"] = values.get("free", 0) + number
+        elif "unused pools" in key:
+            values["free"] = values.get("free", 0) + number
+        elif key.startswith("# bytes lost to") and "arena map" not in key:
+            values["overhead"] = values.get("overhead", 0) + number
+    if extra:  # another thread wrote to fd 2 during the call: pass it on
+        try:
+            os.write(2, ("\n".join(extra) + "\n").encode())
+        except OSError:
+            pass
+    if "allocated" not in values:
+        return None
+    values.setdefault("free", 0)
+    values.setdefault("overhead", 0)
+    values.setdefault("arenas", values["allocated"] + values["free"] + values["overhead"])
+    values.setdefault("arena_count", 0)
+    return values

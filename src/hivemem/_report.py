@@ -1,0 +1,275 @@
+"""Results of an optimization pass: every figure measured, none estimated."""
+
+from __future__ import annotations
+
+from hivemem._sizes import format_size
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from hivemem._measure import MemoryUsage
+
+__all__ = ["OptimizationReport", "StepResult"]
+
+
+class _Frozen:
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen; cannot set {name!r}")
+
+    def _set(self, **values: object) -> None:
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+
+class StepResult(_Frozen):
+    """One strategy's turn in a pass.
+
+    ``name``          the strategy
+    ``freed``         RSS before minus RSS after the step, in bytes, as read by
+                      the governor (negative when RSS grew; ``None`` if it did not run)
+    ``rss_before``, ``rss_after``   the two readings
+    ``seconds``       wall time of ``apply``; ``cpu_seconds`` its thread CPU time
+    ``skipped``       why the step did not run (``None`` if it ran)
+    ``error``         ``"ExceptionType: message"`` if ``apply`` raised
+    ``summary``, ``stats``  what the strategy said it did
+    """
+
+    __slots__ = (
+        "cpu_seconds",
+        "error",
+        "freed",
+        "name",
+        "rss_after",
+        "rss_before",
+        "seconds",
+        "skipped",
+        "stats",
+        "summary",
+    )
+    __module__ = "hivemem"
+
+    name: str
+    freed: int | None
+    rss_before: int | None
+    rss_after: int | None
+    seconds: float
+    cpu_seconds: float
+    skipped: str | None
+    error: str | None
+    summary: str
+    stats: dict[str, object]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        rss_before: int | None = None,
+        rss_after: int | None = None,
+        seconds: float = 0.0,
+        cpu_seconds: float = 0.0,
+        skipped: str | None = None,
+        error: str | None = None,
+        summary: str = "",
+        stats: dict[str, object] | None = None,
+    ) -> None:
+        freed = None if rss_before is None or rss_after is None else rss_before - rss_after
+        self._set(
+            name=name,
+            freed=freed,
+            rss_before=rss_before,
+            rss_after=rss_after,
+            seconds=seconds,
+            cpu_seconds=cpu_seconds,
+            skipped=skipped,
+            error=error,
+            summary=summary,
+            stats=dict(stats or {}),
+        )
+
+    @property
+    def ran(self) -> bool:
+        """True when ``apply`` was called (whether or not it raised)."""
+        return self.skipped is None
+
+    def note(self) -> str:
+        if self.error:
+            return f"error: {self.error}"
+        if self.skipped is not None:
+            return f"skipped: {self.skipped}"
+        return self.summary
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __repr__(self) -> str:
+        freed = format_size(self.freed, signed=True) if self.freed is not None else "-"
+        return f"<StepResult {self.name} freed={freed} {self.note()!r}>"
+
+
+class OptimizationReport(_Frozen):
+    """What one ``optimize()`` pass did, measured.
+
+    ``before``, ``after``   full :class:`hivemem.MemoryUsage` snapshots
+    ``target``              bytes, or ``None`` when no target was given
+    ``reached``             ``after.rss <= target`` (``None`` without a target)
+    ``steps``               a tuple of :class:`hivemem.StepResult`, in run order
+    ``freed``               ``before.rss - after.rss``
+    ``seconds``             wall time of the whole pass
+    ``explanation``         when the target was not reached: why, in words,
+                            from allocator figures measured after the pass
+    ``breakdown``           those allocator figures, bytes (may be empty)
+    """
+
+    __slots__ = (
+        "after",
+        "aggressiveness",
+        "before",
+        "breakdown",
+        "dry_run",
+        "explanation",
+        "level",
+        "reached",
+        "seconds",
+        "steps",
+        "target",
+    )
+    __module__ = "hivemem"
+
+    before: MemoryUsage
+    after: MemoryUsage
+    target: int | None
+    reached: bool | None
+    steps: tuple[StepResult, ...]
+    seconds: float
+    aggressiveness: str
+    dry_run: bool
+    explanation: str
+    breakdown: dict[str, int]
+    level: str | None
+
+    def __init__(
+        self,
+        *,
+        before: MemoryUsage,
+        after: MemoryUsage,
+        target: int | None,
+        steps: tuple[StepResult, ...] | list[StepResult],
+        seconds: float,
+        aggressiveness: str = "moderate",
+        dry_run: bool = False,
+        explanation: str = "",
+        breakdown: dict[str, int] | None = None,
+        level: str | None = None,
+    ) -> None:
+        reached = None
+        if target is not None and after.rss is not None:
+            reached = after.rss <= target
+        self._set(
+            before=before,
+            after=after,
+            target=target,
+            reached=reached,
+            steps=tuple(steps),
+            seconds=seconds,
+            aggressiveness=str(aggressiveness),
+            dry_run=dry_run,
+            explanation=explanation,
+            breakdown=dict(breakdown or {}),
+            level=level,
+        )
+
+    @property
+    def freed(self) -> int | None:
+        if self.before.rss is None or self.after.rss is None:
+            return None
+        return self.before.rss - self.after.rss
+
+    def step(self, name: str) -> StepResult:
+        """The step for strategy *name* (``KeyError`` when it was not part of the pass)."""
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def errors(self) -> list[StepResult]:
+        return [s for s in self.steps if s.error]
+
+    def headline(self) -> str:
+        before, after = format_size(self.before.rss), format_size(self.after.rss)
+        if self.target is None:
+            goal = "no target"
+        else:
+            goal = f"target {format_size(self.target)}: {'reached' if self.reached else 'NOT reached'}"
+        dry = " (dry run: nothing was changed)" if self.dry_run else ""
+        return f"hivemem optimize: RSS {before} -> {after} ({goal}) in {self.seconds:.2f} s{dry}"
+
+    def _rows(self) -> list[tuple[str, str, str, str]]:
+        rows = []
+        for s in self.steps:
+            freed = format_size(s.freed, signed=True) if s.freed is not None else "-"
+            secs = f"{s.seconds:.3f}" if s.ran else "-"
+            rows.append((s.name, freed, secs, s.note()))
+        return rows
+
+    def __str__(self) -> str:
+        header = ("step", "freed (RSS)", "seconds", "what happened")
+        rows = self._rows()
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+        lines = [self.headline()]
+        fmt = "  {0:<{w0}}  {1:>{w1}}  {2:>{w2}}  {3}"
+        lines.append(fmt.format(*header, w0=widths[0], w1=widths[1], w2=widths[2]))
+        for r in rows:
+            lines.append(fmt.format(*r, w0=widths[0], w1=widths[1], w2=widths[2]))
+        freed = self.freed
+        if freed is not None:
+            lines.append(f"  total freed: {format_size(freed, signed=True)}")
+        if self.explanation:
+            lines.append(f"  why: {self.explanation}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def __rich_repr__(self) -> Iterator[tuple[str, object]]:
+        yield "before", format_size(self.before.rss)
+        yield "after", format_size(self.after.rss)
+        yield "target", format_size(self.target) if self.target is not None else None
+        yield "reached", self.reached
+        yield "steps", [f"{n}: {f} {note}" for n, f, _, note in self._rows()]
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in self._rows())
+        why = f"<p><b>why:</b> {escape(self.explanation)}</p>" if self.explanation else ""
+        return (
+            f"<div class='hivemem-report'><p>{escape(self.headline())}</p>"
+            "<table><thead><tr><th>step</th><th>freed (RSS)</th><th>seconds</th>"
+            f"<th>what happened</th></tr></thead><tbody>{rows}</tbody></table>{why}</div>"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-safe dict with every field; sizes in bytes."""
+        return {
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "target": self.target,
+            "reached": self.reached,
+            "freed": self.freed,
+            "seconds": self.seconds,
+            "aggressiveness": self.aggressiveness,
+            "dry_run": self.dry_run,
+            "level": self.level,
+            "steps": [s.to_dict() for s in self.steps],
+            "explanation": self.explanation,
+            "breakdown": dict(self.breakdown),
+        }
+
+    def to_json(self, **kwargs: object) -> str:
+        import json
+
+        kwargs.setdefault("indent", 2)
+        return json.dumps(self.to_dict(), default=str, **kwargs)  # type: ignore[arg-type]

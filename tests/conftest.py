@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import hivemem
+from hivemem.testing import FakeReader
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+def run_python(code: str, *, timeout: float = 120, env: dict[str, str] | None = None) -> str:
+    """Run *code* in a fresh interpreter (real RSS tests must not share our heap); return stdout."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = SRC + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+@pytest.fixture
+def reader() -> FakeReader:
+    return FakeReader(rss="500MB")
+
+
+@pytest.fixture
+def registry() -> hivemem.Registry:
+    return hivemem.Registry(builtins=False, entry_points=False)
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; Linux only")

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+
+import hivemem
+
+from .conftest import run_python
+
+EXPECTED = [
+    "AGGRESSIVE",
+    "Aggressiveness",
+    "CHEAP",
+    "HivememError",
+    "HivememWarning",
+    "InvalidArgument",
+    "InvalidSize",
+    "MODERATE",
+    "MemoryGovernor",
+    "MemoryLimit",
+    "MemoryLimitExceeded",
+    "MemoryUsage",
+    "OptimizationReport",
+    "PluginWarning",
+    "Pressure",
+    "ProcReader",
+    "ReentrantOptimize",
+    "Registry",
+    "StepResult",
+    "Strategy",
+    "StrategyContext",
+    "StrategyError",
+    "StrategyResult",
+    "Unavailable",
+    "UnknownStrategy",
+    "add_listener",
+    "disable_strategy",
+    "enable_strategy",
+    "format_size",
+    "list_strategies",
+    "memory_limit",
+    "optimize",
+    "parse_size",
+    "register_strategy",
+    "remove_listener",
+    "reset_peak",
+    "rss",
+    "unregister_strategy",
+    "usage",
+]
+
+
+def test_all_is_exactly_the_public_surface() -> None:
+    """__all__ is sorted and pinned; every name in it resolves."""
+    assert hivemem.__all__ == EXPECTED
+    assert sorted(hivemem.__all__) == hivemem.__all__
+    assert set(hivemem._LAZY) == set(hivemem.__all__)
+    for name in hivemem.__all__:
+        assert getattr(hivemem, name) is not None, name
+
+
+def test_public_classes_say_hivemem() -> None:
+    """Public classes report hivemem as their module, so reprs and tracebacks are short."""
+    for name in hivemem.__all__:
+        obj = getattr(hivemem, name)
+        if isinstance(obj, type):
+            assert obj.__module__ == "hivemem", name
+
+
+def test_error_tree() -> None:
+    """Every hivemem error derives from HivememError and the natural builtin."""
+    assert issubclass(hivemem.InvalidSize, (hivemem.HivememError, ValueError))
+    assert issubclass(hivemem.InvalidArgument, ValueError)
+    assert issubclass(hivemem.UnknownStrategy, LookupError)
+    assert issubclass(hivemem.StrategyError, TypeError)
+    assert issubclass(hivemem.Unavailable, OSError)
+    assert issubclass(hivemem.PluginWarning, hivemem.HivememWarning)
+    assert issubclass(hivemem.HivememWarning, UserWarning)
+    err = hivemem.MemoryLimitExceeded("over", usage=5, limit=4)
+    assert (err.usage, err.limit) == (5, 4)
+
+
+def test_unknown_attribute() -> None:
+    """A missing name raises AttributeError as for any module."""
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        hivemem.nope  # noqa: B018
+
+
+def test_import_is_light() -> None:
+    """import hivemem pulls in no heavy or optional module (pympler, objgraph, psutil, typing, ...)."""
+    out = run_python(
+        """
+        import sys
+        before = set(sys.modules)
+        import hivemem
+        added = sorted(set(sys.modules) - before)
+        import json
+        print(json.dumps(added))
+        """
+    )
+    added = json.loads(out)
+    assert set(added) <= {"hivemem", "__future__"}, added
+
+
+def test_optimize_stays_off_heavy_modules() -> None:
+    """After optimize() no heavy module (pympler, objgraph, psutil, typing, ...) is loaded."""
+    out = run_python(
+        """
+        import sys
+        import hivemem
+        hivemem.optimize(target_mb=1)
+        hivemem.usage()
+        loaded = sorted(sys.modules)
+        import json
+        print(json.dumps(loaded))
+        """
+    )
+    loaded = set(json.loads(out))
+    for heavy in ("pympler", "objgraph", "psutil", "typing", "importlib.metadata", "dataclasses", "enum"):
+        assert heavy not in loaded, heavy
