@@ -139,10 +139,18 @@ def run_pass(
     blocking: bool = True,
     on_step_start: Callable[[str], object] | None = None,
     on_step: Callable[[StepResult], object] | None = None,
+    order: Iterable[str] | None = None,
+    skip: dict[str, str] | None = None,
+    explain_miss: bool = True,
 ) -> OptimizationReport | None:
     """Run one pass. Returns ``None`` only when ``blocking=False`` and a pass is running.
 
-    Strategies run in ``(priority, name)`` order. Before each, the pass stops
+    Strategies run in ``(priority, name)`` order, or the governor's adaptive
+    *order* (names listed there first, in that order; the rest after, in
+    ``(priority, name)`` order). *skip* maps names to a reason they are
+    skipped this pass. ``explain_miss=False`` leaves out the allocator
+    breakdown when the target is missed (the background governor's passes
+    keep their cost small). Before each, the pass stops
     if RSS is already at or below *target*. A strategy that raises is recorded
     (``StepResult.error``) and the pass goes on. The governor, not the
     strategy, measures what each step freed.
@@ -152,6 +160,9 @@ def run_pass(
     if _owner == me:
         raise ReentrantOptimize("hivemem.optimize() was called from inside a running strategy")
     entries = registry.ordered(names)  # validates names before anything runs
+    if order is not None:
+        rank = {name: i for i, name in enumerate(order)}
+        entries.sort(key=lambda pair: rank.get(pair[0].name, len(rank)))  # stable: rest keep their order
     if not _lock.acquire(blocking):
         return None
     _owner = me
@@ -166,6 +177,8 @@ def run_pass(
             level=level,
             on_step_start=on_step_start,
             on_step=on_step,
+            skip=skip or {},
+            explain_miss=explain_miss,
         )
     finally:
         _owner = None
@@ -183,6 +196,8 @@ def _run_locked(
     level: str | None,
     on_step_start: Callable[[str], object] | None,
     on_step: Callable[[StepResult], object] | None,
+    skip: dict[str, str],
+    explain_miss: bool,
 ) -> OptimizationReport:
     read_rss: Callable[[], int] = reader.rss  # type: ignore[attr-defined]
     read_usage = reader.usage  # type: ignore[attr-defined]
@@ -200,17 +215,19 @@ def _run_locked(
     current = before.rss if before.rss is not None else read_rss()
     for entry, enabled in entries:
         name, needed = entry.name, entry.aggressiveness
-        skip = None
+        reason = None
         if not enabled:
-            skip = "disabled"
+            reason = "disabled"
         elif needed > aggressiveness:
-            skip = f"runs at {needed.name} or above; this pass is {aggressiveness.name}"
+            reason = f"runs at {needed.name} or above; this pass is {aggressiveness.name}"
         elif target is not None and current <= target:
-            skip = "target reached"
+            reason = "target reached"
         elif dry_run:
-            skip = "dry run"
-        if skip is not None:
-            step = StepResult(name, skipped=skip)
+            reason = "dry run"
+        elif name in skip:
+            reason = skip[name]
+        if reason is not None:
+            step = StepResult(name, skipped=reason)
         else:
             step = _run_one(entry.strategy, name, ctx, read_rss, on_step_start)
             if step.rss_after is not None:
@@ -220,7 +237,7 @@ def _run_locked(
             on_step(step)
     after = read_usage()
     explanation, breakdown = "", dict[str, int]()
-    if target is not None and after.rss is not None and after.rss > target and not dry_run:
+    if explain_miss and target is not None and after.rss is not None and after.rss > target and not dry_run:
         explanation, breakdown = explain(after.rss, target)
     report = OptimizationReport(
         before=before,
