@@ -24,7 +24,9 @@ _LAZY: dict[str, str] = {
     "HivememWarning": "hivemem._errors",
     "InvalidArgument": "hivemem._errors",
     "InvalidSize": "hivemem._errors",
+    "LeakDetected": "hivemem._errors",
     "MODERATE": "hivemem._levels",
+    "MemoryCeilingExceeded": "hivemem._errors",
     "MemoryGovernor": "hivemem._governor",
     "MemoryLimit": "hivemem._limits",
     "MemoryLimitExceeded": "hivemem._errors",
@@ -66,7 +68,9 @@ __all__ = [
     "HivememWarning",
     "InvalidArgument",
     "InvalidSize",
+    "LeakDetected",
     "MODERATE",
+    "MemoryCeilingExceeded",
     "MemoryGovernor",
     "MemoryLimit",
     "MemoryLimitExceeded",
@@ -130,6 +134,12 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     )
     from hivemem._errors import (
         InvalidSize as InvalidSize,
+    )
+    from hivemem._errors import (
+        LeakDetected as LeakDetected,
+    )
+    from hivemem._errors import (
+        MemoryCeilingExceeded as MemoryCeilingExceeded,
     )
     from hivemem._errors import (
         MemoryLimitExceeded as MemoryLimitExceeded,

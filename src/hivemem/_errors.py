@@ -10,7 +10,9 @@ and most also derive from the builtin a caller would naturally catch::
     ├── StrategyError(HivememError, TypeError)       not a valid Strategy / duplicate
     ├── ReentrantOptimize(HivememError, RuntimeError)  optimize() inside a strategy
     ├── Unavailable(HivememError, OSError)           feature not available here, and why
-    └── MemoryLimitExceeded(HivememError)            carries .usage and .limit
+    ├── MemoryLimitExceeded(HivememError)            carries .usage and .limit
+    │   └── MemoryCeilingExceeded(.., AssertionError)  a test's peak went over its ceiling
+    └── LeakDetected(HivememError, AssertionError)   assert_no_leaks / no_leaks found growth
 
     HivememWarning(UserWarning)
     └── PluginWarning                                a third-party strategy failed to load
@@ -26,6 +28,8 @@ __all__ = [
     "HivememWarning",
     "InvalidArgument",
     "InvalidSize",
+    "LeakDetected",
+    "MemoryCeilingExceeded",
     "MemoryLimitExceeded",
     "PluginWarning",
     "ReentrantOptimize",
@@ -95,6 +99,28 @@ class MemoryLimitExceeded(HivememError):
         self.limit = limit
 
 
+class MemoryCeilingExceeded(MemoryLimitExceeded, AssertionError):
+    """A measured peak went over a test's ceiling (``hivemem.testing``, the pytest plugin).
+
+    ``usage`` is the peak in bytes above the start, ``limit`` the ceiling in
+    bytes, ``measurement`` the full ``hivemem.testing.PeakMeasurement``.
+    """
+
+    def __init__(
+        self, message: str, *, usage: int | None = None, limit: int | None = None, measurement: object = None
+    ) -> None:
+        super().__init__(message, usage=usage, limit=limit)
+        self.measurement = measurement
+
+
+class LeakDetected(HivememError, AssertionError):
+    """Memory grew on every measured repetition; ``report`` is the :class:`hivemem.LeakReport`."""
+
+    def __init__(self, message: str, *, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class HivememWarning(UserWarning):
     """Root of hivemem's warnings."""
 
@@ -116,6 +142,8 @@ for _cls in (
     ReentrantOptimize,
     Unavailable,
     MemoryLimitExceeded,
+    MemoryCeilingExceeded,
+    LeakDetected,
     HivememWarning,
     PluginWarning,
 ):
