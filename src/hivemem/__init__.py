@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "InvalidArgument": "hivemem._errors",
     "InvalidSize": "hivemem._errors",
     "LeakDetected": "hivemem._errors",
+    "LeakReport": "hivemem._leaks",
     "MODERATE": "hivemem._levels",
     "MemoryCeilingExceeded": "hivemem._errors",
     "MemoryGovernor": "hivemem._governor",
@@ -35,6 +36,8 @@ _LAZY: dict[str, str] = {
     "PluginWarning": "hivemem._errors",
     "Pressure": "hivemem._levels",
     "ProcReader": "hivemem._measure",
+    "ProcessMemory": "hivemem._proctree",
+    "ProcessTree": "hivemem._proctree",
     "ReentrantOptimize": "hivemem._errors",
     "Registry": "hivemem._registry",
     "StepResult": "hivemem._report",
@@ -45,17 +48,23 @@ _LAZY: dict[str, str] = {
     "Unavailable": "hivemem._errors",
     "UnknownStrategy": "hivemem._errors",
     "add_listener": "hivemem._engine:subscribe",
+    "after_fork_child": "hivemem._fork",
     "disable_strategy": "hivemem._api",
     "enable_strategy": "hivemem._api",
+    "find_leaks": "hivemem._leaks",
     "format_size": "hivemem._sizes",
+    "install_signal_handler": "hivemem._signals",
     "list_strategies": "hivemem._api",
     "memory_limit": "hivemem._limits",
     "optimize": "hivemem._governor",
     "parse_size": "hivemem._sizes",
+    "prepare_fork": "hivemem._fork",
+    "process_tree": "hivemem._proctree",
     "register_strategy": "hivemem._api",
     "remove_listener": "hivemem._engine:unsubscribe",
     "reset_peak": "hivemem._measure",
     "rss": "hivemem._measure",
+    "uninstall_signal_handler": "hivemem._signals",
     "unregister_strategy": "hivemem._api",
     "usage": "hivemem._measure",
 }
@@ -69,6 +78,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidSize",
     "LeakDetected",
+    "LeakReport",
     "MODERATE",
     "MemoryCeilingExceeded",
     "MemoryGovernor",
@@ -79,6 +89,8 @@ __all__ = [
     "PluginWarning",
     "Pressure",
     "ProcReader",
+    "ProcessMemory",
+    "ProcessTree",
     "ReentrantOptimize",
     "Registry",
     "StepResult",
@@ -89,17 +101,23 @@ __all__ = [
     "Unavailable",
     "UnknownStrategy",
     "add_listener",
+    "after_fork_child",
     "disable_strategy",
     "enable_strategy",
+    "find_leaks",
     "format_size",
+    "install_signal_handler",
     "list_strategies",
     "memory_limit",
     "optimize",
     "parse_size",
+    "prepare_fork",
+    "process_tree",
     "register_strategy",
     "remove_listener",
     "reset_peak",
     "rss",
+    "uninstall_signal_handler",
     "unregister_strategy",
     "usage",
 ]
@@ -159,8 +177,12 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._errors import (
         UnknownStrategy as UnknownStrategy,
     )
+    from hivemem._fork import after_fork_child as after_fork_child
+    from hivemem._fork import prepare_fork as prepare_fork
     from hivemem._governor import MemoryGovernor as MemoryGovernor
     from hivemem._governor import optimize as optimize
+    from hivemem._leaks import LeakReport as LeakReport
+    from hivemem._leaks import find_leaks as find_leaks
     from hivemem._levels import (
         AGGRESSIVE as AGGRESSIVE,
     )
@@ -193,10 +215,15 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._measure import (
         usage as usage,
     )
+    from hivemem._proctree import ProcessMemory as ProcessMemory
+    from hivemem._proctree import ProcessTree as ProcessTree
+    from hivemem._proctree import process_tree as process_tree
     from hivemem._protocol import Strategy as Strategy
     from hivemem._registry import Registry as Registry
     from hivemem._report import OptimizationReport as OptimizationReport
     from hivemem._report import StepResult as StepResult
+    from hivemem._signals import install_signal_handler as install_signal_handler
+    from hivemem._signals import uninstall_signal_handler as uninstall_signal_handler
     from hivemem._sizes import format_size as format_size
     from hivemem._sizes import parse_size as parse_size
     from hivemem._strategy import StrategyContext as StrategyContext
