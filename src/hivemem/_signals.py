@@ -202,6 +202,8 @@ def _signame(num: int) -> str:
 def _on_report(report: OptimizationReport) -> None:
     """Engine listener: keep every pass's report as this process's status file."""
     trigger = "signal" if _thread.get_ident() == _state.worker_ident else "optimize"
+    if trigger == "signal":
+        _state.passes += 1  # counted here so the file written for this pass includes it
     try:
         directory = _private_dir()
         _write_json(directory, os.getpid(), _payload(report, trigger))
@@ -360,8 +362,6 @@ def _worker(rfd: int) -> None:
             report = None
         if report is None:
             _state.coalesced += 1  # another pass was running: it answers this signal
-        else:
-            _state.passes += 1
         # Signals that arrived during the pass start nothing: the pass just run answers them.
         late = _drain(rfd)
         _state.coalesced += late
