@@ -1,0 +1,326 @@
+"""The ``hivemem`` command line: commands, exit codes, one-line errors, reports, the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hivemem
+from hivemem._cli import EXIT_CODES, main
+from hivemem.testing import FakeReader
+
+from .conftest import SRC, linux_only, run_python
+
+
+def hivemem_cli(*args: str, cwd: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m hivemem ARGS`` in a fresh interpreter."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "hivemem", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def test_help_lists_every_command_and_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help names the five commands and documents every exit code."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "run", "status", "bench", "report"):
+        assert f"    {command}" in out
+    for code in EXIT_CODES:
+        assert f"  {code} " in out
+
+
+def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bare ``hivemem`` prints the help and exits with the usage status."""
+    assert main([]) == 2
+    assert "usage: hivemem" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["demo", "--size", "5xB"], "invalid size '5xB'"),
+        (["demo", "--target=-3MB"], "invalid size '-3MB'"),
+        (["demo", "--size", "100"], "too small"),
+        (["run", "no/such/script.py"], "no such script: 'no/such/script.py'"),
+        (["run"], "give a script to run"),
+        (["run", "--target", "lots", "x.py"], "invalid size 'lots'"),
+        (["report", "missing.json"], "no such file: 'missing.json'"),
+        (["status", "999999999"], "no process with pid 999999999"),
+        (["status", "notapid"], "invalid int value"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(args: list[str], needle: str, tmp_path: Path) -> None:
+    """Bad input gives exactly one line on stderr, exit status 2 and never a traceback."""
+    proc = hivemem_cli(*args, cwd=str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_version_flag() -> None:
+    """``python -m hivemem --version`` prints the package version."""
+    proc = hivemem_cli("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"hivemem {hivemem.__version__}"
+
+
+def test_cli_import_is_light() -> None:
+    """Importing the CLI loads argparse and hivemem's __init__/_cli only; commands import on use."""
+    out = run_python(
+        """
+        import sys
+        before = set(sys.modules)
+        import hivemem._cli
+        print(sorted(m for m in set(sys.modules) - before if m.startswith("hivemem")))
+        """
+    )
+    assert out.strip() == "['hivemem', 'hivemem._cli']"
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _script(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "script.py"
+    path.write_text(body)
+    return str(path)
+
+
+def test_run_executes_script_as_main_with_args_and_writes_json(tmp_path: Path) -> None:
+    """The script runs as __main__ with its own argv, its exit status passes through, the JSON is written."""
+    script = _script(
+        tmp_path,
+        "import sys\nassert __name__ == '__main__'\nprint('args', sys.argv[1:])\n"
+        "data = bytearray(30 * 2**20)\nsys.exit(int(sys.argv[2]))\n",
+    )
+    out = tmp_path / "r.json"
+    proc = hivemem_cli("run", "--report", str(out), script, "--flag", "7")
+    assert proc.returncode == 7, proc.stderr
+    assert "args ['--flag', '7']" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["kind"] == "hivemem-run"
+    assert report["exit_status"] == 7
+    assert report["argv"] == ["--flag", "7"]
+    # the exact peak (VmHWM reset at start) saw the 30 MiB bytearray; tolerance: interpreter noise
+    assert report["peak"] >= report["start"]["rss"] + 29 * 2**20
+
+
+def test_run_script_exception_exits_1_with_the_scripts_traceback(tmp_path: Path) -> None:
+    """A script that raises prints its own traceback (as python would) and the run exits 1."""
+    script = _script(tmp_path, "raise RuntimeError('boom')\n")
+    proc = hivemem_cli("run", script)
+    assert proc.returncode == 1
+    assert "RuntimeError: boom" in proc.stderr
+    assert "the script raised RuntimeError: boom" in proc.stderr
+
+
+def test_run_with_target_records_a_final_optimize_and_html(tmp_path: Path) -> None:
+    """--target alone runs one measured optimize() at exit; an .html report is a page with its table."""
+    script = _script(tmp_path, "x = [bytes(2000) for _ in range(1000)]\n")
+    out = tmp_path / "r.html"
+    proc = hivemem_cli("run", "--target", "1GB", "--report", str(out), script)
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    assert page.startswith("<!doctype html>")
+    assert "target 1.0 GiB: reached" in page
+
+
+def test_run_module_mode(tmp_path: Path) -> None:
+    """``hivemem run -m module`` runs a module as __main__, like ``python -m``."""
+    (tmp_path / "mymod.py").write_text("print('module ran', __name__)\n")
+    env_cwd = str(tmp_path)
+    proc = hivemem_cli("run", "-m", "mymod", cwd=env_cwd)
+    assert proc.returncode == 0, proc.stderr
+    assert "module ran __main__" in proc.stdout
+
+
+def test_run_report_needs_json_or_html(tmp_path: Path) -> None:
+    """--report with another extension is a usage error, before the script runs."""
+    script = _script(tmp_path, "open('ran', 'w').close()\n")
+    proc = hivemem_cli("run", "--report", str(tmp_path / "r.txt"), script, cwd=str(tmp_path))
+    assert proc.returncode == 2
+    assert "expected a file name ending in .json or .html" in proc.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(("flag", "name"), [("--govern", "govern"), ("--profile", "Profiler")])
+def test_run_govern_and_profile_are_used_or_refused_plainly(flag: str, name: str, tmp_path: Path) -> None:
+    """--govern/--profile use hivemem.govern/Profiler when present; otherwise exit 3 and say why."""
+    script = _script(tmp_path, "x = list(range(1000))\n")
+    out = tmp_path / "r.json"
+    proc = hivemem_cli("run", flag, "--target", "2GB", "--report", str(out), script)
+    if name in hivemem._LAZY:
+        assert proc.returncode == 0, proc.stderr
+        key = "governor" if name == "govern" else "profile"
+        assert key in json.loads(out.read_text())
+    else:
+        assert proc.returncode == 3
+        assert f"needs hivemem.{name}" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- status
+
+
+@linux_only
+def test_status_of_this_process_shows_usage_limit_pressure_and_mappings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``status`` shows usage, the limit with its source, the pressure share and the largest mappings."""
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"process {os.getpid()} ")
+    for needle in ("usage   rss=", "limit   ", "pressure ", "largest mappings", "python  "):
+        assert needle in out
+
+
+@linux_only
+def test_status_json_of_another_process() -> None:
+    """``status PID --json`` reads another process's /proc and reports its RSS."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(40 * 2**20); time.sleep(30)"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        proc = hivemem_cli("status", str(child.pid), "--json", "--top", "3")
+    finally:
+        child.kill()
+        child.wait()
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["pid"] == child.pid
+    assert info["usage"]["rss"] >= 40 * 2**20  # the bytearray is touched: all of it is resident
+    assert len(info["mappings"]) <= 3
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _optimize_json(tmp_path: Path) -> Path:
+    reader = FakeReader(rss="500MB")
+    registry = hivemem.Registry(builtins=False, entry_points=False)
+    report = hivemem.MemoryGovernor(registry=registry, reader=reader).optimize(target="100MB")
+    path = tmp_path / "opt.json"
+    path.write_text(report.to_json())
+    return path
+
+
+def test_report_renders_saved_optimize_report_as_table_and_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``report FILE.json`` prints the headline; ``--html`` writes a page with the same headline."""
+    path = _optimize_json(tmp_path)
+    assert main(["report", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("hivemem optimize: RSS 500.0 MiB -> 500.0 MiB (target 100.0 MiB: NOT reached)")
+    html = tmp_path / "o.html"
+    assert main(["report", str(path), "--html", str(html)]) == 0
+    assert "target 100.0 MiB: NOT reached" in html.read_text()
+
+
+@pytest.mark.parametrize("content", ["not json", '{"some": "thing"}', "[1, 2]"])
+def test_report_rejects_what_is_not_a_report(content: str, tmp_path: Path) -> None:
+    """Files that are not hivemem reports give a one-line error and exit 2."""
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    proc = hivemem_cli("report", str(path))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_report_renders_benchmark_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A benchmark results file renders one row per scenario and baseline, with reclaim and answers."""
+    data = {
+        "kind": "hivemem-bench",
+        "machine": {"date": "2024-01-01", "python": "3.11.7", "platform": "Linux"},
+        "scenarios": [
+            {
+                "scenario": "demo",
+                "floor": 50 * 2**20,
+                "baselines": {
+                    "optimize": {
+                        "before": 150 * 2**20,
+                        "after": 60 * 2**20,
+                        "reclaim": 0.9,
+                        "seconds": 0.5,
+                        "checksum_ok": True,
+                    }
+                },
+            }
+        ],
+    }
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(data))
+    assert main(["report", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "demo      optimize  150.0 MiB  60.0 MiB  50.0 MiB     0.90" in out
+    assert out.rstrip().endswith("ok")
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def test_bench_outside_a_checkout_says_where_it_lives(tmp_path: Path) -> None:
+    """``hivemem bench`` run from an installed copy with no benchmarks/ gives one clear line."""
+    from hivemem import _cli
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        try:
+            path = _cli._find_benchmarks()
+        except _cli.CliError as exc:
+            assert "source checkout" in str(exc)
+        else:  # running from the source tree: found next to the package
+            assert os.path.isfile(os.path.join(path, "harness.py"))
+    finally:
+        os.chdir(here)
+
+
+# --------------------------------------------------------------------------- the demo app
+
+
+def test_demo_app_answers_survive_cache_clearing_and_rebuilding() -> None:
+    """The app's answers depend on its data, not on identities or cache contents; floor answers match."""
+    import pickle
+
+    from hivemem._demo import answers, build_app, build_floor
+
+    app = build_app(4 * 2**20)
+    expected = answers(app)
+    assert answers(build_floor(4 * 2**20)) == expected
+    app.cache.clear()
+    app.page.cache_clear()  # type: ignore[attr-defined]
+    for container in (app.events, app.rows, app.buffers):
+        container[:] = pickle.loads(pickle.dumps(container))  # type: ignore[index]
+    assert answers(app) == expected
+    assert len(app.events) == app.n_events // 50 + (app.n_events % 50 > 0)
+
+
+def test_demo_small_runs_end_to_end() -> None:
+    """``demo --small`` builds, optimizes, verifies the checksum, says whether the target was reached."""
+    proc = hivemem_cli("demo", "--small", timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "results checksum identical" in out
+    assert ("REACHED" in out) != ("NOT reached:" in out)
+    assert "running hivemem.optimize(target_mb=" in out
+    assert "demo finished in" in out
