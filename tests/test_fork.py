@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
-from .conftest import linux_only, run_python
+from .conftest import SRC, linux_only, run_python
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
 
@@ -123,3 +124,100 @@ def test_children_keep_pages_shared() -> None:
     plain = json.loads(run_python(code.format(prepare=False)))
     frozen = json.loads(run_python(code.format(prepare=True)))
     assert frozen < plain * 0.5, (plain, frozen)
+
+
+GUNICORN_APP = """
+import gc, json, os
+DATA = [{"k": i, "v": [i]} for i in range(100_000)]  # the preloaded, shared structure
+
+def app(environ, start_response):
+    body = json.dumps({"pid": os.getpid(), "gc": gc.isenabled(), "frozen": gc.get_freeze_count()})
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body.encode()]
+"""
+
+GUNICORN_CONF = """
+import hivemem
+from hivemem.integrations.gunicorn import child_exit, post_fork, post_worker_init, pre_fork
+
+hivemem.prepare_fork()  # early: the master stops collecting before the app is preloaded
+preload_app = True
+workers = 2
+bind = "unix:{sock}"
+"""
+
+
+def _get_over_unix_socket(path: str) -> dict[str, object]:
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(path)
+
+    conn = Conn("localhost")
+    try:
+        conn.request("GET", "/")
+        return json.loads(conn.getresponse().read())  # type: ignore[no-any-return]
+    finally:
+        conn.close()
+
+
+@linux_only
+def test_gunicorn_hooks_for_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a real gunicorn (unix socket, 2 workers) the hooks freeze the preloaded app and USR2 works.
+
+    Each worker answers with GC on and the parent's 100k objects frozen; a
+    SIGUSR2 to one worker leaves that worker's report in the runtime directory;
+    process_tree(master) lists the master and both workers.
+    """
+    pytest.importorskip("gunicorn")
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import hivemem
+    from hivemem._signals import read_status
+
+    sock = tmp_path / "g.sock"
+    (tmp_path / "app.py").write_text(GUNICORN_APP)
+    (tmp_path / "gunicorn.conf.py").write_text(GUNICORN_CONF.format(sock=sock))
+    run_dir = tmp_path / "run"
+    monkeypatch.setenv("HIVEMEM_RUNTIME_DIR", str(run_dir))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, str(tmp_path)]))
+    master = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(tmp_path / "gunicorn.conf.py"), "app:app"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        answers: dict[int, dict[str, object]] = {}
+        deadline = time.monotonic() + 60
+        while len(answers) < 2 and time.monotonic() < deadline:
+            try:
+                answer = _get_over_unix_socket(str(sock))
+                answers[answer["pid"]] = answer  # type: ignore[index]
+            except OSError:
+                time.sleep(0.1)
+        assert answers  # the kernel picks which worker accepts; one or both answered
+        for answer in answers.values():
+            assert answer["gc"] is True
+            assert answer["frozen"] > 100_000  # type: ignore[operator]
+        workers = [p.pid for p in hivemem.process_tree(master.pid).children]
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGUSR2)
+        deadline = time.monotonic() + 30
+        while read_status(workers[0]) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = read_status(workers[0])
+        assert status is not None and status["trigger"] == "signal", status
+        assert read_status(master.pid) is None
+    finally:
+        master.terminate()
+        out, _ = master.communicate(timeout=30)
+    assert b"hivemem" not in out.lower() or b"failed" not in out.lower(), out.decode()
