@@ -1,0 +1,458 @@
+"""Peak meters for the pytest plugin and ``hivemem.testing``: exact, cheap, nestable.
+
+Two clocks, one per ``kind``:
+
+``rss``
+    The whole process's resident set size. On Linux the peak is the kernel's
+    high-water mark: writing ``5`` to ``/proc/self/clear_refs`` resets
+    ``VmHWM`` to the current RSS and ``/proc/self/status`` reports the peak
+    since then, so a measurement costs three small ``/proc`` operations
+    (about 25 µs) and no sampling thread or allocation hook. Before the
+    baseline is read, glibc's ``malloc_trim(0)`` (2-9 µs) returns the free
+    heap pages left over by earlier code, so memory an earlier test freed but
+    glibc kept is faulted in again, and counted, when this test reuses it.
+    **Fallback** where ``clear_refs`` cannot be written (other systems, old
+    kernels, sandboxes): a daemon thread samples :func:`hivemem.rss` every
+    millisecond while a measurement is open; ``method`` says so, and a spike
+    shorter than the interval can be missed.
+``python``
+    tracemalloc's traced memory (Python's allocators and extensions that
+    report to tracemalloc; not other C allocations). tracemalloc is started
+    for the measurement if it is not tracing, and stopped afterwards.
+
+Both hardware marks are process-wide and can only be reset, so nested or
+overlapping measurements (a ``memory_ceiling`` block inside a test with a
+``memory_limit`` marker, ``memory.reset()`` in the body) share one clock:
+before any reset the clock folds the mark into every open span, so each span
+still sees the true maximum since it began. Calling ``hivemem.reset_peak()``
+or ``tracemalloc.reset_peak()`` yourself inside a measured block bypasses
+this and can hide a peak.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import weakref
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+__all__ = ["KINDS", "Span", "clock_for", "python_clock", "rss_clock"]
+
+KINDS = ("rss", "python")
+
+
+class Span:
+    """One open measurement on a clock: its baseline and the highest mark folded into it."""
+
+    __slots__ = ("baseline", "clock", "folded", "open")
+
+    def __init__(self, clock: _Clock, baseline: int) -> None:
+        self.clock = clock
+        self.baseline = baseline
+        self.folded = baseline
+        self.open = True
+
+    def peak(self) -> int:
+        """Highest absolute figure since the span began (bytes)."""
+        return self.clock.peak_of(self)
+
+    def rise(self) -> int:
+        """Peak above the baseline, never negative (bytes)."""
+        return max(self.peak() - self.baseline, 0)
+
+    def current(self) -> int:
+        """The figure now, minus the baseline (may be negative)."""
+        return self.clock.current() - self.baseline
+
+    def close(self) -> int:
+        """End the span; returns its rise. Idempotent."""
+        return self.clock.end(self)
+
+
+class _Clock:
+    kind = ""
+    method = ""
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._spans: list[Span] = []
+
+    # --- what a concrete clock provides
+    def current(self) -> int:
+        raise NotImplementedError
+
+    def _mark(self) -> int:
+        raise NotImplementedError
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    def _settle(self) -> None:
+        """Called before a baseline is read (rss: hand free heap pages back)."""
+
+    def _opened(self) -> None:
+        """Called under the lock when the first span opens."""
+
+    def _closed(self) -> None:
+        """Called under the lock when the last span closes."""
+
+    # --- shared machinery
+    def _fold(self) -> None:
+        if self._spans:
+            mark = self._mark()
+            for span in self._spans:
+                if mark > span.folded:
+                    span.folded = mark
+
+    def begin(self) -> Span:
+        """Open a span: reset the mark (folding it into open spans first) and read the baseline."""
+        with self._lock:
+            if not self._spans:
+                self._opened()
+            self._settle()
+            self._fold()
+            self._reset()
+            span = Span(self, self.current())
+            self._spans.append(span)
+            return span
+
+    def reset(self, span: Span) -> None:
+        """Start *span* again from now, without losing the peaks other open spans saw."""
+        with self._lock:
+            self._settle()
+            self._fold()
+            self._reset()
+            span.baseline = span.folded = self.current()
+
+    def peak_of(self, span: Span) -> int:
+        if not span.open:
+            return span.folded
+        with self._lock:
+            mark = self._mark()
+        return max(span.folded, mark)
+
+    def end(self, span: Span) -> int:
+        with self._lock:
+            if span.open:
+                span.folded = max(span.folded, self._mark())
+                span.open = False
+                self._spans.remove(span)
+                if not self._spans:
+                    self._closed()
+        return max(span.folded - span.baseline, 0)
+
+
+# --------------------------------------------------------------------------- rss
+
+
+def _status_peak_reader() -> Callable[[], int | None]:
+    """A fast reader of ``VmHWM`` (bytes): one ``pread`` of ``/proc/self/status`` on a kept descriptor."""
+    state = {"fd": -1, "pid": -1}
+
+    def read() -> int | None:
+        pid = os.getpid()
+        fd = state["fd"]
+        if fd < 0 or state["pid"] != pid:  # a forked child must open its own /proc/self
+            try:
+                fd = os.open("/proc/self/status", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                return None
+            state["fd"], state["pid"] = fd, pid
+        try:
+            data = os.pread(fd, 8192, 0)
+        except OSError:
+            state["fd"] = -1
+            return None
+        i = data.find(b"VmHWM:")
+        if i < 0:
+            return None
+        return int(data[i + 6 : data.index(b"kB", i)]) * 1024
+
+    return read
+
+
+class _RssClock(_Clock):
+    """RSS of the whole process: every thread's memory counts."""
+
+    kind = "rss"
+
+    def __init__(self, reader: Any = None) -> None:
+        super().__init__()
+        from hivemem import _measure
+
+        self._reader = reader
+        if reader is not None:
+            self._rss: Callable[[], int] = reader.rss
+            self.method = f"peak reported by {reader!r}"
+            self._hwm: Callable[[], int | None] = lambda: reader.usage().peak
+            self._hw_reset: Callable[[], bool] = lambda: bool(reader.reset_peak() is not False)
+        else:
+            self._rss = _measure.rss
+            self._hwm = _status_peak_reader()
+            self._hw_reset = _measure.reset_peak
+        self._trim: Callable[[], object] | None = None
+        self._sampled = False
+        self._sample_max = 0
+        self._sampler_running = False
+        self._probe()
+
+    def _probe(self) -> None:
+        if self._reader is not None:
+            return
+        from hivemem import _measure
+
+        if self._hw_reset() and self._hwm() is not None:
+            self.method = "kernel high-water mark (VmHWM reset through /proc/self/clear_refs)"
+        else:
+            self._use_sampling(_measure._peak_state.reset_failed or "VmHWM not readable")
+        self._trim = _trimmer()
+
+    def current(self) -> int:
+        return self._rss()
+
+    def _use_sampling(self, why: str) -> None:
+        self._sampled = True
+        self.method = f"rss sampled every 1 ms by a thread ({why}); spikes shorter than that can be missed"
+
+    def _settle(self) -> None:
+        if self._trim is not None:
+            self._trim()
+
+    def _reset(self) -> None:
+        if self._sampled:
+            self._sample_max = self.current()
+        elif not self._hw_reset():
+            from hivemem import _measure
+
+            self._use_sampling(_measure._peak_state.reset_failed or "reset failed")
+            self._sample_max = self.current()
+            self._opened()
+
+    def _mark(self) -> int:
+        cur = self.current()
+        if self._sampled:
+            if cur > self._sample_max:
+                self._sample_max = cur
+            return self._sample_max
+        mark = self._hwm()
+        return cur if mark is None else max(mark, cur)
+
+    def _opened(self) -> None:
+        if self._sampled and not self._sampler_running:
+            self._sampler_running = True
+            _thread.start_new_thread(self._sample_loop, ())
+
+    def _closed(self) -> None:
+        self._sampler_running = False
+
+    def _sample_loop(self) -> None:
+        import time
+
+        rss = self._rss
+        while self._sampler_running:
+            value = rss()
+            if value > self._sample_max:
+                self._sample_max = value
+            time.sleep(0.001)
+
+
+def _trimmer() -> Callable[[], object] | None:
+    """``malloc_trim(0)`` as a direct ctypes call, or ``None`` where glibc's trim is unavailable."""
+    from hivemem import _native
+
+    try:
+        if _native.trim_unavailable_reason() is not None:
+            return None
+        import ctypes
+
+        fn = _native._load_libc().malloc_trim
+        fn.argtypes = [ctypes.c_size_t]
+        fn.restype = ctypes.c_int
+    except Exception:  # an unusual libc: measure without trimming
+        return None
+    return lambda: fn(0)
+
+
+# --------------------------------------------------------------------------- python
+
+
+class _PythonClock(_Clock):
+    """tracemalloc's traced memory; tracemalloc runs only while a span is open (unless it already ran)."""
+
+    kind = "python"
+    method = "tracemalloc peak (Python allocators only)"
+
+    def __init__(self, frames: int = 1) -> None:
+        super().__init__()
+        self.frames = frames
+        self._started = False
+
+    def _opened(self) -> None:
+        import tracemalloc
+
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(self.frames)
+            self._started = True
+
+    def _closed(self) -> None:
+        if self._started:
+            import tracemalloc
+
+            tracemalloc.stop()
+            self._started = False
+
+    @property
+    def owns_tracing(self) -> bool:
+        return self._started
+
+    def current(self) -> int:
+        import _tracemalloc
+
+        return int(_tracemalloc.get_traced_memory()[0])
+
+    def _mark(self) -> int:
+        import _tracemalloc
+
+        return int(_tracemalloc.get_traced_memory()[1])
+
+    def _reset(self) -> None:
+        import _tracemalloc
+
+        _tracemalloc.reset_peak()
+
+    def snapshot_sites(self, limit: int = 8) -> tuple[tuple[str, int, int], ...]:
+        """Top allocation sites alive now, as ``(file:line, bytes, blocks)``; resets the peak it inflates.
+
+        Sites smaller than 1% of the largest are left out (pytest's and
+        pluggy's own bookkeeping), and so is hivemem's measuring code.
+        Taking a snapshot allocates (and traces) a list of every trace, so
+        the mark is folded into open spans first and reset afterwards.
+        """
+        import tracemalloc
+
+        here = os.path.dirname(__file__)
+        with self._lock:
+            self._fold()
+            snap = tracemalloc.take_snapshot().filter_traces(
+                (
+                    tracemalloc.Filter(False, tracemalloc.__file__),
+                    tracemalloc.Filter(False, os.path.join(here, "_pytest_*.py")),
+                    tracemalloc.Filter(False, os.path.join(here, "testing.py")),
+                    tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+                )
+            )
+            stats = snap.statistics("lineno")[:limit]
+            floor = stats[0].size // 100 if stats else 0
+            sites = tuple(
+                (_short(s.traceback[0].filename, s.traceback[0].lineno), s.size, s.count)
+                for s in stats
+                if s.size >= floor
+            )
+            del snap, stats
+            self._reset()
+        return sites
+
+
+def _short(filename: str, lineno: int) -> str:
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:  # another drive on Windows
+        rel = filename
+    if rel.startswith(".." + os.sep + ".."):
+        rel = filename
+    return f"{rel}:{lineno}"
+
+
+class SiteCatcher:
+    """Sample the top allocation sites while traced memory is above a limit (python kind).
+
+    tracemalloc cannot give a snapshot *at* the peak, and a test's locals are
+    gone once it returns, so a daemon thread polls the traced memory every
+    2 ms and takes a snapshot each time it rises 10% above the previous
+    snapshot while over ``baseline + limit``. Nothing is snapshotted while the
+    block stays under its limit: a passing test pays for the poll only.
+    """
+
+    def __init__(self, clock: _PythonClock, span: Span, limit: int) -> None:
+        self.clock = clock
+        self.span = span
+        self.threshold = span.baseline + limit
+        self.sites: tuple[tuple[str, int, int], ...] = ()
+        self.level = 0
+        self._running = True
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        _thread.start_new_thread(self._loop, ())
+
+    def _loop(self) -> None:
+        import time
+
+        try:
+            while self._running:
+                cur = self.clock.current()
+                if cur > self.threshold and cur > self.level * 1.1:
+                    self.sites = self.clock.snapshot_sites()
+                    self.level = cur
+                time.sleep(0.002)
+        finally:
+            self._done.release()
+
+    def stop(self) -> None:
+        self._running = False
+        with self._done:
+            pass
+
+
+# --------------------------------------------------------------------------- clocks
+
+_clocks: dict[str, _Clock] = {}
+_reader_clocks: weakref.WeakKeyDictionary[Any, _Clock] = weakref.WeakKeyDictionary()
+_clocks_lock = _thread.allocate_lock()
+
+
+def rss_clock() -> _RssClock:
+    """The process-wide RSS clock (created on first use)."""
+    return clock_for("rss")  # type: ignore[return-value]
+
+
+def python_clock() -> _PythonClock:
+    """The process-wide tracemalloc clock (created on first use)."""
+    return clock_for("python")  # type: ignore[return-value]
+
+
+def clock_for(kind: str, reader: Any = None) -> _Clock:
+    """The process-wide clock for *kind*; each *reader* (a ``FakeReader``) gets a clock of its own."""
+    if kind not in KINDS:
+        from hivemem._errors import InvalidArgument
+
+        raise InvalidArgument(f"invalid kind {kind!r}: expected 'rss' or 'python'")
+    if reader is not None:
+        if kind != "rss":
+            from hivemem._errors import InvalidArgument
+
+            raise InvalidArgument("reader= only applies to kind='rss'")
+        with _clocks_lock:
+            clock = _reader_clocks.get(reader)
+            if clock is None:
+                clock = _reader_clocks[reader] = _RssClock(reader)
+            return clock
+    with _clocks_lock:
+        clock = _clocks.get(kind)
+        if clock is None:
+            clock = _clocks[kind] = _RssClock() if kind == "rss" else _PythonClock()
+        return clock
+
+
+def _after_fork() -> None:
+    # The child has no sampler thread and no open spans of its own.
+    global _clocks_lock
+    _clocks_lock = _thread.allocate_lock()
+    _clocks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

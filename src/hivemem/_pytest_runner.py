@@ -1,0 +1,472 @@
+"""The active half of hivemem's pytest plugin: measures tests, judges them, reports.
+
+Registered by ``hivemem.pytest_plugin`` only when a marker, fixture or option
+asks for it. Per measured test it opens a span on the shared clock of its
+kind (``hivemem._pytest_meter``) around the test body (or around setup and
+the body with ``include_fixtures=True``), closes it after the body, and turns
+a peak over the limit into a failed call report from a
+``pytest_runtest_makereport`` hookwrapper.
+
+Under pytest-xdist each worker measures its own process; the figures travel
+to the controller on the test report (``report.hivemem``, a JSON-safe dict),
+where the report file and the terminal summary are written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from hivemem.pytest_plugin import BLOCKS, METER
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator
+    from typing import Any
+
+    from pluggy import Result
+
+    from hivemem._pytest_meter import SiteCatcher, Span
+    from hivemem.testing import PeakMeasurement, _Ceiling
+
+__all__ = ["Plan", "Runner", "ceiling_factory"]
+
+_PLAN: pytest.StashKey[Plan] = pytest.StashKey()
+_SPAN: pytest.StashKey[tuple[Span, float, SiteCatcher | None]] = pytest.StashKey()
+_RESULT: pytest.StashKey[PeakMeasurement] = pytest.StashKey()
+_LEAK: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
+_LEAK_FAIL: pytest.StashKey[str] = pytest.StashKey()
+
+
+class Plan:
+    """What to do with one test: measure (kind, limit, include_fixtures) and/or a leak check."""
+
+    __slots__ = ("include_fixtures", "kind", "leak", "limit", "measure", "source")
+
+    def __init__(
+        self,
+        *,
+        measure: bool = False,
+        kind: str = "rss",
+        limit: int | None = None,
+        include_fixtures: bool = False,
+        leak: dict[str, Any] | None = None,
+        source: str = "",
+    ) -> None:
+        self.measure = measure
+        self.kind = kind
+        self.limit = limit
+        self.include_fixtures = include_fixtures
+        self.leak = leak
+        self.source = source
+
+
+def _marker_args(func: Callable[..., dict[str, Any]], marker: pytest.Mark) -> dict[str, Any]:
+    try:
+        return func(*marker.args, **marker.kwargs)
+    except TypeError as exc:
+        from hivemem._errors import InvalidArgument
+
+        raise InvalidArgument(f"@pytest.mark.{marker.name}{_call_text(marker)}: {exc}") from None
+
+
+def _call_text(marker: pytest.Mark) -> str:
+    parts = [repr(a) for a in marker.args] + [f"{k}={v!r}" for k, v in marker.kwargs.items()]
+    return f"({', '.join(parts)})"
+
+
+def _memory_limit(limit: object, *, kind: str = "rss", include_fixtures: bool = False) -> dict[str, Any]:
+    from hivemem._errors import InvalidArgument
+    from hivemem._sizes import parse_size
+
+    if kind not in ("rss", "python"):
+        raise InvalidArgument(f"@pytest.mark.memory_limit: invalid kind {kind!r}: expected 'rss' or 'python'")
+    if not isinstance(include_fixtures, bool):
+        raise InvalidArgument(
+            f"@pytest.mark.memory_limit: include_fixtures must be True or False, got {include_fixtures!r}"
+        )
+    return {"limit": parse_size(limit), "kind": kind, "include_fixtures": include_fixtures}
+
+
+def _no_leaks(*, warmup: int = 2, repeat: int = 5, tolerance: int | str | None = None) -> dict[str, Any]:
+    from hivemem._errors import InvalidArgument
+    from hivemem._sizes import parse_size
+
+    for name, value, low in (("warmup", warmup, 0), ("repeat", repeat, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidArgument(f"@pytest.mark.no_leaks: {name} must be an integer >= {low}, got {value!r}")
+    return {
+        "warmup": warmup,
+        "repeat": repeat,
+        "tolerance": None if tolerance is None else parse_size(tolerance),
+    }
+
+
+class Runner:
+    """Per-session state of the active plugin (one per ``pytest.Config``)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        from hivemem._sizes import parse_size
+
+        self.config = config
+        raw = config.getoption("memory_limit") or config.getini("memory_limit") or ""
+        raw = str(raw).strip()
+        try:
+            self.default_limit = None if raw.lower() in ("", "none", "0") else parse_size(raw)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--memory-limit / memory_limit: {exc}") from None
+        top = config.getoption("hivemem_top")
+        if top is None:
+            try:
+                top = int(str(config.getini("hivemem_top")).strip() or 0)
+            except ValueError:
+                raise pytest.UsageError(
+                    f"hivemem_top must be a whole number, got {config.getini('hivemem_top')!r}"
+                ) from None
+        if top < 0:
+            raise pytest.UsageError(f"--hivemem-top must be >= 0, got {top}")
+        self.top = top
+        self.report_path = config.getoption("hivemem_report")
+        self.every_test = bool(self.default_limit is not None or self.report_path or self.top)
+        self.records: dict[str, dict[str, Any]] = {}
+        self.is_worker = hasattr(config, "workerinput")
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, item: pytest.Item) -> Plan:
+        plan = item.stash.get(_PLAN, None)
+        if plan is not None:
+            return plan
+        plan = Plan()
+        marker = item.get_closest_marker("memory_limit")
+        if marker is not None:
+            args = _marker_args(_memory_limit, marker)
+            plan = Plan(measure=True, source="marker", **args)
+        elif self.default_limit is not None:
+            plan = Plan(measure=True, limit=self.default_limit, source="--memory-limit")
+        elif self.every_test:
+            plan = Plan(measure=True)
+        leak = item.get_closest_marker("no_leaks")
+        if leak is not None:
+            plan.leak = _marker_args(_no_leaks, leak)
+            if marker is None:  # a leak check runs the body many times: no default ceiling on top
+                plan.measure = self.every_test
+                plan.limit = None
+        item.stash[_PLAN] = plan
+        return plan
+
+    # ------------------------------------------------------------------ measuring
+    def _begin(self, item: pytest.Item, plan: Plan) -> None:
+        from hivemem._pytest_meter import SiteCatcher, clock_for
+
+        clock = clock_for(plan.kind)
+        span = clock.begin()
+        catcher = None
+        if plan.kind == "python" and plan.limit is not None:
+            catcher = SiteCatcher(clock, span, plan.limit)  # type: ignore[arg-type]
+        item.stash[_SPAN] = (span, time.perf_counter(), catcher)
+
+    def _end(self, item: pytest.Item, plan: Plan) -> None:
+        opened = item.stash.get(_SPAN, None)
+        if opened is None:
+            return
+        del item.stash[_SPAN]
+        span, t0, catcher = opened
+        seconds = time.perf_counter() - t0
+        from hivemem._sizes import format_size
+        from hivemem.testing import PeakMeasurement
+
+        if catcher is not None:
+            catcher.stop()
+        rise = span.rise()
+        sites: tuple[tuple[str, int, int], ...] = ()
+        note = ""
+        if plan.kind == "python" and plan.limit is not None and rise > plan.limit:
+            if catcher is not None and catcher.sites:
+                sites = catcher.sites
+                note = f"sampled at {format_size(catcher.level - span.baseline)} traced"
+            else:
+                sites = span.clock.snapshot_sites()  # type: ignore[attr-defined]
+                note = "no sample caught the peak; allocations still alive at the end of the test"
+        span.close()
+        item.stash[_RESULT] = PeakMeasurement(
+            kind=plan.kind,
+            peak=rise,
+            baseline=span.baseline,
+            limit=plan.limit,
+            method=span.clock.method,
+            seconds=seconds,
+            sites=sites,
+            sites_note=note,
+            label="test body and fixture setup" if plan.include_fixtures else "test body",
+        )
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Result[None], None]:
+        plan = self.plan(item)
+        if plan.measure and plan.include_fixtures:
+            self._begin(item, plan)
+        outcome = yield
+        if outcome.excinfo is not None:
+            self._end(item, plan)
+
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Result[None], None]:
+        plan = self.plan(item)
+        meter = item.stash.get(METER, None)
+        restore = None
+        if plan.leak is not None:
+            restore = self._wrap_for_leaks(item, plan)
+        if plan.measure and _SPAN not in item.stash:
+            self._begin(item, plan)
+        if meter is not None:
+            meter.reset()
+        try:
+            yield
+        finally:
+            self._end(item, plan)
+            if restore is not None:
+                restore()
+
+    def _wrap_for_leaks(self, item: pytest.Item, plan: Plan) -> Callable[[], None] | None:
+        func = getattr(item, "obj", None)
+        if func is None or not isinstance(item, pytest.Function):
+            item.stash[_LEAK_FAIL] = "no_leaks applies to Python test functions only"
+            return None
+        import inspect
+
+        if inspect.iscoroutinefunction(func):
+            item.stash[_LEAK_FAIL] = (
+                "no_leaks cannot repeat an async test body; call assert_no_leaks yourself"
+            )
+            return None
+        leak = dict(plan.leak or {})
+
+        def repeated(*args: object, **kwargs: object) -> None:
+            from hivemem._leaks import DEFAULT_TOLERANCE, find_leaks
+            from hivemem.testing import _leak_verdict, describe_leak
+
+            tolerance = leak["tolerance"]
+            report = find_leaks(
+                func,
+                warmup=leak["warmup"],
+                repeat=leak["repeat"],
+                tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+                args=args,
+                kwargs=kwargs,
+            )
+            summary = {
+                "leaking": _leak_verdict(report),
+                "per_run": list(report.per_run),
+                "warmup_runs": list(report.warmup_runs),
+                "bytes_per_call": report.bytes_per_call,
+                "tolerance": report.tolerance,
+                "growing_types": [t.to_dict() for t in report.growing_types],
+                "growing_sites": [s.to_dict() for s in report.growing_sites],
+            }
+            item.stash[_LEAK] = summary
+            if summary["leaking"]:
+                item.stash[_LEAK_FAIL] = describe_leak(report, what="the test body")
+
+        item.obj = repeated
+
+        def restore() -> None:
+            item.obj = func
+
+        return restore
+
+    # ------------------------------------------------------------------ judging
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Result[pytest.TestReport], None]:
+        outcome = yield
+        if call.when == "teardown":
+            return
+        report = outcome.get_result()
+        result = item.stash.get(_RESULT, None)
+        if call.when == "setup" and (result is None or report.outcome == "passed"):
+            return
+        data: dict[str, Any] = {}
+        if result is not None:
+            del item.stash[_RESULT]
+            data.update(result.to_dict())
+            data["source"] = item.stash[_PLAN].source if _PLAN in item.stash else ""
+        blocks = item.stash.get(BLOCKS, None)
+        if blocks:
+            data["blocks"] = list(blocks)
+        leak = item.stash.get(_LEAK, None)
+        if leak is not None:
+            data["leak"] = leak
+        if data:
+            report.hivemem = data  # type: ignore[attr-defined]
+        failures = []
+        if result is not None and result.exceeded:
+            failures.append(result.explain(hint=_rerun_hint(result)))
+        leak_fail = item.stash.get(_LEAK_FAIL, None)
+        if leak_fail is not None:
+            failures.append(leak_fail)
+        if not failures:
+            return
+        text = "\n\n".join(failures)
+        if report.outcome == "passed" and not hasattr(report, "wasxfail"):
+            report.outcome = "failed"
+            report.longrepr = text
+        else:
+            report.sections.append(("hivemem", text))
+
+    # ------------------------------------------------------------------ collecting and reporting
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker:
+            return
+        rec = self.records.get(report.nodeid)
+        if rec is None:
+            rec = self.records[report.nodeid] = {
+                "nodeid": report.nodeid,
+                "outcome": "passed",
+                "duration": 0.0,
+                "peak": None,
+                "kind": None,
+                "limit": None,
+            }
+        rec["duration"] += report.duration
+        data = getattr(report, "hivemem", None)
+        if data:
+            rec.update({k: v for k, v in data.items() if k not in ("seconds",)})
+            rec["body_seconds"] = data.get("seconds")
+        worker = getattr(report, "node", None)
+        if worker is not None and getattr(worker, "gateway", None) is not None:
+            rec["worker"] = worker.gateway.id
+        if report.when == "call":
+            if report.outcome == "passed" and hasattr(report, "wasxfail"):
+                rec["outcome"] = "xpassed"
+            elif report.outcome == "skipped" and hasattr(report, "wasxfail"):
+                rec["outcome"] = "xfailed"
+            else:
+                rec["outcome"] = report.outcome
+        elif report.outcome == "failed":
+            rec["outcome"] = "error"
+        elif report.outcome == "skipped" and report.when == "setup":
+            rec["outcome"] = "skipped"
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker or not self.report_path:
+            return
+        path = str(self.report_path)
+        doc = self._document()
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        if path.lower().endswith((".html", ".htm")):
+            text = _html(doc)
+        else:
+            import json
+
+            text = json.dumps(doc, indent=2, sort_keys=False)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    def _document(self) -> dict[str, Any]:
+        import platform
+
+        import hivemem
+
+        tests = sorted(self.records.values(), key=lambda r: r["nodeid"])
+        return {
+            "hivemem": hivemem.__version__,
+            "python": platform.python_version(),
+            "platform": sys.platform,
+            "default_limit": self.default_limit,
+            "units": "bytes and seconds; peak is above the start of the measured block",
+            "tests": tests,
+        }
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker or not self.top:
+            return
+        from hivemem._sizes import format_size
+
+        measured = [r for r in self.records.values() if r.get("peak") is not None]
+        measured.sort(key=lambda r: (-r["peak"], r["nodeid"]))
+        tr = terminalreporter
+        tr.write_sep("=", "hivemem")
+        if not measured:
+            tr.write_line("no test was measured")
+            return
+        tr.write_line(
+            f"heaviest {min(self.top, len(measured))} of {len(measured)} measured tests (peak above start):"
+        )
+        for rec in measured[: self.top]:
+            limit = "" if rec.get("limit") is None else f" / limit {format_size(rec['limit'])}"
+            tr.write_line(
+                f"{format_size(rec['peak']):>11}  {rec['kind']:<6} {rec['duration']:7.3f}s  "
+                f"{rec['outcome']:<7} {rec['nodeid']}{limit}"
+            )
+
+
+def _rerun_hint(result: PeakMeasurement) -> str:
+    from hivemem._sizes import format_size
+
+    if result.label.startswith("memory_ceiling"):
+        call = f'memory_ceiling("{format_size(result.limit)}", kind="python")'
+    else:
+        call = f'@pytest.mark.memory_limit("{format_size(result.limit)}", kind="python")'
+    return f"rerun with {call} to see which lines allocate (Python allocations only)"
+
+
+def ceiling_factory(item: pytest.Item) -> Callable[..., _Ceiling]:
+    """The callable the ``memory_ceiling`` fixture returns; records each block on *item*."""
+    from hivemem.testing import _Ceiling
+
+    blocks: list[dict[str, Any]] = item.stash.setdefault(BLOCKS, [])
+
+    def ceiling(limit: int | str, *, kind: str = "rss") -> _Ceiling:
+        label = f"memory_ceiling block {len(blocks) + 1}"
+        hint = ""
+        if kind == "rss":
+            from hivemem._sizes import format_size, parse_size
+
+            hint = (
+                f'rerun with memory_ceiling("{format_size(parse_size(limit))}", kind="python") '
+                "to see which lines allocate (Python allocations only)"
+            )
+        return _Ceiling(limit, kind, None, label, on_result=lambda r: blocks.append(r.to_dict()), hint=hint)
+
+    return ceiling
+
+
+def _html(doc: dict[str, Any]) -> str:
+    from html import escape
+
+    from hivemem._sizes import format_size
+
+    rows = []
+    for rec in sorted(doc["tests"], key=lambda r: (-(r.get("peak") or 0), r["nodeid"])):
+        peak = rec.get("peak")
+        limit = rec.get("limit")
+        over = limit is not None and peak is not None and peak > limit
+        rows.append(
+            "<tr{}><td>{}</td><td>{}</td><td class='n'>{}</td>"
+            "<td class='n'>{}</td><td>{}</td><td class='n'>{:.3f}</td></tr>".format(
+                " class='over'" if over else "",
+                escape(rec["nodeid"]),
+                escape(str(rec.get("outcome"))),
+                escape(format_size(peak)),
+                escape(format_size(limit)),
+                escape(str(rec.get("kind") or "")),
+                rec.get("duration") or 0.0,
+            )
+        )
+    head = (
+        "<tr><th>test</th><th>outcome</th><th>peak</th><th>limit</th><th>kind</th><th>duration (s)</th></tr>"
+    )
+    return (
+        "<!doctype html><meta charset='utf-8'><title>hivemem test memory report</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px}"
+        "td.n{text-align:right}tr.over{background:#fdd}</style>"
+        f"<h1>hivemem test memory report</h1><p>hivemem {escape(str(doc['hivemem']))}, "
+        f"Python {escape(str(doc['python']))} on {escape(str(doc['platform']))}; "
+        f"peak is above the start of the measured block.</p>"
+        f"<table>{head}{''.join(rows)}</table>"
+    )

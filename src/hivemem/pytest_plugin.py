@@ -1,0 +1,155 @@
+"""hivemem's pytest plugin: memory ceilings and leak checks (registered through the ``pytest11`` entry point).
+
+Loading this module costs next to nothing: it registers two markers, three
+options, two ini keys and two fixtures, and imports nothing but pytest. The
+machinery (``hivemem._pytest_runner``) is imported and registered only when
+something asks for it:
+
+* ``--memory-limit``/``memory_limit``, ``--hivemem-report`` or
+  ``--hivemem-top`` is given (then every test is measured), or
+* a collected test carries ``memory_limit`` or ``no_leaks`` or uses the
+  ``memory`` fixture (then only those tests are measured).
+
+Otherwise no test is measured and no per-test hook runs. Markers are read at
+collection time; a marker added while tests run (``request.node.add_marker``)
+is honoured only in sessions where the runner is already active.
+
+See ``docs/pytest.md``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from hivemem.testing import MemoryMeter, _Ceiling
+
+__all__ = ["MARKERS"]
+
+# One table drives marker registration and the `pytest --markers` help.
+MARKERS: dict[str, tuple[str, str]] = {
+    "memory_limit": (
+        "memory_limit(limit, *, kind='rss', include_fixtures=False)",
+        "fail the test when the peak memory of its body rises more than `limit` "
+        "(a size such as '50 MiB') above the start; kind='rss' is the whole process's "
+        "peak RSS (kernel high-water mark), kind='python' the tracemalloc peak with the "
+        "top allocation sites on failure; a test passes when peak <= limit. hivemem",
+    ),
+    "no_leaks": (
+        "no_leaks(*, warmup=2, repeat=5, tolerance=32)",
+        "run the test body warmup+repeat times (function-scoped fixtures are set up "
+        "once) and fail when traced memory grew by more than `tolerance` bytes on every "
+        "measured run (CPython's refleak rule). hivemem",
+    ),
+}
+
+ACTIVE = pytest.StashKey[bool]()
+METER = pytest.StashKey["MemoryMeter"]()
+BLOCKS = pytest.StashKey[list]()  # type: ignore[type-arg]  # PeakMeasurement.to_dict() of ceiling blocks
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hivemem", "hivemem memory ceilings and leak checks")
+    group.addoption(
+        "--memory-limit",
+        metavar="SIZE",
+        default=None,
+        help="default ceiling for every test without a memory_limit marker: peak RSS of the "
+        "test body above its start (e.g. '200 MiB'; ini: memory_limit). Use 'none' to disable.",
+    )
+    group.addoption(
+        "--hivemem-report",
+        metavar="PATH",
+        default=None,
+        help="measure every test and write a report of peak, duration, limit and outcome per "
+        "test: HTML when PATH ends in .html/.htm, JSON otherwise.",
+    )
+    group.addoption(
+        "--hivemem-top",
+        metavar="N",
+        type=int,
+        default=None,
+        help="measure every test and list the N heaviest under a 'hivemem' section of the "
+        "terminal summary (ini: hivemem_top; default 0: no section).",
+    )
+    parser.addini(
+        "memory_limit", "default memory ceiling for tests without a memory_limit marker", default=""
+    )
+    parser.addini("hivemem_top", "list the N heaviest tests in the terminal summary (0: off)", default="0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for signature, help_text in MARKERS.values():
+        config.addinivalue_line("markers", f"{signature}: {help_text}")
+    config.stash[ACTIVE] = False
+    if _wants_every_test(config):
+        _activate(config)
+
+
+def _wants_every_test(config: pytest.Config) -> bool:
+    limit = config.getoption("memory_limit") or config.getini("memory_limit")
+    top = config.getoption("hivemem_top")
+    if top is None:
+        top = config.getini("hivemem_top")
+    return bool(
+        (limit and str(limit).strip().lower() not in ("none", "0", ""))
+        or config.getoption("hivemem_report")
+        or str(top).strip() not in ("", "0")
+    )
+
+
+def _activate(config: pytest.Config) -> None:
+    if config.stash.get(ACTIVE, False):
+        return
+    from hivemem._pytest_runner import Runner
+
+    config.stash[ACTIVE] = True
+    config.pluginmanager.register(Runner(config), "hivemem-runner")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.stash.get(ACTIVE, False):
+        return
+    for item in items:
+        for marker in item.iter_markers():
+            if marker.name in MARKERS:
+                _activate(config)
+                return
+        if "memory" in getattr(item, "fixturenames", ()):
+            _activate(config)
+            return
+
+
+@pytest.fixture
+def memory(request: pytest.FixtureRequest) -> Iterator[MemoryMeter]:
+    """A live RSS meter: ``.peak``, ``.current``, ``.reset()``, ``.usage()`` (bytes above its baseline).
+
+    The meter is reset right before the test body, so fixture setup is not
+    counted; call ``memory.reset()`` to start again anywhere in the body.
+    """
+    from hivemem.testing import MemoryMeter
+
+    meter = MemoryMeter("rss", label="memory fixture")
+    request.node.stash[METER] = meter
+    try:
+        yield meter
+    finally:
+        del request.node.stash[METER]
+        meter.stop()
+
+
+@pytest.fixture
+def memory_ceiling(request: pytest.FixtureRequest) -> Callable[..., _Ceiling]:
+    """``with memory_ceiling("20 MiB"): ...`` fails the test when the block's peak exceeds the limit.
+
+    Several blocks per test, each with its own limit and kind; the block
+    passes when its peak is ``<=`` the limit. Each block appears in
+    ``--hivemem-report``.
+    """
+    from hivemem._pytest_runner import ceiling_factory
+
+    return ceiling_factory(request.node)
