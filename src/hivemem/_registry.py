@@ -35,7 +35,12 @@ ENTRY_POINT_GROUP = "hivemem.strategies"
 #: Built-in strategies, ``name -> "module:attribute"``. The attribute is a
 #: class instantiated with no arguments, or a ready instance.
 BUILTINS: dict[str, str] = {
+    "compress": "hivemem.strategies.compress:CompressValues",
     "gc": "hivemem.strategies.collect:GarbageCollect",
+    "hooks": "hivemem.strategies.hooks:ReleaseHooks",
+    "lazy": "hivemem.strategies.lazy:DropLazyProxies",
+    "pools": "hivemem.strategies.pools:DropIdlePooled",
+    "spill": "hivemem.strategies.spill:SpillValues",
     "trim": "hivemem.strategies.trim:MallocTrim",
 }
 

@@ -1,0 +1,51 @@
+"""``lazy``: drop the objects held by droppable ``hivemem.LazyProxy`` instances.
+
+Returns: each dropped object, to whichever allocator holds it (large buffers
+straight to the OS, small objects to pymalloc/malloc, where ``gc`` and
+``trim`` later in the pass pick them up), unless other code still holds a
+reference to the object itself.
+
+Does nothing when no droppable proxy exists (``hivemem._lazy`` is then not
+even imported) or none is built. Proxies made without ``droppable=True`` are
+never touched.
+
+Cost: dropping is immediate; the price comes on the proxy's next use, which
+calls its factory again. Runs at MODERATE.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hivemem._levels import MODERATE
+from hivemem._strategy import StrategyContext, StrategyResult
+
+__all__ = ["DropLazyProxies"]
+
+
+class DropLazyProxies:
+    """Drop the object of every built, droppable LazyProxy."""
+
+    name = "lazy"
+    priority = 30
+    aggressiveness = MODERATE
+
+    def apply(self, ctx: StrategyContext) -> StrategyResult:
+        module = sys.modules.get("hivemem._lazy")
+        proxies = module.live_proxies() if module is not None else []
+        if not proxies:
+            return StrategyResult.skip("no droppable LazyProxy exists")
+        dropped = 0
+        for proxy in proxies:
+            dropped += bool(module.LazyProxy.drop(proxy))  # type: ignore[union-attr]
+        if not dropped:
+            return StrategyResult.skip(
+                f"none of {len(proxies)} droppable proxies is built", proxies=len(proxies)
+            )
+        return StrategyResult(
+            f"dropped {dropped:,} of {len(proxies):,} droppable lazy object(s)",
+            stats={"proxies": len(proxies), "dropped": dropped},
+        )
+
+    def __repr__(self) -> str:
+        return "DropLazyProxies()"

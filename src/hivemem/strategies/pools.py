@@ -1,0 +1,56 @@
+"""``pools``: drop idle objects held by ``hivemem.ObjectPool`` and ``hivemem.BufferPool``.
+
+Returns: the idle objects beyond each pool's floor (``min_idle`` /
+``min_bytes``), oldest first. A ``BufferPool`` buffer of 128 KiB or more
+was mmap'd by glibc and goes straight back to the OS when dropped; smaller
+buffers and pooled objects go back to malloc or pymalloc (``trim`` returns
+the pages later in the pass).
+
+Does nothing when no pool exists (``hivemem._pool`` is then not even
+imported) or every pool is at its floor. Objects in use are never touched.
+
+Cost: freeing the objects; dropping 64 idle 1 MiB buffers takes well under
+a millisecond. The next ``acquire()`` calls pay for new objects again. Runs
+at CHEAP, before the collectors.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hivemem._levels import CHEAP
+from hivemem._strategy import StrategyContext, StrategyResult
+
+__all__ = ["DropIdlePooled"]
+
+
+class DropIdlePooled:
+    """Shrink every live pool to its floor."""
+
+    name = "pools"
+    priority = 20
+    aggressiveness = CHEAP
+
+    def apply(self, ctx: StrategyContext) -> StrategyResult:
+        module = sys.modules.get("hivemem._pool")
+        pools = module.live_pools() if module is not None else []
+        if not pools:
+            return StrategyResult.skip("no ObjectPool or BufferPool exists")
+        objects = buffers = buffer_bytes = 0
+        for pool in pools:
+            if isinstance(pool, module.BufferPool):  # type: ignore[union-attr]
+                before = pool.idle
+                buffer_bytes += pool.shrink()
+                buffers += before - pool.idle
+            else:
+                objects += pool.shrink()
+        if not (objects or buffers):
+            return StrategyResult.skip(f"all {len(pools)} pool(s) are at their floor", pools=len(pools))
+        return StrategyResult(
+            f"dropped {objects:,} idle object(s) and {buffers:,} idle buffer(s) "
+            f"({buffer_bytes:,} bytes) from {len(pools)} pool(s)",
+            stats={"pools": len(pools), "objects": objects, "buffers": buffers, "buffer_bytes": buffer_bytes},
+        )
+
+    def __repr__(self) -> str:
+        return "DropIdlePooled()"
