@@ -20,6 +20,8 @@ _LAZY: dict[str, str] = {
     "AGGRESSIVE": "hivemem._levels",
     "Aggressiveness": "hivemem._levels",
     "CHEAP": "hivemem._levels",
+    "Fragmentation": "hivemem._containers",
+    "GCPauses": "hivemem._gctools",
     "HivememError": "hivemem._errors",
     "HivememWarning": "hivemem._errors",
     "InvalidArgument": "hivemem._errors",
@@ -45,14 +47,20 @@ _LAZY: dict[str, str] = {
     "StrategyContext": "hivemem._strategy",
     "StrategyError": "hivemem._errors",
     "StrategyResult": "hivemem._strategy",
+    "StringPool": "hivemem._containers",
     "Unavailable": "hivemem._errors",
     "UnknownStrategy": "hivemem._errors",
     "add_listener": "hivemem._engine:subscribe",
     "after_fork_child": "hivemem._fork",
+    "compactable": "hivemem._containers",
     "disable_strategy": "hivemem._api",
     "enable_strategy": "hivemem._api",
     "find_leaks": "hivemem._leaks",
     "format_size": "hivemem._sizes",
+    "fragmentation": "hivemem._containers",
+    "freeze": "hivemem._gctools",
+    "gc_pauses": "hivemem._gctools",
+    "gc_tuning": "hivemem._gctools",
     "install_signal_handler": "hivemem._signals",
     "list_strategies": "hivemem._api",
     "memory_limit": "hivemem._limits",
@@ -60,11 +68,18 @@ _LAZY: dict[str, str] = {
     "parse_size": "hivemem._sizes",
     "prepare_fork": "hivemem._fork",
     "process_tree": "hivemem._proctree",
+    "register_cache": "hivemem._caches",
+    "register_container": "hivemem._containers",
     "register_strategy": "hivemem._api",
     "remove_listener": "hivemem._engine:unsubscribe",
     "reset_peak": "hivemem._measure",
     "rss": "hivemem._measure",
+    "set_malloc_thresholds": "hivemem._native",
+    "uncompactable": "hivemem._containers",
+    "unfreeze": "hivemem._gctools",
     "uninstall_signal_handler": "hivemem._signals",
+    "unregister_cache": "hivemem._caches",
+    "unregister_container": "hivemem._containers",
     "unregister_strategy": "hivemem._api",
     "usage": "hivemem._measure",
 }
@@ -73,6 +88,8 @@ __all__ = [
     "AGGRESSIVE",
     "Aggressiveness",
     "CHEAP",
+    "Fragmentation",
+    "GCPauses",
     "HivememError",
     "HivememWarning",
     "InvalidArgument",
@@ -98,14 +115,20 @@ __all__ = [
     "StrategyContext",
     "StrategyError",
     "StrategyResult",
+    "StringPool",
     "Unavailable",
     "UnknownStrategy",
     "add_listener",
     "after_fork_child",
+    "compactable",
     "disable_strategy",
     "enable_strategy",
     "find_leaks",
     "format_size",
+    "fragmentation",
+    "freeze",
+    "gc_pauses",
+    "gc_tuning",
     "install_signal_handler",
     "list_strategies",
     "memory_limit",
@@ -113,11 +136,18 @@ __all__ = [
     "parse_size",
     "prepare_fork",
     "process_tree",
+    "register_cache",
+    "register_container",
     "register_strategy",
     "remove_listener",
     "reset_peak",
     "rss",
+    "set_malloc_thresholds",
+    "uncompactable",
+    "unfreeze",
     "uninstall_signal_handler",
+    "unregister_cache",
+    "unregister_container",
     "unregister_strategy",
     "usage",
 ]
@@ -139,6 +169,15 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._api import (
         unregister_strategy as unregister_strategy,
     )
+    from hivemem._caches import register_cache as register_cache
+    from hivemem._caches import unregister_cache as unregister_cache
+    from hivemem._containers import Fragmentation as Fragmentation
+    from hivemem._containers import StringPool as StringPool
+    from hivemem._containers import compactable as compactable
+    from hivemem._containers import fragmentation as fragmentation
+    from hivemem._containers import register_container as register_container
+    from hivemem._containers import uncompactable as uncompactable
+    from hivemem._containers import unregister_container as unregister_container
     from hivemem._engine import subscribe as add_listener
     from hivemem._engine import unsubscribe as remove_listener
     from hivemem._errors import (
@@ -179,6 +218,11 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     )
     from hivemem._fork import after_fork_child as after_fork_child
     from hivemem._fork import prepare_fork as prepare_fork
+    from hivemem._gctools import GCPauses as GCPauses
+    from hivemem._gctools import freeze as freeze
+    from hivemem._gctools import gc_pauses as gc_pauses
+    from hivemem._gctools import gc_tuning as gc_tuning
+    from hivemem._gctools import unfreeze as unfreeze
     from hivemem._governor import MemoryGovernor as MemoryGovernor
     from hivemem._governor import optimize as optimize
     from hivemem._leaks import LeakReport as LeakReport
@@ -215,6 +259,7 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._measure import (
         usage as usage,
     )
+    from hivemem._native import set_malloc_thresholds as set_malloc_thresholds
     from hivemem._proctree import ProcessMemory as ProcessMemory
     from hivemem._proctree import ProcessTree as ProcessTree
     from hivemem._proctree import process_tree as process_tree

@@ -35,7 +35,10 @@ ENTRY_POINT_GROUP = "hivemem.strategies"
 #: Built-in strategies, ``name -> "module:attribute"``. The attribute is a
 #: class instantiated with no arguments, or a ready instance.
 BUILTINS: dict[str, str] = {
+    "caches": "hivemem.strategies.caches:ClearCaches",
+    "compact": "hivemem.strategies.compact:Compact",
     "compress": "hivemem.strategies.compress:CompressValues",
+    "dedup_strings": "hivemem.strategies.dedup_strings:DedupStrings",
     "gc": "hivemem.strategies.collect:GarbageCollect",
     "hooks": "hivemem.strategies.hooks:ReleaseHooks",
     "lazy": "hivemem.strategies.lazy:DropLazyProxies",

@@ -31,7 +31,7 @@ class GarbageCollect:
     """Collect all generations once and report what was collected."""
 
     name = "gc"
-    priority = 10
+    priority = 35
     aggressiveness = CHEAP
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:

@@ -1,0 +1,289 @@
+"""Caches hivemem may clear: registered ones, the standard library's, and allowlisted lru_caches.
+
+``register_cache(obj)`` accepts anything with ``cache_clear()`` (a
+``functools.lru_cache``/``functools.cache`` wrapper) or ``clear()`` (a
+``dict``, a cachetools cache, any mapping). ``register_cache("myapp.*")``
+instead allows the ``caches`` strategy, at the aggressive level only, to
+discover and clear every ``functools`` cache defined in the matching modules.
+
+Why discovery needs an allowlist: ``@functools.cache`` is a common way to
+write a singleton (``def get_client(): return Client()``). Clearing that
+cache makes the next call build a *second* client while the first is still
+in use: two connection pools, two sets of credentials, broken identity
+checks. Only the application knows which of its caches merely memoize.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hivemem._errors import InvalidArgument
+from hivemem._held import HeldSet, release, try_lock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "STDLIB_CACHES",
+    "clear_discovered",
+    "clear_registered",
+    "clear_stdlib",
+    "discover",
+    "lru_cache_allowlist",
+    "register_cache",
+    "unregister_cache",
+]
+
+_caches = HeldSet("cache")
+_patterns: list[str] = []
+
+_IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def _check_pattern(pattern: str) -> str:
+    body = pattern[:-2] if pattern.endswith(".*") else pattern
+    parts = body.split(".")
+    if not body or not all(p and set(p) <= _IDENT and not p[0].isdigit() for p in parts):
+        raise InvalidArgument(
+            f"invalid module pattern {pattern!r}: expected a dotted module name ('myapp.parsers') "
+            "or one followed by '.*' for the package and its submodules ('myapp.*')"
+        )
+    return pattern
+
+
+def register_cache(obj: object, *, lock: object = None) -> object:
+    """Let the ``caches`` strategy clear *obj*; returns *obj* (usable as a decorator).
+
+    *obj* is anything with ``cache_clear()`` (``functools.lru_cache`` and
+    ``functools.cache`` wrappers) or ``clear()`` (dicts, cachetools caches).
+    It is cleared at the ``moderate`` level and above. Register only caches
+    that merely memoize: clearing must not change what the program computes.
+
+    It is held by a weak reference when its type allows (functions, class
+    instances); a plain ``dict`` is held strongly until
+    :func:`unregister_cache`.
+
+    *lock* (e.g. the ``threading.Lock`` your code holds around the cache) is
+    acquired without waiting before clearing; when busy, the cache is left
+    for the next pass.
+
+    A string registers a module allowlist instead: ``register_cache("myapp.*")``
+    lets the strategy, at the ``aggressive`` level only, discover and clear the
+    ``functools`` caches defined in ``myapp`` and its submodules (functions and
+    methods at module or class level). Never list a module that uses
+    ``@functools.cache`` to build singletons.
+    """
+    if isinstance(obj, str):
+        pattern = _check_pattern(obj)
+        if pattern not in _patterns:
+            _patterns.append(pattern)
+        return obj
+    if not (callable(getattr(obj, "cache_clear", None)) or callable(getattr(obj, "clear", None))):
+        raise InvalidArgument(
+            f"cannot register {obj!r} as a cache: expected an object with cache_clear() "
+            "(functools.lru_cache) or clear() (dict, cachetools cache), or a module pattern string"
+        )
+    _caches.add(obj, lock)
+    return obj
+
+
+def unregister_cache(obj: object) -> bool:
+    """Stop clearing *obj* (or stop discovering in a module pattern). Returns whether it was registered."""
+    if isinstance(obj, str):
+        if obj in _patterns:
+            _patterns.remove(obj)
+            return True
+        return False
+    return _caches.remove(obj)
+
+
+def lru_cache_allowlist() -> list[str]:
+    """The module patterns given to :func:`register_cache`, in registration order."""
+    return list(_patterns)
+
+
+def _size(obj: object) -> int | None:
+    info = getattr(obj, "cache_info", None)
+    if callable(info):
+        try:
+            return int(info().currsize)
+        except Exception:
+            return None
+    try:
+        return len(obj)  # type: ignore[arg-type]
+    except Exception:
+        return None
+
+
+def _clear(obj: object) -> None:
+    fn = getattr(obj, "cache_clear", None)
+    if not callable(fn):
+        fn = obj.clear  # type: ignore[attr-defined]
+    fn()
+
+
+def clear_registered() -> dict[str, int]:
+    """Clear every registered cache. Returns counts: caches, entries, busy (lock held), failed."""
+    counts = {"caches": 0, "entries": 0, "busy": 0, "failed": 0}
+    for obj, entry in _caches.entries():
+        if not try_lock(entry.lock):
+            counts["busy"] += 1
+            continue
+        try:
+            n = _size(obj)
+            _clear(obj)
+        except Exception:
+            counts["failed"] += 1
+            import logging
+
+            logging.getLogger("hivemem").warning("hivemem: clearing cache %r failed", obj, exc_info=True)
+            continue
+        finally:
+            release(entry.lock)
+        counts["caches"] += 1
+        counts["entries"] += n or 0
+    return counts
+
+
+# ------------------------------------------------------------------ standard library
+
+
+def _linecache(mod: object) -> int:
+    # Entries read from files (mtime set) come back from disk on demand. Entries
+    # with mtime None were registered by hand (IPython cells, doctest, exec'd
+    # code): their source exists nowhere else, so they are kept.
+    cache: dict[str, object] = mod.cache  # type: ignore[attr-defined]
+    dropped = 0
+    for name, value in list(cache.items()):
+        if isinstance(value, tuple) and len(value) == 4 and value[1] is not None:
+            if cache.get(name) is value:
+                del cache[name]
+                dropped += 1
+    return dropped
+
+
+def _typing(mod: object) -> int:
+    n = 0
+    for fn in list(getattr(mod, "_cleanups", ())):
+        fn()
+        n += 1
+    return n
+
+
+def _call(path: str) -> Callable[[object], int]:
+    def run(mod: object) -> int:
+        target: object = mod
+        *parents, last = path.split(".")
+        for part in parents:
+            target = getattr(target, part)
+        before = _size(target) if parents else None
+        getattr(target, last)()
+        return before or 0
+
+    return run
+
+
+#: ``(module, what it memoizes, how)``: cleared only when the module is
+#: already imported. Everything here is recomputed on demand. Left out on
+#: purpose, although CPython's test runner resets them: ``mimetypes`` (would
+#: drop types the application added), ``urllib.request.urlcleanup`` (drops an
+#: installed opener), ``ctypes._reset_cache`` (``POINTER(T)`` would stop
+#: being the same class), ``zoneinfo`` (aware datetimes compare by tzinfo
+#: identity) and ``__warningregistry__`` (warnings would show again).
+STDLIB_CACHES: tuple[tuple[str, str, Callable[[object], int]], ...] = (
+    ("re", "compiled regular expressions", _call("purge")),
+    ("fnmatch", "compiled glob patterns", _call("_compile_pattern.cache_clear")),
+    ("glob", "compiled glob patterns", _call("_compile_pattern.cache_clear")),
+    ("pathlib", "glob selectors", _call("_make_selector.cache_clear")),
+    ("urllib.parse", "split URLs", _call("clear_cache")),
+    ("struct", "compiled struct formats", _call("_clearcache")),
+    ("_strptime", "strptime regular expressions", _call("_regex_cache.clear")),
+    ("filecmp", "file comparisons", _call("_cache.clear")),
+    ("inspect", "module-to-file maps", _call("_filesbymodname.clear")),
+    ("linecache", "source lines of files on disk", _linecache),
+    ("typing", "generic aliases (List[int], ...)", _typing),
+    ("encodings", "codec lookups", _call("_cache.clear")),
+)
+
+
+def clear_stdlib() -> list[str]:
+    """Clear the standard library caches of modules already imported; returns their names."""
+    done = []
+    for module_name, _what, fn in STDLIB_CACHES:
+        mod = sys.modules.get(module_name)
+        if mod is None:
+            continue
+        try:
+            fn(mod)
+        except AttributeError:  # this Python version has no such cache
+            continue
+        except Exception:
+            import logging
+
+            logging.getLogger("hivemem").warning(
+                "hivemem: clearing %s caches failed", module_name, exc_info=True
+            )
+            continue
+        done.append(module_name)
+    clear_type_cache = getattr(sys, "_clear_type_cache", None)
+    if clear_type_cache is not None:
+        clear_type_cache()
+        done.append("sys (type attribute cache)")
+    return done
+
+
+# ------------------------------------------------------------------ discovered lru_caches
+
+
+def _matches(module_name: str, patterns: list[str]) -> bool:
+    for p in patterns:
+        if p.endswith(".*"):
+            base = p[:-2]
+            if module_name == base or module_name.startswith(base + "."):
+                return True
+        elif module_name == p:
+            return True
+    return False
+
+
+def _is_functools_cache(obj: object) -> bool:
+    return callable(getattr(obj, "cache_clear", None)) and callable(getattr(obj, "cache_info", None))
+
+
+def discover(patterns: list[str] | None = None) -> list[object]:
+    """``functools`` caches defined (``__module__``) in modules matching the allowlist."""
+    patterns = _patterns if patterns is None else patterns
+    if not patterns:
+        return []
+    found: dict[int, object] = {}
+    for name, mod in list(sys.modules.items()):
+        if mod is None or not _matches(name, patterns):
+            continue
+        try:
+            namespace = dict(vars(mod))
+        except TypeError:
+            continue
+        for value in namespace.values():
+            candidates = [value]
+            if isinstance(value, type) and value.__module__ == name:
+                for attr in vars(value).values():
+                    candidates.append(getattr(attr, "__func__", attr))  # classmethod/staticmethod
+            for c in candidates:
+                if _is_functools_cache(c) and _matches(str(getattr(c, "__module__", "")), patterns):
+                    found.setdefault(id(c), c)
+    return list(found.values())
+
+
+def clear_discovered() -> dict[str, int]:
+    """Clear the allowlisted modules' ``functools`` caches. Returns counts: caches, entries."""
+    counts = {"caches": 0, "entries": 0}
+    for fn in discover():
+        n = _size(fn)
+        try:
+            fn.cache_clear()  # type: ignore[attr-defined]
+        except Exception:
+            continue
+        counts["caches"] += 1
+        counts["entries"] += n or 0
+    return counts

@@ -1,0 +1,224 @@
+"""Equal-string deduplication in registered containers, in the style of Java G1.
+
+Walks every container registered with ``hivemem.register_container`` (and
+its nested lists, dicts and tuples) with one table of canonical strings per
+pass, and swaps each duplicate ``str`` for the canonical instance. Sizes,
+order and equality never change. The table lives only for the pass.
+
+Reference counts decide two things: whether a swapped duplicate is really
+freed (only then its ``sys.getsizeof`` counts as allocator bytes), and
+whether a nested tuple is owned by its parent alone (only then it is
+replaced by an equal tuple of canonical strings). The counts an unshared
+object has at each check are measured at run time with probes of the same
+loop shape, so they hold across CPython versions.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hivemem._containers import _dedup as _registered
+from hivemem._held import access_problem, release, try_lock
+
+__all__ = ["dedup_registered"]
+
+_MAX_DISTINCT = 1 << 20  # ~40 MB of table at most; beyond, only known values are merged
+_MAX_TUPLE_DEPTH = 64
+
+
+def _probe_list(seq: list[object]) -> int:
+    for _i, v in enumerate(seq):
+        return sys.getrefcount(v)
+    return 0
+
+
+def _probe_dict(d: dict[object, object]) -> int:
+    for _k, v in d.items():
+        return sys.getrefcount(v)
+    return 0
+
+
+def _probe_items(items: list[tuple[object, object]]) -> int:
+    for k, _v in items:
+        return sys.getrefcount(k)
+    return 0
+
+
+class _Dedup:
+    """One deduplication pass over several containers, sharing one table of canonical strings."""
+
+    def __init__(self, max_distinct: int = _MAX_DISTINCT) -> None:
+        self.table: dict[str, str] = {}
+        self.max_distinct = max_distinct
+        self.merged = 0
+        self.allocator_bytes = 0
+        self.tuples = 0
+        self.keys = 0
+        self.containers = 0
+        # Reference counts of an object held only by its container, as seen
+        # at the point of each check below (the probes have the same loop
+        # shape), so the figures hold on every CPython version.
+        self.base_list = _probe_list([object()])
+        self.base_dict = _probe_dict({0: object()})
+        self.base_items = _probe_items([(object(), 0)])
+
+    def canon(self, s: str) -> str:
+        table = self.table
+        found = table.get(s)
+        if found is None:
+            if len(table) >= self.max_distinct:
+                return s
+            table[s] = s
+            return s
+        return found
+
+    def _dropped(self, s: str, refs: int, base: int) -> None:
+        self.merged += 1
+        if refs <= base:  # only the container held it: the swap frees it
+            self.allocator_bytes += sys.getsizeof(s)
+
+    def run(self, root: object, keys: bool) -> None:
+        stack: list[object] = [root]
+        seen: set[int] = {id(root)}
+        while stack:
+            obj = stack.pop()
+            self.containers += 1
+            if isinstance(obj, list):
+                self._list(obj, stack, seen)
+            elif isinstance(obj, dict):
+                self._dict(obj, stack, seen, keys)
+
+    def _child(self, v: object, refs: int, base: int, stack: list[object], seen: set[int]) -> bool:
+        """Queue a nested list/dict once; returns False for anything else."""
+        t = type(v)
+        if t is list or t is dict:
+            if refs > base:  # reachable by another path too: walk it once
+                if id(v) in seen:
+                    return True
+                seen.add(id(v))
+            stack.append(v)
+            return True
+        return False
+
+    def _list(self, seq: list[object], stack: list[object], seen: set[int]) -> None:
+        base = self.base_list
+        for i, v in enumerate(seq):
+            t = type(v)
+            if t is str:
+                c = self.canon(v)  # type: ignore[arg-type]
+                if c is not v:
+                    self._dropped(v, sys.getrefcount(v), base)  # type: ignore[arg-type]
+                    seq[i] = c
+            elif t is tuple:
+                new = self._tuple(v, sys.getrefcount(v) <= base, 0, stack, seen)  # type: ignore[arg-type]
+                if new is not v:
+                    seq[i] = new
+            else:
+                self._child(v, sys.getrefcount(v), base, stack, seen)
+
+    def _dict(self, d: dict[object, object], stack: list[object], seen: set[int], keys: bool) -> None:
+        base = self.base_dict
+        for k, v in d.items():
+            t = type(v)
+            if t is str:
+                c = self.canon(v)  # type: ignore[arg-type]
+                if c is not v:
+                    self._dropped(v, sys.getrefcount(v), base)  # type: ignore[arg-type]
+                    d[k] = c
+            elif t is tuple:
+                new = self._tuple(v, sys.getrefcount(v) <= base, 0, stack, seen)  # type: ignore[arg-type]
+                if new is not v:
+                    d[k] = new
+            else:
+                self._child(v, sys.getrefcount(v), base, stack, seen)
+        if keys:
+            self._keys(d)
+
+    def _keys(self, d: dict[object, object]) -> None:
+        table = self.table
+        differs = 0
+        for k in d:
+            if type(k) is str:
+                c = table.get(k)
+                if c is None:
+                    self.canon(k)
+                elif c is not k:
+                    differs += 1
+        if not differs:
+            return
+        items = list(d.items())
+        d.clear()
+        for k, v in items:
+            if type(k) is str:
+                c = table.get(k, k)
+                if c is not k:
+                    self.keys += 1
+                    self.merged += 1
+                    if sys.getrefcount(k) <= self.base_items:  # only the items list held it
+                        self.allocator_bytes += sys.getsizeof(k)
+                    k = c
+            d[k] = v
+
+    def _tuple(
+        self, t: tuple[object, ...], owned: bool, depth: int, stack: list[object], seen: set[int]
+    ) -> object:
+        """Return an equal tuple with canonical strings (a new one only when *owned*), else *t*."""
+        if depth > _MAX_TUPLE_DEPTH:
+            return t
+        if not owned:  # shared elsewhere: rebuilding would add a tuple, not swap one
+            if id(t) in seen:
+                return t
+            seen.add(id(t))
+        items: list[object] | None = None
+        base = self.base_list
+        for i, v in enumerate(t):
+            ty = type(v)
+            new: object = v
+            if ty is str:
+                if owned:
+                    new = self.canon(v)  # type: ignore[arg-type]
+                    if new is not v:  # freed with the old tuple when only it holds v
+                        self._dropped(v, sys.getrefcount(v), base)  # type: ignore[arg-type]
+            elif ty is tuple:
+                new = self._tuple(v, owned and sys.getrefcount(v) <= base, depth + 1, stack, seen)  # type: ignore[arg-type]
+            else:
+                self._child(v, sys.getrefcount(v), base, stack, seen)
+            if new is not v:
+                if items is None:
+                    items = list(t)
+                items[i] = new
+        if items is None:
+            return t
+        self.tuples += 1
+        return tuple(items)
+
+
+def dedup_registered(max_distinct: int = _MAX_DISTINCT) -> dict[str, object]:
+    """Run deduplication over every registered container; returns JSON-safe stats."""
+    work = _Dedup(max_distinct)
+    skipped: list[str] = []
+    for obj, entry in _registered.entries():
+        label = f"{type(obj).__name__} at {id(obj):#x}"
+        problem = access_problem(entry)
+        if problem is not None:
+            skipped.append(f"{label}: {problem}")
+            continue
+        if not try_lock(entry.lock):
+            skipped.append(f"{label}: its lock is held; left for the next pass")
+            continue
+        try:
+            work.run(obj, bool(entry.options.get("keys")))
+        except RuntimeError as exc:  # changed size during iteration: a writer without the lock
+            skipped.append(f"{label}: changed while deduplicating ({exc}); partly done, nothing lost")
+        finally:
+            release(entry.lock)
+    return {
+        "strings_merged": work.merged,
+        "allocator_bytes": work.allocator_bytes,
+        "tuples_rebuilt": work.tuples,
+        "keys_merged": work.keys,
+        "containers_walked": work.containers,
+        "distinct": len(work.table),
+        "table_full": len(work.table) >= work.max_distinct,
+        "skipped": skipped,
+    }
