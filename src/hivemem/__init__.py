@@ -22,6 +22,7 @@ _LAZY: dict[str, str] = {
     "CHEAP": "hivemem._levels",
     "Fragmentation": "hivemem._containers",
     "GCPauses": "hivemem._gctools",
+    "GovernorEvent": "hivemem._events",
     "HivememError": "hivemem._errors",
     "HivememWarning": "hivemem._errors",
     "InvalidArgument": "hivemem._errors",
@@ -61,6 +62,7 @@ _LAZY: dict[str, str] = {
     "freeze": "hivemem._gctools",
     "gc_pauses": "hivemem._gctools",
     "gc_tuning": "hivemem._gctools",
+    "govern": "hivemem._governor",
     "install_signal_handler": "hivemem._signals",
     "list_strategies": "hivemem._api",
     "memory_limit": "hivemem._limits",
@@ -90,6 +92,7 @@ __all__ = [
     "CHEAP",
     "Fragmentation",
     "GCPauses",
+    "GovernorEvent",
     "HivememError",
     "HivememWarning",
     "InvalidArgument",
@@ -129,6 +132,7 @@ __all__ = [
     "freeze",
     "gc_pauses",
     "gc_tuning",
+    "govern",
     "install_signal_handler",
     "list_strategies",
     "memory_limit",
@@ -218,12 +222,14 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     )
     from hivemem._fork import after_fork_child as after_fork_child
     from hivemem._fork import prepare_fork as prepare_fork
+    from hivemem._events import GovernorEvent as GovernorEvent
     from hivemem._gctools import GCPauses as GCPauses
     from hivemem._gctools import freeze as freeze
     from hivemem._gctools import gc_pauses as gc_pauses
     from hivemem._gctools import gc_tuning as gc_tuning
     from hivemem._gctools import unfreeze as unfreeze
     from hivemem._governor import MemoryGovernor as MemoryGovernor
+    from hivemem._governor import govern as govern
     from hivemem._governor import optimize as optimize
     from hivemem._leaks import LeakReport as LeakReport
     from hivemem._leaks import find_leaks as find_leaks

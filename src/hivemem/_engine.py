@@ -142,6 +142,7 @@ def run_pass(
     order: Iterable[str] | None = None,
     skip: dict[str, str] | None = None,
     explain_miss: bool = True,
+    clock: Callable[[], float] | None = None,
 ) -> OptimizationReport | None:
     """Run one pass. Returns ``None`` only when ``blocking=False`` and a pass is running.
 
@@ -150,7 +151,9 @@ def run_pass(
     ``(priority, name)`` order). *skip* maps names to a reason they are
     skipped this pass. ``explain_miss=False`` leaves out the allocator
     breakdown when the target is missed (the background governor's passes
-    keep their cost small). Before each, the pass stops
+    keep their cost small). *clock* times steps and the pass (default
+    ``time.perf_counter``; the governor passes its own, so a fake clock makes
+    its adaptive order deterministic). Before each, the pass stops
     if RSS is already at or below *target*. A strategy that raises is recorded
     (``StepResult.error``) and the pass goes on. The governor, not the
     strategy, measures what each step freed.
@@ -179,6 +182,7 @@ def run_pass(
             on_step=on_step,
             skip=skip or {},
             explain_miss=explain_miss,
+            clock=time.perf_counter if clock is None else clock,
         )
     finally:
         _owner = None
@@ -198,10 +202,11 @@ def _run_locked(
     on_step: Callable[[StepResult], object] | None,
     skip: dict[str, str],
     explain_miss: bool,
+    clock: Callable[[], float],
 ) -> OptimizationReport:
     read_rss: Callable[[], int] = reader.rss  # type: ignore[attr-defined]
     read_usage = reader.usage  # type: ignore[attr-defined]
-    started = time.perf_counter()
+    started = clock()
     before = read_usage()
     ctx = StrategyContext(
         target=target,
@@ -229,7 +234,7 @@ def _run_locked(
         if reason is not None:
             step = StepResult(name, skipped=reason)
         else:
-            step = _run_one(entry.strategy, name, ctx, read_rss, on_step_start)
+            step = _run_one(entry.strategy, name, ctx, read_rss, on_step_start, clock)
             if step.rss_after is not None:
                 current = step.rss_after
         steps.append(step)
@@ -244,7 +249,7 @@ def _run_locked(
         after=after,
         target=target,
         steps=steps,
-        seconds=time.perf_counter() - started,
+        seconds=clock() - started,
         aggressiveness=aggressiveness.name,
         dry_run=dry_run,
         explanation=explanation,
@@ -261,11 +266,12 @@ def _run_one(
     ctx: StrategyContext,
     read_rss: Callable[[], int],
     on_step_start: Callable[[str], object] | None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> StepResult:
     if on_step_start is not None:
         on_step_start(name)
     rss_before = read_rss()
-    t0, c0 = time.perf_counter(), time.thread_time()
+    t0, c0 = clock(), time.thread_time()
     error = None
     result: object = None
     try:
@@ -277,7 +283,7 @@ def _run_one(
         import logging
 
         logging.getLogger("hivemem").warning("hivemem strategy %r failed: %s", name, error, exc_info=True)
-    seconds, cpu = time.perf_counter() - t0, time.thread_time() - c0
+    seconds, cpu = clock() - t0, time.thread_time() - c0
     rss_after = read_rss()
     summary, stats, skipped = "", {}, None
     if isinstance(result, StrategyResult):

@@ -1,0 +1,188 @@
+"""The governor's background thread: wait for an interval or a PSI event, then tick.
+
+Loaded only by ``MemoryGovernor.start()``: it imports ``threading``, which
+``hivemem.optimize()`` must not load. The thread sleeps in ``poll()`` on a
+self-pipe (so ``stop()`` wakes it at once) and on any armed PSI trigger
+descriptors (``POLLPRI``). Where ``select.poll`` is missing (Windows) it
+waits on a ``threading.Event`` and polls only.
+
+Fork: ``os.register_at_fork`` tells every running governor. In the child
+the thread does not exist; the governor drops the inherited pipe and PSI
+descriptors (they are shared with the parent) and then stays stopped or
+starts a fresh monitor, as its ``after_fork`` option says.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import threading
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from hivemem._psi import PsiTrigger
+
+__all__ = ["Monitor"]
+
+_running: list[Monitor] = []
+_running_lock = threading.Lock()
+
+
+def _after_fork_child() -> None:
+    global _running_lock
+    _running_lock = threading.Lock()
+    monitors = list(_running)
+    _running.clear()
+    for monitor in monitors:
+        monitor._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_child)
+
+
+class Monitor:
+    """Runs *tick(source)* every *interval* seconds and on PSI events, in a daemon thread.
+
+    *on_fork()* is called in a forked child (the thread is gone by then).
+    """
+
+    def __init__(
+        self,
+        tick: Callable[[str], object],
+        interval: float,
+        triggers: list[PsiTrigger],
+        on_fork: Callable[[], object],
+        name: str = "hivemem-governor",
+    ) -> None:
+        self._tick = tick
+        self.interval = interval
+        self.triggers = triggers
+        self._on_fork = on_fork
+        self._name = name
+        self._stopping = False
+        self._event: threading.Event | None = None
+        self._pipe: tuple[int, int] | None = None
+        self._pipe_lock = _thread.allocate_lock()  # stop() must never write to a closed, reused fd
+        self.thread: threading.Thread | None = None
+        self.wakeups = {"poll": 0, "psi": 0}
+
+    def start(self) -> None:
+        import select
+
+        if hasattr(select, "poll"):
+            r, w = os.pipe()
+            for fd in (r, w):
+                os.set_blocking(fd, False)
+            self._pipe = (r, w)
+        else:  # pragma: no cover - Windows
+            self._event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        with _running_lock:
+            _running.append(self)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import select
+
+        interval_ms = max(int(self.interval * 1000), 1)
+        poller = None
+        psi_fds: set[int] = set()
+        pipe_r = -1
+        if self._pipe is not None:
+            pipe_r = self._pipe[0]
+            poller = select.poll()
+            poller.register(pipe_r, select.POLLIN)
+            for trig in self.triggers:
+                if trig.fd >= 0:
+                    poller.register(trig.fd, select.POLLPRI)
+                    psi_fds.add(trig.fd)
+        deadline = time.monotonic() + self.interval
+        while not self._stopping:
+            source = "poll"
+            if poller is not None:
+                timeout = max(int((deadline - time.monotonic()) * 1000), 0)
+                ready = poller.poll(min(timeout, interval_ms))
+                for fd, mask in ready:
+                    if fd == pipe_r:
+                        try:
+                            os.read(fd, 64)
+                        except OSError:
+                            pass
+                    elif fd in psi_fds:
+                        if mask & (select.POLLERR | select.POLLNVAL):  # group removed: stop watching
+                            poller.unregister(fd)
+                            psi_fds.discard(fd)
+                        elif mask & select.POLLPRI:
+                            source = "psi"
+                if self._stopping:
+                    break
+                if source != "psi" and time.monotonic() < deadline:
+                    continue  # woken early by the pipe or noise: keep the cadence
+            else:  # pragma: no cover - Windows
+                assert self._event is not None
+                if self._event.wait(self.interval):
+                    break
+            deadline = time.monotonic() + self.interval
+            self.wakeups[source] += 1
+            try:
+                self._tick(source)
+            except BaseException:  # the monitor must never die of one bad tick
+                try:
+                    import logging
+
+                    logging.getLogger("hivemem").exception("hivemem governor tick failed")
+                except BaseException:
+                    pass
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        with self._pipe_lock:
+            pipe, self._pipe = self._pipe, None
+            if pipe is not None:
+                for fd in pipe:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            for trig in self.triggers:
+                trig.close()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ask the thread to stop and wait up to *timeout* (default: one interval). True if it ended."""
+        self._stopping = True
+        with self._pipe_lock:
+            if self._pipe is not None:
+                try:
+                    os.write(self._pipe[1], b"x")
+                except OSError:
+                    pass
+        if self._event is not None:  # pragma: no cover - Windows
+            self._event.set()
+        with _running_lock:
+            if self in _running:
+                _running.remove(self)
+        thread = self.thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(self.interval if timeout is None else timeout)
+        return not thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive() and not self._stopping
+
+    def _forked(self) -> None:
+        # The parent's thread is gone; the pipe and PSI descriptors are shared with the parent,
+        # so writing or polling them here would disturb it: close our copies.
+        self._stopping = True
+        self.thread = None
+        self._pipe_lock = _thread.allocate_lock()  # may have been held by a parent thread
+        self._close_fds()
+        try:
+            self._on_fork()
+        except Exception:
+            pass
