@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# pytest benchmarks/ (fresh interpreters per scenario and baseline), then docs/benchmarks.md from the JSON.
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks/ -q; status=$$?; $(BIN)/python scripts/gen_benchmarks_md.py && exit $$status
+
 # Every other CPython >= 3.10 found on PATH or under pyenv: a quick run of the fast tests.
 smoke:
 	./scripts/smoke.sh

@@ -162,15 +162,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
 
     bench = _find_benchmarks()
-    cmd = [sys.executable, os.path.join(bench, "run.py")]
+    if args.repeat < 1:
+        raise CliError(f"--repeat {args.repeat}: expected 1 or more")
+    cmd = [sys.executable, "-m", "pytest", bench, "-q", f"--bench-repeat={args.repeat}"]
     if args.quick:
-        cmd.append("--quick")
-    if args.repeat != 1:
-        cmd += ["--repeat", str(args.repeat)]
+        cmd.append("--bench-quick")
     if args.out:
-        cmd += ["--out", args.out]
-    cmd += args.scenario
-    proc = subprocess.run(cmd)
+        cmd.append(f"--bench-out={os.path.abspath(args.out)}")
+    if args.scenario:
+        cmd.append("--bench-only=" + ",".join(args.scenario))
+    proc = subprocess.run(cmd, cwd=os.path.dirname(bench))
     return EXIT_OK if proc.returncode == 0 else EXIT_CHECK_FAILED
 
 
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         type=_size,
         help="target RSS (default: 90MB at the default size; with --size or --small, RSS at start "
-        "plus 4.4%% of the size, at least 8MB)",
+        "plus 4.4%% of the size, at least 24MB)",
     )
     demo.add_argument("--size", type=_size, help="how much the app grows before optimizing (default: 1700MB)")
     demo.add_argument("--small", action="store_true", help="a quick 64MB run (same as --size 64MB)")
@@ -282,8 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add(
         "bench",
         "run the benchmark suite (from a source checkout)",
-        "Run every benchmark scenario and baseline in fresh interpreters and save the results JSON "
-        "in benchmarks/results/ (docs/benchmarks.md is generated from it by "
+        "Run `pytest benchmarks/`: every scenario and baseline in fresh interpreters, then the "
+        "overhead benchmarks; the run is saved in benchmarks/results/runs/ and merged into "
+        "benchmarks/results/latest.json (docs/benchmarks.md is generated from it by "
         "scripts/gen_benchmarks_md.py).",
     )
     bench.add_argument("scenario", nargs="*", help="only these scenarios (default: all)")

@@ -237,11 +237,11 @@ def checksum(data: list[bytes]) -> str:
 
 
 def auto_target(size: int, start: int) -> int:
-    """The default target for a non-default *size*: RSS at start plus ~4.4% of *size* (at least 8 MiB).
+    """The default target for a non-default *size*: RSS at start plus ~4.4% of *size* (at least 24 MiB).
 
     At the default size that is about 90 MiB, the figure the demo is known by.
     """
-    return start + max(8 * 2**20, int(size * 0.0435))
+    return start + max(24 * 2**20, int(size * 0.0435))
 
 
 def main(
@@ -296,7 +296,9 @@ def main(
         say(f"  {name:<16} running ...", end="")
 
     def step_done(step: hivemem.StepResult) -> None:
-        if step.name in running:
+        if step.name in running and step.skipped is not None:
+            say(f" {step.note()}")
+        elif step.name in running:
             freed = format_size(step.freed, signed=True) if step.freed is not None else "-"
             say(f" done in {step.seconds:.2f} s: RSS {format_size(step.rss_after)} ({freed})  {step.note()}")
         else:

@@ -59,15 +59,10 @@ class Run:
 
     def _start_governor(self) -> object:
         kwargs: dict[str, object] = {}
-        if self.target is not None:
-            kwargs["target"] = self.target
         if self.interval is not None:
             kwargs["interval"] = self.interval
-        gov = self._govern_fn(**kwargs)
-        start = getattr(gov, "start", None)
-        if callable(start) and not getattr(gov, "running", True):
-            start()
-        return gov
+        # --target is the governor's budget; without it, govern()'s default (the memory limit)
+        return self._govern_fn(self.target, **kwargs)
 
     def execute(self, path: str, args: Sequence[str], *, module: bool = False) -> RunResult:
         """Run *path* (a file, or a module name when *module*) with *args* as ``sys.argv[1:]``."""
