@@ -31,6 +31,8 @@ EXPECTED = [
     "ProcReader",
     "ProcessMemory",
     "ProcessTree",
+    "ProfileReport",
+    "Profiler",
     "ReentrantOptimize",
     "Registry",
     "StepResult",
@@ -53,8 +55,10 @@ EXPECTED = [
     "gc_pauses",
     "gc_tuning",
     "govern",
+    "growth",
     "install_signal_handler",
     "list_strategies",
+    "load_ipython_extension",
     "memory_limit",
     "optimize",
     "parse_size",
@@ -67,6 +71,9 @@ EXPECTED = [
     "reset_peak",
     "rss",
     "set_malloc_thresholds",
+    "sizeof",
+    "status",
+    "top",
     "uncompactable",
     "unfreeze",
     "uninstall_signal_handler",
@@ -74,6 +81,7 @@ EXPECTED = [
     "unregister_container",
     "unregister_strategy",
     "usage",
+    "why",
 ]
 
 

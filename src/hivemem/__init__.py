@@ -41,6 +41,8 @@ _LAZY: dict[str, str] = {
     "ProcReader": "hivemem._measure",
     "ProcessMemory": "hivemem._proctree",
     "ProcessTree": "hivemem._proctree",
+    "ProfileReport": "hivemem._profiler",
+    "Profiler": "hivemem._profiler",
     "ReentrantOptimize": "hivemem._errors",
     "Registry": "hivemem._registry",
     "StepResult": "hivemem._report",
@@ -63,8 +65,10 @@ _LAZY: dict[str, str] = {
     "gc_pauses": "hivemem._gctools",
     "gc_tuning": "hivemem._gctools",
     "govern": "hivemem._governor",
+    "growth": "hivemem._inspect",
     "install_signal_handler": "hivemem._signals",
     "list_strategies": "hivemem._api",
+    "load_ipython_extension": "hivemem._ipython",
     "memory_limit": "hivemem._limits",
     "optimize": "hivemem._governor",
     "parse_size": "hivemem._sizes",
@@ -77,6 +81,9 @@ _LAZY: dict[str, str] = {
     "reset_peak": "hivemem._measure",
     "rss": "hivemem._measure",
     "set_malloc_thresholds": "hivemem._native",
+    "sizeof": "hivemem._inspect",
+    "status": "hivemem._inspect",
+    "top": "hivemem._inspect",
     "uncompactable": "hivemem._containers",
     "unfreeze": "hivemem._gctools",
     "uninstall_signal_handler": "hivemem._signals",
@@ -84,6 +91,7 @@ _LAZY: dict[str, str] = {
     "unregister_container": "hivemem._containers",
     "unregister_strategy": "hivemem._api",
     "usage": "hivemem._measure",
+    "why": "hivemem._inspect",
 }
 
 __all__ = [
@@ -111,6 +119,8 @@ __all__ = [
     "ProcReader",
     "ProcessMemory",
     "ProcessTree",
+    "ProfileReport",
+    "Profiler",
     "ReentrantOptimize",
     "Registry",
     "StepResult",
@@ -133,8 +143,10 @@ __all__ = [
     "gc_pauses",
     "gc_tuning",
     "govern",
+    "growth",
     "install_signal_handler",
     "list_strategies",
+    "load_ipython_extension",
     "memory_limit",
     "optimize",
     "parse_size",
@@ -147,6 +159,9 @@ __all__ = [
     "reset_peak",
     "rss",
     "set_malloc_thresholds",
+    "sizeof",
+    "status",
+    "top",
     "uncompactable",
     "unfreeze",
     "uninstall_signal_handler",
@@ -154,6 +169,7 @@ __all__ = [
     "unregister_container",
     "unregister_strategy",
     "usage",
+    "why",
 ]
 
 TYPE_CHECKING = False
@@ -231,6 +247,12 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._governor import MemoryGovernor as MemoryGovernor
     from hivemem._governor import govern as govern
     from hivemem._governor import optimize as optimize
+    from hivemem._inspect import growth as growth
+    from hivemem._inspect import sizeof as sizeof
+    from hivemem._inspect import status as status
+    from hivemem._inspect import top as top
+    from hivemem._inspect import why as why
+    from hivemem._ipython import load_ipython_extension as load_ipython_extension
     from hivemem._leaks import LeakReport as LeakReport
     from hivemem._leaks import find_leaks as find_leaks
     from hivemem._levels import (
@@ -269,6 +291,8 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._proctree import ProcessMemory as ProcessMemory
     from hivemem._proctree import ProcessTree as ProcessTree
     from hivemem._proctree import process_tree as process_tree
+    from hivemem._profiler import Profiler as Profiler
+    from hivemem._profiler import ProfileReport as ProfileReport
     from hivemem._protocol import Strategy as Strategy
     from hivemem._registry import Registry as Registry
     from hivemem._report import OptimizationReport as OptimizationReport
