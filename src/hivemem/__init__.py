@@ -19,7 +19,9 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "AGGRESSIVE": "hivemem._levels",
     "Aggressiveness": "hivemem._levels",
+    "BufferPool": "hivemem._pool",
     "CHEAP": "hivemem._levels",
+    "CompressedStore": "hivemem._compress",
     "Fragmentation": "hivemem._containers",
     "GCPauses": "hivemem._gctools",
     "GovernorEvent": "hivemem._events",
@@ -27,6 +29,7 @@ _LAZY: dict[str, str] = {
     "HivememWarning": "hivemem._errors",
     "InvalidArgument": "hivemem._errors",
     "InvalidSize": "hivemem._errors",
+    "LazyProxy": "hivemem._lazy",
     "LeakDetected": "hivemem._errors",
     "LeakReport": "hivemem._leaks",
     "MODERATE": "hivemem._levels",
@@ -35,6 +38,7 @@ _LAZY: dict[str, str] = {
     "MemoryLimit": "hivemem._limits",
     "MemoryLimitExceeded": "hivemem._errors",
     "MemoryUsage": "hivemem._measure",
+    "ObjectPool": "hivemem._pool",
     "OptimizationReport": "hivemem._report",
     "PluginWarning": "hivemem._errors",
     "Pressure": "hivemem._levels",
@@ -45,6 +49,7 @@ _LAZY: dict[str, str] = {
     "Profiler": "hivemem._profiler",
     "ReentrantOptimize": "hivemem._errors",
     "Registry": "hivemem._registry",
+    "SpillStore": "hivemem._spill",
     "StepResult": "hivemem._report",
     "Strategy": "hivemem._protocol",
     "StrategyContext": "hivemem._strategy",
@@ -55,8 +60,10 @@ _LAZY: dict[str, str] = {
     "UnknownStrategy": "hivemem._errors",
     "add_listener": "hivemem._engine:subscribe",
     "after_fork_child": "hivemem._fork",
+    "allow_unload": "hivemem._unload",
     "compactable": "hivemem._containers",
     "disable_strategy": "hivemem._api",
+    "disallow_unload": "hivemem._unload",
     "enable_strategy": "hivemem._api",
     "find_leaks": "hivemem._leaks",
     "format_size": "hivemem._sizes",
@@ -67,9 +74,11 @@ _LAZY: dict[str, str] = {
     "govern": "hivemem._governor",
     "growth": "hivemem._inspect",
     "install_signal_handler": "hivemem._signals",
+    "lazy_import": "hivemem._lazy",
     "list_strategies": "hivemem._api",
     "load_ipython_extension": "hivemem._ipython",
     "memory_limit": "hivemem._limits",
+    "on_pressure": "hivemem._hooks",
     "optimize": "hivemem._governor",
     "parse_size": "hivemem._sizes",
     "prepare_fork": "hivemem._fork",
@@ -78,6 +87,7 @@ _LAZY: dict[str, str] = {
     "register_container": "hivemem._containers",
     "register_strategy": "hivemem._api",
     "remove_listener": "hivemem._engine:unsubscribe",
+    "remove_pressure_hook": "hivemem._hooks",
     "reset_peak": "hivemem._measure",
     "rss": "hivemem._measure",
     "set_malloc_thresholds": "hivemem._native",
@@ -87,6 +97,7 @@ _LAZY: dict[str, str] = {
     "uncompactable": "hivemem._containers",
     "unfreeze": "hivemem._gctools",
     "uninstall_signal_handler": "hivemem._signals",
+    "unload_modules": "hivemem._unload",
     "unregister_cache": "hivemem._caches",
     "unregister_container": "hivemem._containers",
     "unregister_strategy": "hivemem._api",
@@ -97,7 +108,9 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "AGGRESSIVE",
     "Aggressiveness",
+    "BufferPool",
     "CHEAP",
+    "CompressedStore",
     "Fragmentation",
     "GCPauses",
     "GovernorEvent",
@@ -105,6 +118,7 @@ __all__ = [
     "HivememWarning",
     "InvalidArgument",
     "InvalidSize",
+    "LazyProxy",
     "LeakDetected",
     "LeakReport",
     "MODERATE",
@@ -113,6 +127,7 @@ __all__ = [
     "MemoryLimit",
     "MemoryLimitExceeded",
     "MemoryUsage",
+    "ObjectPool",
     "OptimizationReport",
     "PluginWarning",
     "Pressure",
@@ -123,6 +138,7 @@ __all__ = [
     "Profiler",
     "ReentrantOptimize",
     "Registry",
+    "SpillStore",
     "StepResult",
     "Strategy",
     "StrategyContext",
@@ -133,8 +149,10 @@ __all__ = [
     "UnknownStrategy",
     "add_listener",
     "after_fork_child",
+    "allow_unload",
     "compactable",
     "disable_strategy",
+    "disallow_unload",
     "enable_strategy",
     "find_leaks",
     "format_size",
@@ -145,9 +163,11 @@ __all__ = [
     "govern",
     "growth",
     "install_signal_handler",
+    "lazy_import",
     "list_strategies",
     "load_ipython_extension",
     "memory_limit",
+    "on_pressure",
     "optimize",
     "parse_size",
     "prepare_fork",
@@ -156,6 +176,7 @@ __all__ = [
     "register_container",
     "register_strategy",
     "remove_listener",
+    "remove_pressure_hook",
     "reset_peak",
     "rss",
     "set_malloc_thresholds",
@@ -165,6 +186,7 @@ __all__ = [
     "uncompactable",
     "unfreeze",
     "uninstall_signal_handler",
+    "unload_modules",
     "unregister_cache",
     "unregister_container",
     "unregister_strategy",
@@ -191,6 +213,7 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     )
     from hivemem._caches import register_cache as register_cache
     from hivemem._caches import unregister_cache as unregister_cache
+    from hivemem._compress import CompressedStore as CompressedStore
     from hivemem._containers import Fragmentation as Fragmentation
     from hivemem._containers import StringPool as StringPool
     from hivemem._containers import compactable as compactable
@@ -236,9 +259,9 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._errors import (
         UnknownStrategy as UnknownStrategy,
     )
+    from hivemem._events import GovernorEvent as GovernorEvent
     from hivemem._fork import after_fork_child as after_fork_child
     from hivemem._fork import prepare_fork as prepare_fork
-    from hivemem._events import GovernorEvent as GovernorEvent
     from hivemem._gctools import GCPauses as GCPauses
     from hivemem._gctools import freeze as freeze
     from hivemem._gctools import gc_pauses as gc_pauses
@@ -247,12 +270,16 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._governor import MemoryGovernor as MemoryGovernor
     from hivemem._governor import govern as govern
     from hivemem._governor import optimize as optimize
+    from hivemem._hooks import on_pressure as on_pressure
+    from hivemem._hooks import remove_pressure_hook as remove_pressure_hook
     from hivemem._inspect import growth as growth
     from hivemem._inspect import sizeof as sizeof
     from hivemem._inspect import status as status
     from hivemem._inspect import top as top
     from hivemem._inspect import why as why
     from hivemem._ipython import load_ipython_extension as load_ipython_extension
+    from hivemem._lazy import LazyProxy as LazyProxy
+    from hivemem._lazy import lazy_import as lazy_import
     from hivemem._leaks import LeakReport as LeakReport
     from hivemem._leaks import find_leaks as find_leaks
     from hivemem._levels import (
@@ -288,6 +315,8 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
         usage as usage,
     )
     from hivemem._native import set_malloc_thresholds as set_malloc_thresholds
+    from hivemem._pool import BufferPool as BufferPool
+    from hivemem._pool import ObjectPool as ObjectPool
     from hivemem._proctree import ProcessMemory as ProcessMemory
     from hivemem._proctree import ProcessTree as ProcessTree
     from hivemem._proctree import process_tree as process_tree
@@ -301,8 +330,12 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._signals import uninstall_signal_handler as uninstall_signal_handler
     from hivemem._sizes import format_size as format_size
     from hivemem._sizes import parse_size as parse_size
+    from hivemem._spill import SpillStore as SpillStore
     from hivemem._strategy import StrategyContext as StrategyContext
     from hivemem._strategy import StrategyResult as StrategyResult
+    from hivemem._unload import allow_unload as allow_unload
+    from hivemem._unload import disallow_unload as disallow_unload
+    from hivemem._unload import unload_modules as unload_modules
 
 
 def __getattr__(name: str) -> object:

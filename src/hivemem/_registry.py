@@ -45,6 +45,7 @@ BUILTINS: dict[str, str] = {
     "pools": "hivemem.strategies.pools:DropIdlePooled",
     "spill": "hivemem.strategies.spill:SpillValues",
     "trim": "hivemem.strategies.trim:MallocTrim",
+    "unload_modules": "hivemem.strategies.unload_modules:UnloadModules",
 }
 
 _NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz")
