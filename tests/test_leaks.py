@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tracemalloc
 
 import pytest
@@ -12,61 +13,7 @@ from hivemem._leaks import LeakReport, SiteGrowth, TypeGrowth
 
 from .conftest import run_python
 
-# The workload set the issue's figure is measured on (also used by benchmarks/bench_profiler.py).
-# Leaks keep one bytes object of exactly N bytes (N - 33 bytes of payload + the bytes header) per call.
-WORKLOADS_SRC = r'''
-import functools, re
-
-_kept = []
-
-def _leak(n):
-    def fn():
-        _kept.append(b"x" * (n - 33))
-    fn.__name__ = fn.__qualname__ = f"leak_{n}B"
-    return fn
-
-_cache = {}
-_cache_n = [0]
-def cache_plateau():
-    """A dict cache capped at 250 entries, 100 new keys per call: full on the third call."""
-    for _ in range(100):
-        _cache_n[0] += 1
-        if len(_cache) >= 250:
-            del _cache[next(iter(_cache))]
-        _cache[f"key-{_cache_n[0]:09d}"] = "v" * 50
-
-@functools.lru_cache(maxsize=128)
-def _square(key):
-    return [key] * 10
-_lru_n = [0]
-def lru_cache_plateau():
-    """functools.lru_cache(maxsize=128), 60 new keys per call: full on the third call."""
-    for _ in range(60):
-        _lru_n[0] += 1
-        _square(f"k{_lru_n[0]:09d}")
-
-_table = None
-def lazy_init():
-    """Builds a 5000-entry table on first call, then only reads it."""
-    global _table
-    if _table is None:
-        _table = {i: str(i) * 20 for i in range(5000)}
-    return len(_table)
-
-_re_n = [0]
-def re_cache_bounded():
-    """Compiles 300 new patterns per call: re's bounded cache fills, then evicts."""
-    for _ in range(300):
-        _re_n[0] += 1
-        re.compile(f"a{_re_n[0]:08d}b+")
-
-def temporaries():
-    """Allocates 10k strings and drops them."""
-    return len([str(i) for i in range(10000)])
-
-LEAKS = [_leak(100), _leak(1024), _leak(10 * 1024), _leak(100 * 1024)]
-NON_LEAKS = [cache_plateau, lru_cache_plateau, lazy_init, re_cache_bounded, temporaries]
-'''
+WORKLOADS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "leak_workloads.py")
 
 
 def run_workloads(repeat: int = 5, warmup: int = 2) -> dict[str, dict[str, object]]:
@@ -74,8 +21,8 @@ def run_workloads(repeat: int = 5, warmup: int = 2) -> dict[str, dict[str, objec
     out = run_python(
         f"""
         import json, hivemem
-        ns = {{}}
-        exec(compile({WORKLOADS_SRC!r}, "workloads.py", "exec"), ns)
+        import runpy
+        ns = runpy.run_path({WORKLOADS!r}, run_name="leak_workloads")
         res = {{}}
         for fn in ns["LEAKS"] + ns["NON_LEAKS"]:
             r = hivemem.find_leaks(fn, warmup={warmup}, repeat={repeat})
@@ -102,7 +49,7 @@ def test_workload_set_every_leak_and_no_false_alarm() -> None:
             assert low <= d["bytes_per_call"] <= high
             assert d["blocks_per_call"] == pytest.approx(1.0, abs=0.01), name
             assert any(t["name"] == "bytes" and t["delta"] == 5 for t in d["growing_types"]), name  # type: ignore[union-attr]
-            assert d["growing_sites"][0]["file"] == "workloads.py", name  # type: ignore[index]
+            assert d["growing_sites"][0]["file"] == WORKLOADS, name  # type: ignore[index]
 
 
 def test_leak_flagged_within_three_repetitions() -> None:

@@ -369,13 +369,14 @@ class LeakWatch(Result):
         metric: str = "rss",
         min_growth: int = 1 << 20,
         min_samples: int = 10,
+        min_duration: float = 10.0,
     ) -> None:
         from hivemem._robust import plateau, theil_sen
 
         n = len(times)
         duration = times[-1] - times[0] if n > 1 else 0.0
         unit = (lambda v: f"{v:,.0f} blocks") if metric == "blocks" else format_size
-        if n < min_samples or duration <= 0:
+        if n < min_samples or duration < min_duration or duration <= 0:
             self._set(
                 suspected=False,
                 metric=metric,
@@ -387,7 +388,10 @@ class LeakWatch(Result):
                 samples=n,
                 duration=duration,
                 min_growth=min_growth,
-                evidence=f"not enough evidence: {n} samples over {duration:.1f} s (need {min_samples})",
+                evidence=(
+                    f"not enough evidence: {n} samples over {duration:.1f} s "
+                    f"(need {min_samples} samples over {min_duration:g} s)"
+                ),
             )
             return
         slope, low, high = theil_sen(times, values)
@@ -757,6 +761,7 @@ class Profiler:
             self._thread.join()  # type: ignore[attr-defined]
             self._thread = None
         self.sample()
+        self._t_end = self._clock()
         if self.trace and tracemalloc.is_tracing():
             self.snapshot("stop")
         self._peak_at_stop = self._read_peak()
@@ -765,7 +770,6 @@ class Profiler:
             self._tm_memory = tracemalloc.get_tracemalloc_memory()
             tracemalloc.stop()
             self._started_tracing = False
-        self._t_end = self._clock()
         self._running = False
         return self
 
@@ -1012,12 +1016,16 @@ class Profiler:
                 stride=self._stride,
             )
 
-    def leak_watch(self, metric: str = "rss", *, min_growth: int | str | None = None) -> LeakWatch:
+    def leak_watch(
+        self, metric: str = "rss", *, min_growth: int | str | None = None, min_duration: float = 10.0
+    ) -> LeakWatch:
         """Score sustained growth of *metric* over the samples: Theil-Sen slope plus a plateau test.
 
         *min_growth* (bytes, or blocks for ``"blocks"``) is the fitted growth
         over the run below which nothing is suspected: default 1 MiB for RSS
         and USS (page-granular, noisy), 64 KiB for traced memory, 1000 blocks.
+        Runs shorter than *min_duration* seconds are never suspected: a
+        short burst of growth is work, not a leak.
         """
         from hivemem._sizes import parse_size
 
@@ -1029,7 +1037,7 @@ class Profiler:
             times, values = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
         default = {"rss": 1 << 20, "uss": 1 << 20, "traced": 64 << 10, "blocks": 1000}[metric]
         threshold = default if min_growth is None else parse_size(min_growth)
-        return LeakWatch(times, values, metric=metric, min_growth=threshold)
+        return LeakWatch(times, values, metric=metric, min_growth=threshold, min_duration=min_duration)
 
     def overhead(self) -> Overhead:
         """The profiler's own cost so far."""
