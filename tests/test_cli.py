@@ -176,6 +176,18 @@ def test_run_govern_and_profile_are_used_or_refused_plainly(flag: str, name: str
         assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_run_profile_html_is_the_profilers_page(tmp_path: Path) -> None:
+    """--profile with an .html report writes the profiler's page; the run summary goes to stderr."""
+    if "Profiler" not in hivemem._LAZY:
+        pytest.skip("this build has no hivemem.Profiler")
+    script = _script(tmp_path, "x = [bytes(3000) for _ in range(5000)]\n")
+    out = tmp_path / "p.html"
+    proc = hivemem_cli("run", "--profile", "--report", str(out), script)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text().lstrip().lower().startswith("<!doctype html")
+    assert "hivemem run " in proc.stderr and "peak" in proc.stderr
+
+
 # --------------------------------------------------------------------------- status
 
 

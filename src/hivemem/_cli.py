@@ -113,6 +113,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = result.to_dict()
     if args.report is None:
         _say(_runner.render_text(report), err=True)
+    elif args.report.endswith((".html", ".htm")) and hasattr(result.profile, "to_html"):
+        # profiled: the profiler's own page (timeline, allocation sites); the run summary goes to stderr
+        result.profile.to_html(args.report)
+        _say(_runner.render_text(report), err=True)
     else:
         from hivemem._clireport import write_report
 
@@ -261,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--target", type=_size, help="budget for --govern; target of the final pass")
     run.add_argument("--govern", action="store_true", help="run under hivemem.govern() the whole time")
-    run.add_argument("--profile", action="store_true", help="run under hivemem.Profiler()")
+    run.add_argument(
+        "--profile",
+        action="store_true",
+        help="run under hivemem.Profiler(trace=True): timeline and allocation sites",
+    )
     run.add_argument("--interval", type=float, default=None, help="governor poll interval in seconds")
     run.add_argument("--report", metavar="FILE", help="write the report to FILE (.json or .html)")
     run.add_argument("-m", dest="module", metavar="MODULE", help="run a module, like python -m")

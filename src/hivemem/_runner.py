@@ -41,9 +41,11 @@ def _feature(name: str, flag: str, issue: str) -> object:
 class RunResult:
     """What one run measured; ``to_dict()`` is the JSON report."""
 
-    def __init__(self, data: dict[str, object], exit_status: int) -> None:
+    def __init__(self, data: dict[str, object], exit_status: int, profile: object = None) -> None:
         self.data = data
         self.exit_status = exit_status
+        #: the profiler's own report (``hivemem.ProfileReport``) when run with --profile
+        self.profile = profile
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.data)
@@ -86,7 +88,7 @@ class Run:
         hivemem.reset_peak()
         start = hivemem.usage()
         governor = self._start_governor() if self.govern else None
-        profiler: Any = self._profiler_cls() if self._profiler_cls is not None else None
+        profiler: Any = self._profiler_cls(trace=True) if self._profiler_cls is not None else None
         status, error = 0, None
         t0, c0 = time.perf_counter(), time.process_time()
         try:
@@ -120,6 +122,13 @@ class Run:
                     pass
         data["seconds"] = time.perf_counter() - t0
         data["cpu_seconds"] = time.process_time() - c0
+        profile_report = None
+        if profiler is not None:
+            try:
+                profile_report = profiler.report()
+                data["profile"] = profile_report.to_dict()
+            except Exception as exc:  # never lose the run's report over the profile
+                data["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
         end = hivemem.usage()
         data["exit_status"] = status
         data["error"] = error
@@ -128,15 +137,13 @@ class Run:
         data["peak"] = end.peak
         if governor is not None:
             data["governor"] = _governor_summary(governor)
-        if profiler is not None:
-            data["profile"] = _to_dict(profiler)
         if self.target is not None:
             data["optimize"] = hivemem.optimize(target=self.target).to_dict()
         try:
             data["limit"] = hivemem.memory_limit().to_dict()
         except Exception as exc:  # pragma: no cover - never break the report
             data["limit"] = {"error": str(exc)}
-        return RunResult(data, status)
+        return RunResult(data, status, profile_report)
 
 
 def _exit_status(code: object) -> int:
