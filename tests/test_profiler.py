@@ -1,0 +1,397 @@
+"""hivemem.Profiler: samples, snapshots, top/diff, exact peaks, leak watch, overhead, the IPython magic."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tracemalloc
+
+import pytest
+
+import hivemem
+from hivemem._profiler import LeakWatch, Profiler
+from hivemem.testing import FakeReader
+
+from .conftest import linux_only, run_python
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def manual(reader: FakeReader, clock: FakeClock, **kwargs: object) -> Profiler:
+    return Profiler(interval=None, reader=reader, clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+def test_manual_samples_exact(reader: FakeReader) -> None:
+    """With interval=None, a fake reader and a fake clock, every sample is exactly what was read."""
+    clock = FakeClock()
+    prof = manual(reader, clock).start()
+    for _ in range(3):
+        clock.now += 1
+        reader.grow("10MB")
+        prof.sample()
+    prof.stop()
+    tl = prof.timeline()
+    mib = 1 << 20
+    assert tl.times == (0.0, 1.0, 2.0, 3.0, 3.0)
+    assert tl.rss == (500 * mib, 510 * mib, 520 * mib, 530 * mib, 530 * mib)
+    assert tl.uss == () and tl.traced == ()
+    assert len(tl.blocks) == 5 and all(b > 0 for b in tl.blocks)
+    assert len(tl.gc) == 5 and all(len(g) == 3 for g in tl.gc)
+    assert tl.duration == 3.0 and len(tl) == 5
+    assert "5 samples over 3.00 s" in repr(tl)
+    assert json.loads(tl.to_json())["rss"][-1] == 530 * mib
+
+
+def test_peak_from_reader_reset_at_start(reader: FakeReader) -> None:
+    """peak() is the reader's high-water mark since start (reset_peak at start), plus the sampled maximum."""
+    clock = FakeClock()
+    reader.set("900MB")
+    reader.set("500MB")  # an old peak before profiling must not count
+    prof = manual(reader, clock).start()
+    reader.set("700MB")  # a spike between samples: only the exact peak sees it
+    reader.set("600MB")
+    clock.now += 1
+    prof.sample()
+    peak = prof.stop().peak()
+    assert peak.rss == 700 << 20
+    assert "reset_peak" in peak.rss_source
+    assert peak.sampled_rss == 600 << 20 and peak.sampled_at == 1.0
+    assert json.loads(peak.to_json())["rss"] == 700 << 20
+
+
+def test_peak_not_exact_without_reset() -> None:
+    """A reader without reset_peak() gives no exact peak and says why; the sampled maximum remains."""
+
+    class NoReset:
+        def rss(self) -> int:
+            return 1000
+
+        def usage(self) -> hivemem.MemoryUsage:
+            return hivemem.MemoryUsage(rss=1000, peak=5000)
+
+    prof = Profiler(interval=None, reader=NoReset()).start()
+    peak = prof.stop().peak()
+    assert peak.rss is None and "no reset_peak" in peak.rss_source
+    assert peak.sampled_rss == 1000
+
+
+def test_decimation_bounds_memory(reader: FakeReader) -> None:
+    """Past max_samples every other sample is dropped and the stride doubles; columns stay aligned."""
+    clock = FakeClock()
+    prof = manual(reader, clock, max_samples=16).start()
+    for i in range(1, 100):
+        clock.now = 100.0 + i
+        prof.sample()
+    tl = prof.timeline()
+    assert len(tl) < 16
+    assert tl.stride >= 4
+    assert list(tl.times) == sorted(tl.times)
+    assert len(tl.gc) == len(tl.times) == len(tl.rss)
+    prof.stop()
+
+
+def test_marks_and_snapshot_marks(reader: FakeReader, registry: hivemem.Registry) -> None:
+    """mark() and optimization passes put labelled marks on the timeline."""
+    clock = FakeClock()
+    prof = manual(reader, clock).start()
+    clock.now += 2
+    prof.mark("deploy")
+    hivemem.MemoryGovernor(registry=registry, reader=reader).optimize()
+    prof.stop()
+    labels = [label for _, label in prof.timeline().marks]
+    assert labels[0] == "deploy"
+    assert any(label.startswith("optimize") for label in labels)
+
+
+def test_leak_watch_suspects_steady_growth() -> None:
+    """Linear growth with noise over 60 s is suspected; the evidence cites slope, CI and duration."""
+    times = [float(t) for t in range(60)]
+    values = [100_000_000 + 200_000 * t + (37_000 if t % 3 == 0 else -23_000) for t in range(60)]
+    watch = LeakWatch(times, values, metric="rss")
+    assert watch.suspected and bool(watch)
+    assert watch.slope == pytest.approx(200_000, rel=0.05)
+    assert watch.slope_ci[0] > 0
+    assert "leak suspected" in watch.evidence and "60 samples" in watch.evidence
+    assert json.loads(watch.to_json())["suspected"] is True
+
+
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        ([100_000_000 + min(t, 40) * 500_000 for t in range(60)], "plateaued"),  # a cache that filled
+        ([100_000_000 + (7_000 if t % 2 else -7_000) for t in range(60)], "no significant growth"),
+        ([100_000_000 + 1_000 * t for t in range(60)], "growth below the threshold"),  # 60 KB in a minute
+    ],
+)
+def test_leak_watch_no_false_alarm(values: list[int], why: str) -> None:
+    """A plateau, pure noise, or growth under min_growth is not a leak, and the evidence says which."""
+    watch = LeakWatch([float(t) for t in range(60)], values, metric="rss")
+    assert not watch.suspected
+    assert watch.evidence.startswith(why)
+
+
+def test_leak_watch_needs_enough_evidence() -> None:
+    """Fewer than 10 samples, or less than 10 s of them, never raise a suspicion."""
+    short = LeakWatch([0.0, 1.0, 2.0], [0, 10**9, 2 * 10**9])
+    assert not short.suspected and "not enough evidence" in short.evidence
+    burst = LeakWatch([t / 10 for t in range(50)], [t * 10**8 for t in range(50)])
+    assert not burst.suspected and "not enough evidence" in burst.evidence
+
+
+def test_profiler_leak_watch_on_samples(reader: FakeReader) -> None:
+    """Profiler.leak_watch scores its own samples: steady growth over 30 s is suspected."""
+    clock = FakeClock()
+    prof = manual(reader, clock).start()
+    for _ in range(30):
+        clock.now += 1
+        reader.grow("1MB")
+        prof.sample()
+    prof.stop()
+    watch = prof.leak_watch()
+    assert watch.suspected and watch.slope == pytest.approx(1 << 20)
+    with pytest.raises(hivemem.InvalidArgument, match="unknown metric"):
+        prof.leak_watch("heap")
+
+
+_kept: list[object] = []
+
+
+def _allocate_here() -> None:
+    _kept.append([bytearray(1000) for _ in range(200)])
+
+
+def test_snapshots_top_and_diff() -> None:
+    """With trace=True: snapshots, top() by line/file/traceback and diff() name this file's line."""
+    assert not tracemalloc.is_tracing()
+    with Profiler(trace=True, frames=3, interval=None) as prof:
+        prof.snapshot("before")
+        _allocate_here()
+        prof.snapshot("after")
+    assert not tracemalloc.is_tracing()  # the profiler started it, so it stopped it
+    assert prof.snapshots == ("start", "before", "after", "stop")
+    here = os.path.basename(__file__)
+    top = prof.top(5, snapshot="after")
+    assert top.rows[0][0].endswith(f"{here}:{_allocate_here.__code__.co_firstlineno + 1}")
+    assert top.rows[0][1] >= 200 * 1000 and top.rows[0][2] >= 200
+    assert prof.top(3, by="file").rows[0][0].endswith(here)
+    tb = prof.top(3, by="traceback", snapshot="after").rows[0][0]
+    assert " <- " in tb and tb.count(here) >= 2
+    diff = prof.diff("before", "after")
+    assert diff.rows[0][0] == top.rows[0][0] and diff.rows[0][1] >= 200 * 1000
+    assert diff.total_diff >= 200 * 1000
+    assert "SiteDiff 'before' -> 'after'" in repr(diff)
+    assert json.loads(diff.to_json())["rows"][0]["size_diff"] >= 200 * 1000
+    report = prof.report()
+    assert report.top is not None and report.growth is not None
+    assert report.peak.traced is not None and report.peak.traced >= 200 * 1000
+    assert report.overhead.tracemalloc_memory and report.overhead.tracemalloc_memory > 0
+
+
+def test_tracemalloc_left_on_when_already_tracing() -> None:
+    """A profiler that did not start tracemalloc leaves it tracing."""
+    tracemalloc.start()
+    try:
+        with Profiler(trace=True, interval=None):
+            pass
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+
+
+def test_snapshot_errors() -> None:
+    """snapshot() without tracing raises Unavailable; unknown labels and keys raise InvalidArgument."""
+    prof = Profiler(interval=None).start()
+    with pytest.raises(hivemem.Unavailable, match="tracemalloc is not tracing"):
+        prof.snapshot()
+    prof.stop()
+    with pytest.raises(hivemem.Unavailable, match="no tracemalloc snapshot"):
+        prof.top()
+    with Profiler(trace=True, interval=None) as traced:
+        pass
+    with pytest.raises(hivemem.InvalidArgument, match="no snapshot 'nope'"):
+        traced.diff("nope")
+    with pytest.raises(hivemem.InvalidArgument, match="by must be one of"):
+        traced.top(by="size")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"interval": 0}, "interval must be a positive number"),
+        ({"interval": "fast"}, "interval must be a positive number"),
+        ({"trace": 1}, "trace must be True or False"),
+        ({"frames": 0}, "frames must be an integer"),
+        ({"max_samples": 4}, "max_samples must be an integer >= 16"),
+        ({"reader": object()}, "must have rss"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:
+    """Bad constructor arguments raise InvalidArgument naming the value."""
+    with pytest.raises(hivemem.InvalidArgument, match=match):
+        Profiler(**kwargs)  # type: ignore[arg-type]
+
+
+def test_start_twice_rejected(reader: FakeReader) -> None:
+    """Starting a running profiler is an error; stopping twice is harmless."""
+    prof = Profiler(interval=None, reader=reader).start()
+    with pytest.raises(hivemem.InvalidArgument, match="already running"):
+        prof.start()
+    prof.stop()
+    prof.stop()
+    assert not prof.running
+
+
+def test_thread_samples_and_reports_its_cost() -> None:
+    """The sampling thread samples at the configured rate and accounts its own CPU time."""
+    import time
+
+    with Profiler(interval=0.01, uss=True) as prof:
+        time.sleep(0.3)
+        assert prof.running and "running" in repr(prof)
+    tl = prof.timeline()
+    assert len(tl) >= 8  # ~30 ticks expected; a loaded machine may skip some
+    assert len(tl.uss) == len(tl) and all(v > 0 for v in tl.uss)
+    ov = prof.overhead()
+    assert ov.samples >= len(tl) - 2 and ov.sampler_cpu > 0
+    assert 0 < ov.core_fraction < 0.5 and ov.wall >= 0.3
+    assert ov.tracemalloc_memory is None
+    assert "of one core" in repr(ov)
+
+
+@linux_only
+def test_exact_peak_real_rss() -> None:
+    """A 200 MB spike freed before stop() shows in the exact peak (VmHWM), within 10%; in a subprocess."""
+    out = run_python(
+        """
+        import hivemem
+        with hivemem.Profiler(interval=None) as prof:
+            start = hivemem.rss()
+            block = bytearray(200 * 2**20)
+            block[::4096] = b"x" * len(block[::4096])
+            del block
+        p = prof.peak()
+        print(p.rss - start, p.sampled_rss - start)
+        """
+    )
+    spike, sampled = (int(v) for v in out.split())
+    assert 0.9 * 200 * 2**20 <= spike <= 1.1 * 200 * 2**20
+    assert sampled < 50 * 2**20  # the samples never saw the spike: only the kernel's mark did
+
+
+@linux_only
+def test_fork_child_sees_stopped_profiler() -> None:
+    """After fork the child's profiler is not running (its sampling thread does not exist there)."""
+    out = run_python(
+        """
+        import os, hivemem
+        prof = hivemem.Profiler(interval=0.01).start()
+        pid = os.fork()
+        if pid == 0:
+            os.write(1, b"child running=%d\\n" % prof.running)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        prof.stop()
+        print("parent done")
+        """
+    )
+    assert "child running=0" in out and "parent done" in out
+
+
+def _secret_work() -> list[str]:
+    return ["hunter2-TOP-SECRET-" + str(i) * 50 for i in range(2000)]
+
+
+def test_reports_never_contain_object_contents() -> None:
+    """Secrets allocated while profiling appear in no repr, HTML or JSON of the report or its parts."""
+    with Profiler(trace=True, interval=None) as prof:
+        prof.snapshot("a")
+        held = _secret_work()
+        prof.snapshot("b")
+    report = prof.report()
+    texts = [repr(report), report.to_json(), report.to_html(), report._repr_html_()]
+    texts += [repr(prof.top(5, by="traceback")), repr(prof.diff("a", "b")), repr(prof.timeline())]
+    for text in texts:
+        assert "hunter2" not in text and "SECRET" not in text
+    assert held
+
+
+def test_report_json_round_trip(reader: FakeReader) -> None:
+    """ProfileReport.to_json() is valid JSON with every part; to_html(path) writes the page."""
+    clock = FakeClock()
+    prof = manual(reader, clock).start()
+    clock.now += 1
+    prof.sample()
+    report = prof.stop().report(advice=False)
+    data = json.loads(report.to_json())
+    assert set(data) == {"started", "timeline", "peak", "top", "growth", "leak", "overhead", "advice"}
+    assert data["top"] is None and data["leak"]["suspected"] is False
+    assert "ProfileReport: 3 samples" in repr(report)
+
+
+# ----------------------------------------------------------------- IPython
+
+
+def test_magic_profiles_a_cell_directly() -> None:
+    """The magic function runs the cell through the given runner and returns a ProfileReport."""
+    from hivemem._ipython import hivemem_magic, parse_options
+
+    ns: dict[str, object] = {}
+    report = hivemem_magic(
+        "--trace --top 3 --interval 0.01",
+        "x = [bytearray(100) for _ in range(5000)]",
+        run=lambda code: exec(code, ns),
+    )
+    assert isinstance(report, hivemem.ProfileReport)
+    assert len(ns["x"]) == 5000  # type: ignore[arg-type]
+    assert report.top is not None and len(report.top.rows) <= 3
+    assert parse_options("--frames=5 --html out.html") == {
+        "trace": False,
+        "frames": 5,
+        "interval": 0.05,
+        "top": 10,
+        "html": "out.html",
+    }
+    with pytest.raises(hivemem.InvalidArgument, match="unknown option"):
+        parse_options("--fast")
+    with pytest.raises(hivemem.InvalidArgument, match="needs a value"):
+        parse_options("--top")
+    with pytest.raises(hivemem.InvalidArgument, match="bad value"):
+        parse_options("--top many")
+    with pytest.raises(hivemem.InvalidArgument, match="unknown %hivemem command"):
+        hivemem_magic("explode")
+    assert isinstance(hivemem_magic("growth"), type(hivemem.growth()))
+
+
+def test_load_ext_in_ipython(tmp_path: object) -> None:
+    """%load_ext hivemem registers %%hivemem, which profiles a cell and can write the HTML report."""
+    pytest.importorskip("IPython")
+    out = run_python(
+        f"""
+        from IPython.core.interactiveshell import InteractiveShell
+        sh = InteractiveShell.instance()
+        sh.run_line_magic("load_ext", "hivemem")
+        cell = "x = [str(i) for i in range(50000)]"
+        r = sh.run_cell_magic("hivemem", "--trace --html {tmp_path}/cell.html", cell)
+        print(type(r).__name__, len(sh.user_ns["x"]), r.top.rows[0][1] > 0)
+        print(type(sh.run_line_magic("hivemem", "status")).__name__)
+        """
+    )
+    assert out.split() == ["ProfileReport", "50000", "True", "Status"]
+    assert os.path.getsize(f"{tmp_path}/cell.html") > 1000
+
+
+def test_profiler_module_not_loaded_by_import() -> None:
+    """import hivemem does not load the profiler, threading or tracemalloc's Python module."""
+    out = run_python(
+        "import sys, hivemem; print(sorted(m for m in sys.modules if m in "
+        "('hivemem._profiler', 'threading', 'tracemalloc', 'hivemem._inspect', 'pympler')))"
+    )
+    assert out.strip() == "[]", out
+    assert sys.modules.get("hivemem._profiler") is not None  # loaded here by the tests above
