@@ -62,12 +62,18 @@ def _probe_iter(values: Iterable[object]) -> int:
     return 0
 
 
+def _is_value(v: object, depth: int = 0) -> bool:
+    if isinstance(v, _VALUE_TYPES):
+        return True
+    return type(v) is tuple and depth < 8 and all(_is_value(x, depth + 1) for x in v)  # type: ignore[attr-defined]
+
+
 def _shared_items(obj: object) -> int:
     """How many items with an identity (not plain values) are also referenced outside *obj*."""
     base = _probe_iter([object()])
     shared = 0
     for v in _iter_values(obj):
-        if not isinstance(v, _VALUE_TYPES) and sys.getrefcount(v) > base:
+        if sys.getrefcount(v) > base and not _is_value(v):
             shared += 1
     return shared
 

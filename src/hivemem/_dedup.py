@@ -56,8 +56,8 @@ class _Dedup:
         self.keys = 0
         self.containers = 0
         # Reference counts of an object held only by its container, as seen
-        # at the point of each check below (the probes have the same loop
-        # shape), so the figures hold on every CPython version.
+        # at the checks below (``refs = getrefcount(v)`` inside a loop of the
+        # same shape), measured now so they hold on every CPython version.
         self.base_list = _probe_list([object()])
         self.base_dict = _probe_dict({0: object()})
         self.base_items = _probe_items([(object(), 0)])
@@ -66,16 +66,10 @@ class _Dedup:
         table = self.table
         found = table.get(s)
         if found is None:
-            if len(table) >= self.max_distinct:
-                return s
-            table[s] = s
+            if len(table) < self.max_distinct:
+                table[s] = s
             return s
         return found
-
-    def _dropped(self, s: str, refs: int, base: int) -> None:
-        self.merged += 1
-        if refs <= base:  # only the container held it: the swap frees it
-            self.allocator_bytes += sys.getsizeof(s)
 
     def run(self, root: object, keys: bool) -> None:
         stack: list[object] = [root]
@@ -88,49 +82,69 @@ class _Dedup:
             elif isinstance(obj, dict):
                 self._dict(obj, stack, seen, keys)
 
-    def _child(self, v: object, refs: int, base: int, stack: list[object], seen: set[int]) -> bool:
-        """Queue a nested list/dict once; returns False for anything else."""
-        t = type(v)
-        if t is list or t is dict:
-            if refs > base:  # reachable by another path too: walk it once
-                if id(v) in seen:
-                    return True
-                seen.add(id(v))
-            stack.append(v)
-            return True
-        return False
+    def _queue(self, v: object, shared: bool, stack: list[object], seen: set[int]) -> None:
+        """Queue a nested list/dict; one reachable by another path too is walked once."""
+        if shared:
+            if id(v) in seen:
+                return
+            seen.add(id(v))
+        stack.append(v)
 
     def _list(self, seq: list[object], stack: list[object], seen: set[int]) -> None:
-        base = self.base_list
+        base, table, full = self.base_list, self.table, self.max_distinct
+        getrefcount, getsizeof = sys.getrefcount, sys.getsizeof
+        merged = freed = 0
         for i, v in enumerate(seq):
             t = type(v)
             if t is str:
-                c = self.canon(v)  # type: ignore[arg-type]
-                if c is not v:
-                    self._dropped(v, sys.getrefcount(v), base)  # type: ignore[arg-type]
+                c = table.get(v)  # type: ignore[call-overload]
+                if c is None:
+                    if len(table) < full:
+                        table[v] = v  # type: ignore[index, assignment]
+                elif c is not v:
+                    refs = getrefcount(v)
+                    merged += 1
+                    if refs <= base:  # only this slot held it: the swap frees it
+                        freed += getsizeof(v)
                     seq[i] = c
             elif t is tuple:
-                new = self._tuple(v, sys.getrefcount(v) <= base, 0, stack, seen)  # type: ignore[arg-type]
+                refs = getrefcount(v)
+                new = self._tuple(v, refs <= base, 0, stack, seen)  # type: ignore[arg-type]
                 if new is not v:
                     seq[i] = new
-            else:
-                self._child(v, sys.getrefcount(v), base, stack, seen)
+            elif t is list or t is dict:
+                refs = getrefcount(v)
+                self._queue(v, refs > base, stack, seen)
+        self.merged += merged
+        self.allocator_bytes += freed
 
     def _dict(self, d: dict[object, object], stack: list[object], seen: set[int], keys: bool) -> None:
-        base = self.base_dict
+        base, table, full = self.base_dict, self.table, self.max_distinct
+        getrefcount, getsizeof = sys.getrefcount, sys.getsizeof
+        merged = freed = 0
         for k, v in d.items():
             t = type(v)
             if t is str:
-                c = self.canon(v)  # type: ignore[arg-type]
-                if c is not v:
-                    self._dropped(v, sys.getrefcount(v), base)  # type: ignore[arg-type]
-                    d[k] = c
+                c = table.get(v)  # type: ignore[call-overload]
+                if c is None:
+                    if len(table) < full:
+                        table[v] = v  # type: ignore[index, assignment]
+                elif c is not v:
+                    refs = getrefcount(v)
+                    merged += 1
+                    if refs <= base:
+                        freed += getsizeof(v)
+                    d[k] = c  # same key: no resize, no reorder
             elif t is tuple:
-                new = self._tuple(v, sys.getrefcount(v) <= base, 0, stack, seen)  # type: ignore[arg-type]
+                refs = getrefcount(v)
+                new = self._tuple(v, refs <= base, 0, stack, seen)  # type: ignore[arg-type]
                 if new is not v:
                     d[k] = new
-            else:
-                self._child(v, sys.getrefcount(v), base, stack, seen)
+            elif t is list or t is dict:
+                refs = getrefcount(v)
+                self._queue(v, refs > base, stack, seen)
+        self.merged += merged
+        self.allocator_bytes += freed
         if keys:
             self._keys(d)
 
@@ -154,7 +168,8 @@ class _Dedup:
                 if c is not k:
                     self.keys += 1
                     self.merged += 1
-                    if sys.getrefcount(k) <= self.base_items:  # only the items list held it
+                    refs = sys.getrefcount(k)
+                    if refs <= self.base_items:  # only the items list held it
                         self.allocator_bytes += sys.getsizeof(k)
                     k = c
             d[k] = v
@@ -178,11 +193,16 @@ class _Dedup:
                 if owned:
                     new = self.canon(v)  # type: ignore[arg-type]
                     if new is not v:  # freed with the old tuple when only it holds v
-                        self._dropped(v, sys.getrefcount(v), base)  # type: ignore[arg-type]
+                        refs = sys.getrefcount(v)
+                        self.merged += 1
+                        if refs <= base:
+                            self.allocator_bytes += sys.getsizeof(v)
             elif ty is tuple:
-                new = self._tuple(v, owned and sys.getrefcount(v) <= base, depth + 1, stack, seen)  # type: ignore[arg-type]
-            else:
-                self._child(v, sys.getrefcount(v), base, stack, seen)
+                refs = sys.getrefcount(v)
+                new = self._tuple(v, owned and refs <= base, depth + 1, stack, seen)  # type: ignore[arg-type]
+            elif ty is list or ty is dict:
+                refs = sys.getrefcount(v)
+                self._queue(v, refs > base, stack, seen)
             if new is not v:
                 if items is None:
                     items = list(t)
