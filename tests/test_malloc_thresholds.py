@@ -50,7 +50,7 @@ def test_unavailable_off_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         _native, "trim_unavailable_reason", lambda: "malloc is jemalloc, not glibc, and has no malloc_trim"
     )
-    with pytest.raises(hivemem.Unavailable, match="jemalloc.*mallopt"):
+    with pytest.raises(hivemem.Unavailable, match=r"jemalloc.*mallopt"):
         hivemem.set_malloc_thresholds(mmap_threshold="128KiB")
 
 

@@ -41,7 +41,7 @@ def run(level: object = MODERATE) -> hivemem.StepResult:
 def test_registered_lru_cache_dict_and_clear_object_are_cleared() -> None:
     """lru_cache wrappers (cache_clear), dicts and any clear() object are emptied; entries are counted."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def square(x: int) -> int:
         return x * x
 
@@ -103,7 +103,7 @@ def test_register_cache_rejects_objects_without_clear(bad: object) -> None:
 def test_weakly_held_cache_disappears_with_its_owner() -> None:
     """An lru_cache wrapper is held weakly: once the program drops it, the registration goes too."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def g(x: int) -> int:
         return x
 
@@ -199,17 +199,17 @@ def fake_module() -> types.ModuleType:
     """A module 'hm_fakeapp.parsers' with two lru_caches (one in a class) and an imported one."""
     mod = types.ModuleType("hm_fakeapp.parsers")
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def parse(x: int) -> int:
         return x
 
     class Parser:
         @staticmethod
-        @functools.lru_cache(maxsize=None)
+        @functools.cache
         def tokens(x: int) -> int:
             return x
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def get_client() -> object:  # a singleton factory from another module
         return object()
 

@@ -224,7 +224,7 @@ def test_locked_container_with_busy_lock_is_left_alone() -> None:
 
 
 def test_concurrent_reader_and_writer_under_lock_see_consistent_data() -> None:
-    """While compaction runs repeatedly, a thread using the lock never sees an empty or partial list and loses no write."""
+    """A thread using the lock while compaction runs never sees an empty or partial list; no write is lost."""
     lock = threading.Lock()
     rows: list[object] = [{"n": i} for i in range(5000)]
     hivemem.compactable(rows, lock=lock)
@@ -276,7 +276,7 @@ nested = st.recursive(
 @settings(max_examples=100, deadline=None)
 @given(st.lists(nested, min_size=1, max_size=8), st.dictionaries(st.text(max_size=4), nested, min_size=1))
 def test_compaction_round_trip_property(rows: list[object], table: dict[str, object]) -> None:
-    """Property: after compaction both containers are the same objects and compare equal, nested data included."""
+    """Property: after compaction both containers are the same objects and equal, nested data included."""
     before_rows, before_table = copy.deepcopy(rows), copy.deepcopy(table)
     ids = id(rows), id(table)
     hivemem.compactable(rows)
