@@ -1,0 +1,150 @@
+"""Dask: each worker's RSS before and after hivemem's GovernorPlugin acts, results unchanged.
+
+The workload of ``tests/test_dask.py``: a ``LocalCluster`` of 2 worker
+processes on 127.0.0.1 (1 thread, ``memory_limit="600MiB"`` each). Each
+worker runs one task that allocates ~300 MiB of 1-4 KiB blocks, keeps 1 in
+64 on the worker and frees the rest: the freed blocks stay in malloc's heap
+(RSS ~0.62 of the limit: above hivemem's MODERATE entry at Dask's target
+0.60, below Dask's spill at 0.70, so Dask itself does nothing).
+
+Two clusters, same workload, same run:
+
+``plugin``     ``client.register_plugin(GovernorPlugin(interval=0.2))``
+``no plugin``  Dask alone (control: what Dask's own memory manager does)
+
+"before" is the worker's peak RSS (the kernel's VmHWM, read in the task),
+"after" is its RSS ``--wait`` seconds after the task returned (default 5).
+The kept data is hashed in the task and again after the wait.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_dask.py
+
+Writes ``benchmarks/results/dask.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+MiB = 2**20
+BLOCKS = 120_000
+
+
+def bloat(seed: int) -> tuple[str, int]:
+    import hashlib
+    import random
+
+    from distributed import get_worker
+
+    import hivemem
+
+    rng = random.Random(seed)
+    blocks = [bytes([i % 251]) * rng.randint(1024, 4096) for i in range(BLOCKS)]
+    keep = blocks[::64]
+    del blocks
+    get_worker()._hivemem_bench_keep = keep  # type: ignore[attr-defined]
+    return hashlib.sha256(b"".join(keep)).hexdigest(), hivemem.usage().peak  # type: ignore[return-value]
+
+
+def digest_of_kept() -> str:
+    import hashlib
+
+    from distributed import get_worker
+
+    return hashlib.sha256(b"".join(get_worker()._hivemem_bench_keep)).hexdigest()  # type: ignore[attr-defined]
+
+
+def worker_rss() -> int:
+    import hivemem
+
+    return hivemem.rss()
+
+
+def run(with_plugin: bool, wait: float) -> dict[str, object]:
+    from distributed import Client, LocalCluster
+
+    from hivemem.integrations import dask as hd
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit="600MiB",
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        if with_plugin:
+            client.register_plugin(hd.GovernorPlugin(interval=0.2))
+        workers = sorted(client.scheduler_info()["workers"])
+        idle = client.run(worker_rss)
+        futures = {w: client.submit(bloat, i, workers=[w], pure=False) for i, w in enumerate(workers)}
+        results = {w: f.result() for w, f in futures.items()}
+        time.sleep(wait)
+        after = client.run(worker_rss)
+        digests = {w: client.submit(digest_of_kept, workers=[w], pure=False).result() for w in workers}
+        state = hd.reports(client) if with_plugin else {}
+        out = {}
+        for w in workers:
+            acts = [e for e in state.get(w, {}).get("events", []) if e["kind"] == "act"]
+            out[w] = {
+                "idle_rss": idle[w],
+                "peak_rss": results[w][1],
+                "rss_after": after[w],
+                "result_unchanged": digests[w] == results[w][0],
+                "governor_passes": len(acts),
+                "governor_acts": [
+                    {"rss_before": e["rss_before"], "rss_after": e["rss_after"], "level": e["level"]}
+                    for e in acts
+                ],
+            }
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--wait", type=float, default=5.0)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "dask.json"))
+    args = ap.parse_args()
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    with_plugin = run(True, args.wait)
+    control = run(False, args.wait)
+    print("worker                    peak RSS   RSS after   result unchanged   (limit 600 MiB)")
+    for label, data in (("plugin", with_plugin), ("no plugin", control)):
+        for i, (_w, d) in enumerate(sorted(data.items())):
+            print(
+                f"{label:10} worker {i}:   {d['peak_rss'] / MiB:8.1f} M  {d['rss_after'] / MiB:8.1f} M   "  # type: ignore[operator]
+                f"{d['result_unchanged']}"
+            )
+    result = {
+        "benchmark": "dask",
+        "command": " ".join([os.path.relpath(sys.executable, os.getcwd()), *sys.argv]),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "workload": (
+            f"{BLOCKS} blocks of 1-4 KiB per worker, 1 in 64 kept; memory_limit 600MiB; wait {args.wait} s"
+        ),
+        "plugin": with_plugin,
+        "no_plugin": control,
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"saved {os.path.relpath(args.out)}")
+
+
+if __name__ == "__main__":
+    main()
