@@ -354,6 +354,7 @@ def test_cpu_bucket_allows_a_burst_then_refills_at_share(clock: Clock) -> None:
     assert b.available()
     b.charge(0.3)  # 0.7 > 0.5: closed
     assert not b.available()
+    assert b.available(reserve=1.0)  # an emergency may overdraw up to 2x capacity
     assert b.refill_in() == pytest.approx(4.0, abs=1e-6)  # (0.7 - 0.5) / 0.05
     clock.advance(3.9)
     assert not b.available()
@@ -401,7 +402,7 @@ def test_governor_throttles_when_the_cpu_budget_is_spent(
 
 
 def _critical_and_spent(reader: FakeReader, registry: Registry, clock: Clock, **kw: object) -> MemoryGovernor:
-    registry.register(Frees(reader, clock, "futile", 0, cost=1.0, aggressiveness=AGGRESSIVE))
+    registry.register(Frees(reader, clock, "futile", 0, cost=2.0, aggressiveness=AGGRESSIVE))
     reader.set("990MB")
     return make(reader, registry, clock, adaptive=False, **kw)
 
@@ -467,18 +468,36 @@ def test_escalation_exit_writes_a_report_and_exits(
     assert "critical  enter" in err and "last events:" in err and "futile" in err
 
 
-def test_escalates_when_every_strategy_is_demoted(
+def test_escalates_when_nothing_may_run_at_critical(
     reader: FakeReader, registry: Registry, clock: Clock
 ) -> None:
-    """Nothing left to try at CRITICAL (all demoted) escalates too, even with CPU budget left."""
-    registry.register(Frees(reader, clock, "futile", 0, cost=0.0001))
+    """No strategy allowed at CRITICAL: nothing to try, so it escalates at once, CPU budget or not."""
     reader.set("990MB")
     got: list[object] = []
-    gov = make(reader, registry, clock, escalation="callback", on_escalate=got.append, demote_after=2)
+    gov = make(reader, registry, clock, escalation="callback", on_escalate=got.append)
     gov.tick()
-    gov.tick()  # second zero run: demoted, and CRITICAL stays
     assert len(got) == 1
-    assert got[0].data["reason"] == "every strategy allowed here is demoted"  # type: ignore[attr-defined]
+    assert got[0].data["reason"] == "no strategy is allowed at this level"  # type: ignore[attr-defined]
+
+
+def test_critical_runs_demoted_strategies_last_and_may_use_the_reserve(
+    reader: FakeReader, registry: Registry, clock: Clock
+) -> None:
+    """At CRITICAL demoted strategies still run (last), and the bucket may be overdrawn to 2x capacity."""
+    finisher = Frees(reader, clock, "finisher", 0, priority=10, cost=0.3)
+    registry.register(finisher)
+    gov = make(reader, registry, clock, demote_after=2)
+    reader.set("720MB")
+    gov.tick()
+    gov.tick()  # ~0.59 s in the bucket: demoted at MODERATE
+    gov.tick()  # skipped: demoted, and over capacity anyway
+    assert len(finisher.calls) == 2 and gov.strategy_stats["finisher"]["demoted"] is True  # type: ignore[index]
+    assert gov.cpu["level"] > gov.cpu["capacity"]
+    reader.set("990MB")
+    for _ in range(4):
+        gov.tick()  # ~0.59 and ~0.87 are under the 1.0 s reserve; ~1.16 is not
+    assert finisher.calls[2:] == ["critical", "critical"]
+    assert gov.events[-1].kind in ("throttle", "escalate")
 
 
 # ----------------------------------------------------------------------------- adaptive order

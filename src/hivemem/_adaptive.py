@@ -13,7 +13,9 @@ claimed). Before each background pass it orders the strategies:
 A strategy whose last ``demote_after`` runs each freed less than
 ``min_yield`` (or raised, or skipped itself) is *demoted*: it is skipped,
 with the reason in the pass's steps, except on every ``retry_every``-th
-eligible pass, when it runs last. A run that pays promotes it again. Every
+eligible pass and at CRITICAL, when it runs last (some strategies, like
+``trim``, only pay after others have freed something: an emergency is no
+time to leave them out). A run that pays promotes it again. Every
 change is a ``demote``/``promote`` event. Names in ``never_demote`` (the
 ``hooks`` strategy by default: release hooks must run at their level even
 when they freed nothing last time) are never demoted. No clock is read here, so the
@@ -79,8 +81,11 @@ class AdaptiveOrder:
     def _paid(self, rec: _Record) -> bool:
         return any(f >= self.min_yield for f, _ in rec.history)
 
-    def plan(self, eligible: Iterable[str]) -> tuple[list[str], dict[str, str]]:
-        """``(order, skip)`` for a pass over *eligible* names (registry order, allowed at this level)."""
+    def plan(self, eligible: Iterable[str], *, emergency: bool = False) -> tuple[list[str], dict[str, str]]:
+        """``(order, skip)`` for a pass over *eligible* names (registry order, allowed at this level).
+
+        In an *emergency* (CRITICAL) nothing is skipped: demoted strategies run last.
+        """
         paying: list[tuple[float, int, str]] = []
         untried: list[str] = []
         idle: list[str] = []
@@ -92,7 +97,7 @@ class AdaptiveOrder:
                 untried.append(name)
             elif rec.demoted:
                 rec.waited += 1
-                if rec.waited >= self.retry_every:
+                if emergency or rec.waited >= self.retry_every:
                     rec.waited = 0
                     probation.append(name)
                 else:

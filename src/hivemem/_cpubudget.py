@@ -60,10 +60,15 @@ class CpuBudget:
         self._last = now
         return now
 
-    def available(self) -> bool:
-        """True while the bucket is below capacity: a pass may start."""
+    def available(self, reserve: float = 0.0) -> bool:
+        """True while the bucket is below capacity: a pass may start.
+
+        *reserve* lets an emergency overdraw: with ``reserve=1.0`` a pass may
+        start up to twice the capacity. The long-run share is still *share*
+        (the drain rate); only the burst grows.
+        """
         self._drain()
-        return self.level < self.capacity
+        return self.level < self.capacity * (1.0 + reserve)
 
     def charge(self, seconds: float) -> None:
         """Pour *seconds* of reclamation work into the bucket."""

@@ -130,6 +130,9 @@ class MemoryGovernor:
     ``adaptive``, ``demote_after``, ``retry_every``, ``min_yield``, ``never_demote``  adaptive order
     ``level_aggressiveness``  ``{level: aggressiveness}`` for the passes at each level
     ``clock``       seconds, monotonic (tests inject a fake one)
+    ``cpu_clock``   what a pass costs the CPU budget: the monitor thread's CPU time
+                    (``time.thread_time``) by default, so time spent waiting for the GIL
+                    while the application runs is not charged; ``clock`` when that is injected
     """
 
     __module__ = "hivemem"
@@ -162,6 +165,7 @@ class MemoryGovernor:
         level_aggressiveness: dict[object, object] | None = None,
         max_events: int = 1000,
         clock: Callable[[], float] | None = None,
+        cpu_clock: Callable[[], float] | None = None,
     ) -> None:
         from hivemem._measure import ProcReader
         from hivemem._registry import Registry, default_registry
@@ -206,6 +210,11 @@ class MemoryGovernor:
         if clock is not None and not callable(clock):
             raise InvalidArgument(f"clock={clock!r} is not callable")
         self._clock: Callable[[], float] = time.monotonic if clock is None else clock
+        if cpu_clock is not None and not callable(cpu_clock):
+            raise InvalidArgument(f"cpu_clock={cpu_clock!r} is not callable")
+        if cpu_clock is None:
+            cpu_clock = time.thread_time if clock is None else clock
+        self._cpu_clock: Callable[[], float] = cpu_clock
 
         from hivemem._adaptive import AdaptiveOrder
         from hivemem._cpubudget import CpuBudget
@@ -473,7 +482,9 @@ class MemoryGovernor:
         if level == Pressure.NORMAL:
             self._throttled = False
             return None
-        if not self._cpu.available():
+        # CRITICAL may draw on an emergency reserve of one more bucket: the burst doubles, the
+        # long-run share (the drain rate) does not change.
+        if not self._cpu.available(reserve=1.0 if level == Pressure.CRITICAL else 0.0):
             if not self._throttled:
                 self._throttled = True
                 self._emit(
@@ -502,17 +513,14 @@ class MemoryGovernor:
         order: list[str] | None = None
         skip: dict[str, str] = {}
         if self.adaptive:
-            order, skip = self._adapt.plan(eligible)
+            order, skip = self._adapt.plan(eligible, emergency=level == Pressure.CRITICAL)
         runnable = [n for n in eligible if n not in skip]
         self._call_hooks(level)
         if not runnable:
-            why = (
-                "every strategy allowed here is demoted"
-                if eligible
-                else "no strategy is allowed at this level"
-            )
-            return self._maybe_escalate(self._clock(), rss, why)
-        t0 = self._clock()
+            if not eligible:
+                return self._maybe_escalate(self._clock(), rss, "no strategy is allowed at this level")
+            return None  # every one is demoted and waits for its probation pass: nothing to pay for
+        t0, c0 = self._clock(), self._cpu_clock()
         report = run_pass(
             self.registry,
             self.reader,
@@ -530,7 +538,8 @@ class MemoryGovernor:
             self.busy += 1
             return None
         seconds = self._clock() - t0
-        self._cpu.charge(seconds)
+        cost = self._cpu_clock() - c0
+        self._cpu.charge(cost)
         self.passes += 1
         changes = self._adapt.record(report.steps) if self.adaptive else []
         after = report.after.rss if report.after.rss is not None else rss
@@ -547,6 +556,7 @@ class MemoryGovernor:
                 "aggressiveness": agg.name,
                 "order": [s.name for s in report.steps],
                 "demoted": self._adapt.demoted,
+                "cpu_seconds": cost,
                 "cpu_level": self._cpu.level,
             },
         )
@@ -557,8 +567,6 @@ class MemoryGovernor:
         new = th.classify(value, self._level, raw=after)
         if new != self._level:
             self._set_level(new, after, value, source)
-        if self._level == Pressure.CRITICAL and not any(n not in self._adapt.demoted for n in eligible):
-            return self._maybe_escalate(self._clock(), after, "every strategy allowed here is demoted")
         return None
 
     def _call_hooks(self, level: Pressure) -> None:
