@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["KINDS", "Span", "clock_for", "python_clock", "rss_clock"]
+__all__ = ["KINDS", "SiteCatcher", "Span", "block_sites", "clock_for", "python_clock", "rss_clock"]
 
 KINDS = ("rss", "python")
 
@@ -324,11 +324,12 @@ class _PythonClock(_Clock):
 
         _tracemalloc.reset_peak()
 
-    def snapshot_sites(self, limit: int = 8) -> tuple[tuple[str, int, int], ...]:
+    def snapshot_sites(self, limit: int = 8, floor: int = 0) -> tuple[tuple[str, int, int], ...]:
         """Top allocation sites alive now, as ``(file:line, bytes, blocks)``; resets the peak it inflates.
 
-        Sites smaller than 1% of the largest are left out (pytest's and
-        pluggy's own bookkeeping), and so is hivemem's measuring code.
+        Sites smaller than *floor* bytes or than 1% of the largest are left
+        out (pytest's and pluggy's own bookkeeping), and so is hivemem's
+        measuring code.
         Taking a snapshot allocates (and traces) a list of every trace, so
         the mark is folded into open spans first and reset afterwards.
         """
@@ -346,7 +347,7 @@ class _PythonClock(_Clock):
                 )
             )
             stats = snap.statistics("lineno")[:limit]
-            floor = stats[0].size // 100 if stats else 0
+            floor = max(floor, stats[0].size // 100 if stats else 0)
             sites = tuple(
                 (_short(s.traceback[0].filename, s.traceback[0].lineno), s.size, s.count)
                 for s in stats
@@ -368,43 +369,145 @@ def _short(filename: str, lineno: int) -> str:
 
 
 class SiteCatcher:
-    """Sample the top allocation sites while traced memory is above a limit (python kind).
+    """Catch the top allocation sites while traced memory is over a limit (python kind).
 
-    tracemalloc cannot give a snapshot *at* the peak, and a test's locals are
-    gone once it returns, so a daemon thread polls the traced memory every
-    2 ms and takes a snapshot each time it rises 10% above the previous
-    snapshot while over ``baseline + limit``. Nothing is snapshotted while the
-    block stays under its limit: a passing test pays for the poll only.
+    tracemalloc cannot give a snapshot *at* the peak, and a block's locals
+    are gone once it ends, so two watchers check the traced memory and take
+    a snapshot each time it rises 10% above the previous snapshot while over
+    ``baseline + limit``:
+
+    * **line by line** in the measured code (the test function, or the frame
+      holding a ``memory_ceiling`` block), before each line and at return:
+      ``sys.monitoring`` local events on 3.12+, otherwise ``sys.settrace``
+      when no other tracer (debugger, coverage) is installed;
+    * a daemon thread **every 2 ms**, for allocations deeper in the call tree.
+
+    A short-lived peak inside a called function that frees its memory before
+    returning can escape both; ``note`` then says so. Nothing is
+    snapshotted while the block stays under its limit.
     """
 
-    def __init__(self, clock: _PythonClock, span: Span, limit: int) -> None:
+    def __init__(
+        self, clock: _PythonClock, span: Span, limit: int, *, code: Any = None, frame: Any = None
+    ) -> None:
         self.clock = clock
         self.span = span
         self.threshold = span.baseline + limit
         self.sites: tuple[tuple[str, int, int], ...] = ()
         self.level = 0
+        self._busy = _thread.allocate_lock()
         self._running = True
         self._done = _thread.allocate_lock()
         self._done.acquire()
+        self._untrace: Callable[[], None] | None = None
+        self.how = "sampled every 2 ms"
+        if code is None and frame is not None:
+            code = frame.f_code
+        if code is not None:
+            self._untrace = _watch_lines(code, frame, self.check)
+            if self._untrace is not None:
+                self.how = "checked line by line and sampled every 2 ms"
         _thread.start_new_thread(self._loop, ())
+
+    def check(self) -> None:
+        """Snapshot the sites if traced memory is over the threshold and 10% above the last snapshot."""
+        cur = self.clock.current()
+        if cur > self.threshold and cur > self.level * 1.1 and self._busy.acquire(False):
+            try:
+                self.sites = self.clock.snapshot_sites()
+                self.level = cur
+            finally:
+                self._busy.release()
 
     def _loop(self) -> None:
         import time
 
         try:
             while self._running:
-                cur = self.clock.current()
-                if cur > self.threshold and cur > self.level * 1.1:
-                    self.sites = self.clock.snapshot_sites()
-                    self.level = cur
+                self.check()
                 time.sleep(0.002)
         finally:
             self._done.release()
 
     def stop(self) -> None:
+        if self._untrace is not None:
+            self._untrace()
+            self._untrace = None
         self._running = False
         with self._done:
             pass
+
+
+def block_sites(
+    span: Span, catcher: SiteCatcher | None, rise: int, what: str
+) -> tuple[tuple[tuple[str, int, int], ...], str]:
+    """The sites to show for a python-kind block over its limit, and where they come from."""
+    from hivemem._sizes import format_size
+
+    if catcher is not None and catcher.sites:
+        return catcher.sites, f"at {format_size(catcher.level - span.baseline)} traced, {catcher.how}"
+    how = catcher.how if catcher is not None else "not watched"
+    sites = span.clock.snapshot_sites(floor=rise // 100)  # type: ignore[attr-defined]
+    if sites:
+        return sites, f"no check caught the peak ({how}); these are still alive at the end of the {what}"
+    return (), (
+        f"the peak was too short-lived for the checks ({how}) and nothing of >= 1% of it is alive "
+        f"at the end of the {what}; split the {what} with memory_ceiling blocks to narrow it down"
+    )
+
+
+_TOOL_IDS = (
+    4,
+    3,
+)  # sys.monitoring ids no standard tool claims (0 debugger, 1 coverage, 2 profiler, 5 optimizer)
+
+
+def _watch_lines(code: Any, frame: Any, check: Callable[[], None]) -> Callable[[], None] | None:
+    """Call *check* before each line of *code* and when it returns; ``None`` when no hook is free."""
+    import sys
+
+    mon: Any = getattr(sys, "monitoring", None)
+    if mon is not None:
+        for tool in _TOOL_IDS:
+            try:
+                mon.use_tool_id(tool, "hivemem")
+            except ValueError:
+                continue
+            ev = mon.events
+            mon.register_callback(tool, ev.LINE, lambda _code, _line: check())
+            mon.register_callback(tool, ev.PY_RETURN, lambda _code, _offset, _value: check())
+            mon.set_local_events(tool, code, ev.LINE | ev.PY_RETURN)
+
+            def stop_monitoring(tool: int = tool, ev: Any = ev) -> None:
+                mon.set_local_events(tool, code, 0)
+                mon.register_callback(tool, ev.LINE, None)
+                mon.register_callback(tool, ev.PY_RETURN, None)
+                mon.free_tool_id(tool)
+
+            return stop_monitoring
+        return None
+    if sys.gettrace() is not None:  # a debugger or coverage owns settrace: leave it alone
+        return None
+
+    def local(f: Any, event: str, arg: object) -> Any:
+        if event == "line" or event == "return":
+            check()
+        return local
+
+    def global_(f: Any, event: str, arg: object) -> Any:
+        return local if f.f_code is code else None
+
+    if frame is not None:
+        frame.f_trace = local
+    sys.settrace(global_)
+
+    def stop_tracing() -> None:
+        if sys.gettrace() is global_:
+            sys.settrace(None)
+        if frame is not None:
+            frame.f_trace = None
+
+    return stop_tracing
 
 
 # --------------------------------------------------------------------------- clocks

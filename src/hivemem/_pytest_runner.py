@@ -165,7 +165,12 @@ class Runner:
         span = clock.begin()
         catcher = None
         if plan.kind == "python" and plan.limit is not None:
-            catcher = SiteCatcher(clock, span, plan.limit)  # type: ignore[arg-type]
+            code = None
+            if isinstance(item, pytest.Function):
+                import inspect
+
+                code = getattr(inspect.unwrap(item.obj), "__code__", None)
+            catcher = SiteCatcher(clock, span, plan.limit, code=code)  # type: ignore[arg-type]
         item.stash[_SPAN] = (span, time.perf_counter(), catcher)
 
     def _end(self, item: pytest.Item, plan: Plan) -> None:
@@ -175,7 +180,7 @@ class Runner:
         del item.stash[_SPAN]
         span, t0, catcher = opened
         seconds = time.perf_counter() - t0
-        from hivemem._sizes import format_size
+        from hivemem._pytest_meter import block_sites
         from hivemem.testing import PeakMeasurement
 
         if catcher is not None:
@@ -184,12 +189,7 @@ class Runner:
         sites: tuple[tuple[str, int, int], ...] = ()
         note = ""
         if plan.kind == "python" and plan.limit is not None and rise > plan.limit:
-            if catcher is not None and catcher.sites:
-                sites = catcher.sites
-                note = f"sampled at {format_size(catcher.level - span.baseline)} traced"
-            else:
-                sites = span.clock.snapshot_sites()  # type: ignore[attr-defined]
-                note = "no sample caught the peak; allocations still alive at the end of the test"
+            sites, note = block_sites(span, catcher, rise, "test")
         span.close()
         item.stash[_RESULT] = PeakMeasurement(
             kind=plan.kind,
@@ -203,18 +203,20 @@ class Runner:
             label="test body and fixture setup" if plan.include_fixtures else "test body",
         )
 
-    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Result[None], None]:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # A plain hook (not a wrapper) so that a bad marker argument raised here is
+        # an ordinary setup error, and so that it runs before fixtures are set up.
         plan = self.plan(item)
         if plan.measure and plan.include_fixtures:
             self._begin(item, plan)
-        outcome = yield
-        if outcome.excinfo is not None:
-            self._end(item, plan)
 
     @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Result[None], None]:
-        plan = self.plan(item)
+        plan = item.stash.get(_PLAN, None)
+        if plan is None:  # setup did not run through us
+            yield
+            return
         meter = item.stash.get(METER, None)
         restore = None
         if plan.leak is not None:
@@ -286,6 +288,8 @@ class Runner:
         if call.when == "teardown":
             return
         report = outcome.get_result()
+        if call.when == "setup" and report.outcome != "passed" and _SPAN in item.stash:
+            self._end(item, item.stash[_PLAN])
         result = item.stash.get(_RESULT, None)
         if call.when == "setup" and (result is None or report.outcome == "passed"):
             return

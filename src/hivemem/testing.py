@@ -388,7 +388,14 @@ class _Ceiling:
         self._t0 = time.perf_counter()
         self._span = self._clock.begin()
         if self.kind == "python":
-            self._catcher = SiteCatcher(self._clock, self._span, self.limit)  # type: ignore[arg-type]
+            import sys
+
+            self._catcher = SiteCatcher(
+                self._clock,  # type: ignore[arg-type]
+                self._span,
+                self.limit,
+                frame=sys._getframe(1),
+            )
         return self
 
     def __exit__(
@@ -405,11 +412,9 @@ class _Ceiling:
         sites: tuple[tuple[str, int, int], ...] = ()
         note = ""
         if catcher is not None and rise > self.limit:
-            if catcher.sites:
-                sites, note = catcher.sites, f"sampled at {format_size(catcher.level - span.baseline)} traced"
-            else:
-                sites = self._clock.snapshot_sites()  # type: ignore[attr-defined]
-                note = "no sample caught the peak; allocations still alive at the end of the block"
+            from hivemem._pytest_meter import block_sites
+
+            sites, note = block_sites(span, catcher, rise, "block")
         span.close()
         self.result = PeakMeasurement(
             kind=self.kind,

@@ -1,0 +1,450 @@
+"""The pytest plugin, driven through pytester: markers, fixtures, options, reports, xdist, inertness.
+
+RSS figures come from the kernel's high-water mark of the process running
+the inner session. Buffers are touched page by page, so a test that
+allocates N MiB raises the peak by N MiB; measured noise is under 0.3 MiB
+here, and the boundary cases sit 2 MiB either side of the limit (the stated
+tolerance). tracemalloc figures are exact, so python-kind boundaries are
+byte-tight.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux only")
+
+MiB = 2**20
+
+TOUCH = """
+import threading
+import pytest
+
+MiB = 2**20
+
+
+def touch(nbytes):
+    buf = bytearray(nbytes)
+    buf[::4096] = b"x" * len(range(0, nbytes, 4096))
+    return buf
+"""
+
+
+# pytest-memray (a benchmark extra) adds its own bookkeeping to every inner session, and
+# hypothesis's plugin costs ~2.5 s per in-process session here: neither is under test.
+QUIET = ("-p", "no:memray", "-p", "no:hypothesispytest", "-p", "no:cacheprovider")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(*QUIET, *args)
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """Map test name -> PASSED/FAILED/ERROR from `-v` output."""
+    out: dict[str, str] = {}
+    for line in result.outlines:
+        parts = line.split()
+        if len(parts) >= 2 and "::" in parts[0] and parts[1] in ("PASSED", "FAILED", "ERROR"):
+            out.setdefault(parts[0].split("::", 1)[1], parts[1])
+    return out
+
+
+def test_markers_are_registered_from_one_table(pytester: pytest.Pytester) -> None:
+    """`pytest --markers` lists both markers with their signatures; --strict-markers accepts them."""
+    from hivemem.pytest_plugin import MARKERS
+
+    result = run(pytester, "--markers")
+    for signature, _ in MARKERS.values():
+        result.stdout.fnmatch_lines([f"@pytest.mark.{signature}:*"])
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.memory_limit("1 GiB")
+        def test_a():
+            pass
+
+        @pytest.mark.no_leaks
+        def test_b():
+            pass
+        """
+    )
+    run(pytester, "--strict-markers").assert_outcomes(passed=2)
+
+
+@linux_only
+def test_rss_boundary_just_under_passes_just_over_fails(pytester: pytest.Pytester) -> None:
+    """kind='rss': 24 MiB under a 26 MiB limit passes, under a 22 MiB limit fails (tolerance 2 MiB)."""
+    pytester.makepyfile(
+        TOUCH
+        + """
+@pytest.mark.memory_limit(26 * MiB)
+def test_just_under():
+    buf = touch(24 * MiB)
+    del buf
+
+@pytest.mark.memory_limit("22 MiB")
+def test_just_over():
+    buf = touch(24 * MiB)
+    del buf
+"""
+    )
+    result = run(pytester, "-v")
+    assert outcomes(result) == {"test_just_under": "PASSED", "test_just_over": "FAILED"}
+    result.stdout.fnmatch_lines(
+        [
+            "hivemem: test body peak 2?.? MiB is over the memory limit 22.0 MiB (kind='rss')",
+            "  measured: * bytes, peak RSS of the whole process (every thread), above * at the start",
+            f"  limit:    {22 * MiB} bytes; a block passes when peak <= limit",
+            "  method:   kernel high-water mark*",
+            '  hint:     rerun with @pytest.mark.memory_limit("22.0 MiB", kind="python") to see which lines*',
+        ]
+    )
+
+
+def test_python_boundary_is_byte_tight(pytester: pytest.Pytester) -> None:
+    """kind='python': 8 MiB passes under 8 MiB + 64 KiB and fails under exactly 8 MiB, naming its line."""
+    pytester.makepyfile(
+        test_py=TOUCH
+        + """
+@pytest.mark.memory_limit(8 * MiB + 64 * 1024, kind="python")
+def test_just_under():
+    buf = bytearray(8 * MiB)
+    del buf
+
+@pytest.mark.memory_limit(8 * MiB, kind="python")
+def test_just_over():
+    buf = bytearray(8 * MiB)  # the site the report must name
+    del buf
+"""
+    )
+    result = run(pytester, "-v")
+    assert outcomes(result) == {"test_just_under": "PASSED", "test_just_over": "FAILED"}
+    result.stdout.fnmatch_lines(
+        [
+            "hivemem: test body peak 8.0 MiB is over the memory limit 8.0 MiB (kind='python')",
+            "  measured: * bytes, tracemalloc peak (Python allocators only)*",
+            "  top allocation sites (*",
+            "*8.0 MiB*2 blocks  test_py.py:19",
+        ]
+    )
+    assert "hint:" not in result.stdout.str()
+
+
+@linux_only
+def test_other_threads_count_in_rss_mode(pytester: pytest.Pytester) -> None:
+    """rss is the whole process: 32 MiB allocated by another thread during the body breaks a 16 MiB limit."""
+    pytester.makepyfile(
+        TOUCH
+        + """
+@pytest.mark.memory_limit("16 MiB")
+def test_thread():
+    t = threading.Thread(target=lambda: touch(32 * MiB))
+    t.start()
+    t.join()
+"""
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["hivemem: test body peak 3?.? MiB is over the memory limit 16.0 MiB (kind='rss')"]
+    )
+
+
+def test_leak_marker_passes_a_plateau_and_fails_a_true_leak(pytester: pytest.Pytester) -> None:
+    """no_leaks: a warm-up-then-plateau cache passes; a true leak fails with growth per run, types, sites."""
+    pytester.makepyfile(
+        test_leaks="""
+import pytest
+
+SETUPS = []
+CALLS = [0]
+_cache = {}
+_leak = []
+
+
+@pytest.fixture
+def once():
+    SETUPS.append(1)
+    return "fixture value"
+
+
+@pytest.mark.no_leaks(warmup=2, repeat=5)
+def test_plateau(once):
+    CALLS[0] += 1
+    if len(_cache) < 2:
+        _cache[len(_cache)] = bytearray(100_000)
+
+
+def test_fixture_set_up_once_body_run_seven_times():
+    assert SETUPS == [1]
+    assert CALLS[0] == 7
+
+
+class Leaky:
+    pass
+
+
+@pytest.mark.no_leaks(warmup=1, repeat=4)
+def test_true_leak():
+    _leak.append((Leaky(), bytearray(1000)))
+"""
+    )
+    result = run(pytester, "-v")
+    assert outcomes(result) == {
+        "test_plateau": "PASSED",
+        "test_fixture_set_up_once_body_run_seven_times": "PASSED",
+        "test_true_leak": "FAILED",
+    }
+    result.stdout.fnmatch_lines(
+        [
+            "hivemem: the test body leaks: memory grew on every one of 4 measured runs by more than*",
+            "  growth per run:  +1.* KiB, +1.* KiB, +1.* KiB, +1.* KiB  (warm-up runs, not judged: *",
+            "  growing types:",
+            "    *Leaky * (+4)",
+            "  growing allocation sites:",
+            "*test_leaks.py:33",
+        ]
+    )
+
+
+@linux_only
+def test_memory_fixture_is_a_live_meter(pytester: pytest.Pytester) -> None:
+    """`memory` gives peak/current/reset/usage in bytes; fixture setup before the body is not counted."""
+    pytester.makepyfile(
+        TOUCH
+        + """
+import hivemem
+
+@pytest.fixture
+def big():
+    return touch(24 * MiB)
+
+def test_meter(big, memory):
+    assert memory.peak < 1 * MiB          # big's 24 MiB were set up before the body
+    buf = touch(40 * MiB)                 # > 32 MiB: glibc always mmaps it, so free returns it
+    assert abs(memory.current - 40 * MiB) < MiB
+    del buf
+    assert abs(memory.peak - 40 * MiB) < MiB
+    assert abs(memory.current) < MiB
+    memory.reset()
+    assert memory.peak < MiB
+    assert isinstance(memory.usage(), hivemem.MemoryUsage)
+"""
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
+@linux_only
+def test_memory_ceiling_blocks_and_parametrized_limits(pytester: pytest.Pytester) -> None:
+    """`memory_ceiling` blocks per test, each with its own limit and kind; limits per parametrized case."""
+    pytester.makepyfile(
+        TOUCH
+        + """
+@pytest.mark.parametrize(("mib", "limit"), [(4, "8MiB"), (16, "8MiB")])
+def test_param(memory_ceiling, mib, limit):
+    with memory_ceiling(limit):
+        del touch(mib * MiB)[:]
+
+def test_blocks(memory_ceiling):
+    with memory_ceiling("30 MiB"):
+        buf = touch(16 * MiB)
+        del buf
+    with memory_ceiling("1 MiB", kind="python"):
+        small = [0] * 1000
+    with memory_ceiling("4 MiB"):
+        buf = touch(16 * MiB)
+        del buf
+"""
+    )
+    result = run(pytester, "-v")
+    assert outcomes(result) == {
+        "test_param[4-8MiB]": "PASSED",
+        "test_param[16-8MiB]": "FAILED",
+        "test_blocks": "FAILED",
+    }
+    result.stdout.fnmatch_lines(
+        [
+            "*hivemem: memory_ceiling block 3 peak 1?.? MiB is over the memory limit 4.0 MiB (kind='rss')",
+            '*hint:     rerun with memory_ceiling("4.0 MiB", kind="python")*',
+        ]
+    )
+
+
+@linux_only
+def test_include_fixtures_counts_setup(pytester: pytest.Pytester) -> None:
+    """include_fixtures=True measures fixture setup plus the body; the default measures the body only."""
+    pytester.makepyfile(
+        TOUCH
+        + """
+@pytest.fixture
+def big():
+    yield touch(24 * MiB)
+
+@pytest.mark.memory_limit("12 MiB")
+def test_body_only(big):
+    pass
+
+@pytest.mark.memory_limit("12 MiB", include_fixtures=True)
+def test_with_fixtures(big):
+    pass
+"""
+    )
+    result = run(pytester, "-v")
+    assert outcomes(result) == {"test_body_only": "PASSED", "test_with_fixtures": "FAILED"}
+    result.stdout.fnmatch_lines(["hivemem: test body and fixture setup peak 2?.? MiB is over*"])
+
+
+@linux_only
+def test_default_limit_from_option_and_ini(pytester: pytest.Pytester) -> None:
+    """--memory-limit (or the memory_limit ini key) caps unmarked tests; markers override; 'none' disables."""
+    pytester.makepyfile(
+        TOUCH
+        + """
+def test_unmarked():
+    del touch(16 * MiB)[:]
+
+@pytest.mark.memory_limit("64 MiB")
+def test_marked():
+    del touch(16 * MiB)[:]
+"""
+    )
+    result = run(pytester, "-v", "--memory-limit=8MiB")
+    assert outcomes(result) == {"test_unmarked": "FAILED", "test_marked": "PASSED"}
+    pytester.makeini("[pytest]\nmemory_limit = 8 MiB\n")
+    assert outcomes(run(pytester, "-v")) == {"test_unmarked": "FAILED", "test_marked": "PASSED"}
+    assert outcomes(run(pytester, "-v", "--memory-limit=none")) == {
+        "test_unmarked": "PASSED",
+        "test_marked": "PASSED",
+    }
+
+
+def test_bad_sizes_and_arguments_are_reported(pytester: pytest.Pytester) -> None:
+    """A bad --memory-limit is a usage error; a bad marker argument errors that test, naming the value."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.memory_limit("12 parsecs")
+        def test_bad_size():
+            pass
+
+        @pytest.mark.memory_limit("1 MiB", kind="heap")
+        def test_bad_kind():
+            pass
+
+        @pytest.mark.no_leaks(repeat=1)
+        def test_bad_repeat():
+            pass
+
+        def test_fine():
+            pass
+        """
+    )
+    usage = run(pytester, "--memory-limit=lots")
+    assert usage.ret == pytest.ExitCode.USAGE_ERROR
+    usage.stderr.fnmatch_lines(["*--memory-limit / memory_limit: invalid size 'lots'*"])
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*invalid size '12 parsecs'*",
+            "*invalid kind 'heap': expected 'rss' or 'python'*",
+            "*repeat must be an integer >= 2, got 1*",
+        ]
+    )
+
+
+@linux_only
+def test_report_json_html_and_summary(pytester: pytest.Pytester) -> None:
+    """--hivemem-report writes per-test peak/duration/limit/outcome; --hivemem-top adds the summary."""
+    pytester.makepyfile(
+        TOUCH
+        + """
+@pytest.mark.memory_limit("8 MiB")
+def test_heavy():
+    del touch(16 * MiB)[:]
+
+def test_light():
+    pass
+"""
+    )
+    default = run(pytester)
+    assert "= hivemem =" not in default.stdout.str()
+    result = run(pytester, "--hivemem-report=out/r.json", "--hivemem-top=1")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*= hivemem =*",
+            "heaviest 1 of 2 measured tests (peak above start):",
+            "*1?.? MiB  rss *failed  test_*.py::test_heavy / limit 8.0 MiB",
+        ]
+    )
+    doc = json.loads((pytester.path / "out" / "r.json").read_text())
+    tests = {t["nodeid"].split("::")[1]: t for t in doc["tests"]}
+    assert tests["test_heavy"]["outcome"] == "failed"
+    assert tests["test_heavy"]["limit"] == 8 * MiB
+    assert abs(tests["test_heavy"]["peak"] - 16 * MiB) < 2 * MiB
+    assert tests["test_light"]["outcome"] == "passed"
+    assert tests["test_light"]["limit"] is None
+    assert tests["test_light"]["duration"] > 0
+    run(pytester, "--hivemem-report=r.html")
+    html = (pytester.path / "r.html").read_text()
+    assert html.startswith("<!doctype html>")
+    assert "test_heavy" in html
+    assert "class='over'" in html
+
+
+def test_plugin_is_inert_when_unused(pytester: pytest.Pytester) -> None:
+    """Without markers, fixtures or options nothing but the plugin module loads and no runner hooks in."""
+    pytester.makeconftest(
+        """
+        import json, sys
+
+        def pytest_sessionfinish(session):
+            pm = session.config.pluginmanager
+            with open("state.json", "w") as f:
+                json.dump({
+                    "modules": sorted(m for m in sys.modules if m.startswith("hivemem")),
+                    "plugin": pm.get_plugin("hivemem") is not None,
+                    "runner": pm.get_plugin("hivemem-runner") is not None,
+                }, f)
+        """
+    )
+    pytester.makepyfile("def test_plain():\n    assert [dict(a=i) for i in range(1000)]\n")
+    result = pytester.runpytest_subprocess(*QUIET)
+    result.assert_outcomes(passed=1)
+    state = json.loads((pytester.path / "state.json").read_text())
+    assert state == {"modules": ["hivemem", "hivemem.pytest_plugin"], "plugin": True, "runner": False}
+
+
+@linux_only
+def test_xdist_workers_measure_and_reports_merge(pytester: pytest.Pytester) -> None:
+    """Under -n 2 each worker measures its own process; failures and the report arrive on the controller."""
+    pytester.makepyfile(
+        TOUCH
+        + """
+@pytest.mark.parametrize("i", range(6))
+def test_many(i):
+    del touch(4 * MiB)[:]
+
+@pytest.mark.memory_limit("8 MiB")
+def test_over():
+    del touch(16 * MiB)[:]
+"""
+    )
+    result = pytester.runpytest_subprocess(*QUIET, "-n", "2", "--hivemem-report=r.json")
+    result.assert_outcomes(passed=6, failed=1)
+    result.stdout.fnmatch_lines(["*hivemem: test body peak 1?.? MiB is over the memory limit 8.0 MiB*"])
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert len(doc["tests"]) == 7
+    assert {t.get("worker") for t in doc["tests"]} == {"gw0", "gw1"}
+    assert all(t["peak"] is not None for t in doc["tests"])
+    over = next(t for t in doc["tests"] if t["nodeid"].endswith("test_over"))
+    assert over["outcome"] == "failed"
+    assert abs(over["peak"] - 16 * MiB) < 2 * MiB
