@@ -128,3 +128,27 @@ def test_psutil_fallback_matches_shape() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+@linux_only
+def test_hivemem_status_children(capsys: pytest.CaptureFixture[str]) -> None:
+    """``hivemem status --children PID`` lists the descendants with the sums, in text and in JSON."""
+    from hivemem._cli import main
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert main(["status", "--children", str(os.getpid())]) == 0
+        out = capsys.readouterr().out
+        assert f"process tree of {os.getpid()}" in out
+        assert any(line.strip().startswith(str(child.pid)) for line in out.splitlines())
+        assert any(line.strip().startswith("total") for line in out.splitlines())
+        assert main(["status", "--children", "--json", str(os.getpid())]) == 0
+        info = json.loads(capsys.readouterr().out)
+        pids = [p["pid"] for p in info["children"]["processes"]]
+        assert pids[0] == os.getpid() and child.pid in pids
+        assert info["children"]["total"]["pss"] == sum(p["pss"] for p in info["children"]["processes"])
+        assert main(["status", str(os.getpid()), "--json"]) == 0
+        assert "children" not in json.loads(capsys.readouterr().out)  # only when asked
+    finally:
+        child.kill()
+        child.wait()

@@ -264,3 +264,45 @@ def test_forked_child_answers_its_own_signal(tmp_path: Path) -> None:
         env={"HIVEMEM_RUNTIME_DIR": str(tmp_path / "run")},
     )
     assert json.loads(out) == [0, 0]
+
+
+@linux_only
+def test_hivemem_status_shows_the_kept_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hivemem status PID`` of a process sent SIGUSR2 shows that pass's report and the signal counts."""
+    import subprocess
+    import sys
+
+    from hivemem._cli import main
+
+    from .conftest import SRC
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setenv("HIVEMEM_RUNTIME_DIR", str(run_dir))
+    code = (
+        "import hivemem, signal, sys, time; hivemem.install_signal_handler(signal.SIGUSR2); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert main(["status", str(proc.pid)]) == 0
+        assert "no optimize report kept" in capsys.readouterr().out
+        os.kill(proc.pid, signal.SIGUSR2)
+        _wait(lambda: _signals.read_status(proc.pid) is not None)
+        assert main(["status", str(proc.pid)]) == 0
+        out = capsys.readouterr().out
+        assert "last optimize pass, kept by the process (signal," in out
+        assert "hivemem optimize: RSS" in out
+        assert "signals: 1 received, 1 passes, 0 coalesced" in out
+        assert main(["status", str(proc.pid), "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["last_report"]["pid"] == proc.pid
+        assert info["last_report"]["stale"] is False
+        assert {"gc", "trim"} <= {s["name"] for s in info["last_report"]["report"]["steps"]}
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert main(["status", str(proc.pid)]) != 0  # gone: the usual "no process" error, no traceback

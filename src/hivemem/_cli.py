@@ -138,12 +138,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     except _status.NotAvailable as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    from hivemem._errors import HivememError
+    from hivemem._signals import status_extras  # last kept report, --children (issue 9)
+
+    try:
+        extra, extra_text = status_extras(pid, children=args.children)
+    except HivememError as exc:
+        raise CliError(str(exc)) from None
+    info.update(extra)
     if args.json:
         import json
 
         _say(json.dumps(info, indent=2, default=str))
     else:
         _say(_status.render(info))
+        if extra_text:
+            _say(extra_text)
     return EXIT_OK
 
 
@@ -286,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("pid", nargs="?", type=int, help="process id (default: this process)")
     status.add_argument("--top", type=int, default=5, help="how many mappings to list (default: 5)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument(
+        "--children", action="store_true", help="also every descendant with RSS, PSS, USS, swap and the sums"
+    )
     status.set_defaults(func=_cmd_status)
 
     bench = add(

@@ -551,3 +551,50 @@ def uninstall_signal_handler(signum: int | str | None = None) -> None:
 def stats() -> dict[str, int]:
     """Signals received, passes run and signals coalesced in this process since install."""
     return {"received": _state.received, "passes": _state.passes, "coalesced": _state.coalesced}
+
+
+def status_extras(pid: int, *, children: bool = False) -> tuple[dict[str, object], str]:
+    """What ``hivemem status PID`` adds: the last report the process kept, and ``--children``.
+
+    Returns ``(fields, text)``: JSON-safe fields to merge into the status
+    dict (``last_report``, ``children``) and the text to print after the
+    status table (empty when there is nothing to add).
+    """
+    from hivemem._sizes import format_size
+
+    fields: dict[str, object] = {}
+    lines: list[str] = []
+    if children:
+        from hivemem._proctree import process_tree
+
+        tree = process_tree(pid)
+        fields["children"] = tree.to_dict()
+        lines += [
+            "",
+            f"process tree of {pid} (PSS shares shared pages fairly; its sum is what the tree costs):",
+        ]
+        lines += ["  " + row for row in tree.table().splitlines()]
+    last = read_status(pid)
+    fields["last_report"] = last
+    if last is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(last.get("written") or 0)))  # type: ignore[arg-type]
+        stale = "  (STALE: that process is gone; this is history)" if last.get("stale") else ""
+        signals = last.get("signals") or {}
+        lines += ["", f"last optimize pass, kept by the process ({last.get('trigger')}, {when}){stale}:"]
+        lines.append(f"  {last.get('headline', '')}")
+        report = last.get("report")
+        if isinstance(report, dict):
+            for step in report.get("steps", []):
+                freed = step.get("freed")
+                shown = format_size(freed, signed=True) if isinstance(freed, int) else "-"
+                note = step.get("skipped") or step.get("error") or step.get("summary") or ""
+                lines.append(f"    {step.get('name', '?'):<16} {shown:>12}  {note}")
+        if isinstance(signals, dict) and signals.get("received"):
+            lines.append(
+                f"  signals: {signals.get('received')} received, {signals.get('passes')} passes, "
+                f"{signals.get('coalesced')} coalesced into a running pass"
+            )
+        lines.append(f"  file: {last.get('path')}")
+    elif pid != os.getpid():
+        lines += ["", "no optimize report kept (the process has not called hivemem.install_signal_handler())"]
+    return fields, "\n".join(lines).rstrip("\n")
