@@ -97,7 +97,15 @@ def _compressor(codec: str, level: int | None) -> Callable[[bytes | bytearray | 
     if codec == "zstd":
         import zstandard
 
-        return zstandard.ZstdCompressor(level=3 if level is None else level).compress
+        compress = zstandard.ZstdCompressor(level=3 if level is None else level).compress
+
+        def squeeze(data: bytes | bytearray | memoryview) -> bytes:
+            # python-zstandard returns a bytes object that keeps its compressBound-sized
+            # allocation (about the input's size); a copy holds only the compressed bytes.
+            out: bytes = compress(data)
+            return bytes(memoryview(out)) if len(out) < len(data) // 2 else out
+
+        return squeeze
     import zlib
 
     lvl = 6 if level is None else level
