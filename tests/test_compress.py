@@ -83,7 +83,7 @@ def test_least_recently_used_first_and_nbytes_budget() -> None:
     store = hivemem.CompressedStore()
     for k in "abcd":
         store[k] = k.encode() * 10_000
-    store["a"]  # noqa: B018 - a is now the most recently used
+    store["a"]
     store.compress(20_000)
     assert [store.status(k).startswith("compressed") for k in "abcd"] == [False, True, True, False]
 
@@ -164,8 +164,8 @@ def test_concurrent_access_during_compression() -> None:
 
 @linux_only
 def test_real_rss_drops_after_compress() -> None:
-    """64 MiB of log-like 256 KiB text values, compress then trim: RSS falls by >= 70% of the raw size (tolerance: the
-    compressed copies, ~6x smaller, and allocator noise), and every value reads back identical."""
+    """64 MiB of log-like 256 KiB text values, compress then trim: RSS falls by >= 70% of the raw
+    size (tolerance: the compressed copies, ~6x smaller, and allocator noise); all read back identical."""
     out = run_python(
         """
         import hashlib, json, random, hivemem
@@ -189,7 +189,8 @@ def test_real_rss_drops_after_compress() -> None:
         report = hivemem.optimize(strategies=["compress", "trim"])
         after = hivemem.rss()
         ok = all(hashlib.sha256(store.peek(i).encode()).hexdigest() == d for i, d in digests.items())
-        print(json.dumps({"raw": raw, "drop": before - after, "ok": ok, "compressed": store.compressed_count}))
+        n = store.compressed_count
+        print(json.dumps({"raw": raw, "drop": before - after, "ok": ok, "compressed": n}))
         """
     )
     res = json.loads(out)

@@ -155,7 +155,7 @@ def test_buffer_pool_reuses_and_invalidates_view() -> None:
     buf = view.obj
     pool.release(view)
     with pytest.raises(ValueError):
-        view[0]  # noqa: B018
+        view[0]
     again = pool.acquire(900)
     assert again.obj is buf and bytes(again[:3]) == b"abc"
 

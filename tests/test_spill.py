@@ -217,7 +217,7 @@ def test_lru_order_budget_and_min_size(tmp_path: Path) -> None:
     for k in "abcd":
         store[k] = k.encode() * 10_000
     store["tiny"] = b"t"
-    store["a"]  # noqa: B018
+    store["a"]
     store.spill(20_000)
     assert [store.status(k).startswith("on disk") for k in "abcd"] == [False, True, True, False]
     store.spill()
