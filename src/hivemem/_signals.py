@@ -583,7 +583,8 @@ def status_extras(pid: int, *, children: bool = False) -> tuple[dict[str, object
         lines += ["", f"last optimize pass, kept by the process ({last.get('trigger')}, {when}){stale}:"]
         lines.append(f"  {last.get('headline', '')}")
         report = last.get("report")
-        if isinstance(report, dict):
+        if isinstance(report, dict) and report.get("steps"):
+            lines.append(f"    {'step':<16} {'freed (RSS)':>12}  what happened")
             for step in report.get("steps", []):
                 freed = step.get("freed")
                 shown = format_size(freed, signed=True) if isinstance(freed, int) else "-"
