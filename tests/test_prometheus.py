@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -323,3 +324,29 @@ def test_missing_prometheus_client_is_unavailable() -> None:
         """
     )
     assert "pip install 'hivemem[prometheus]'" in out
+
+
+def test_process_wide_governor_is_watched(registry: object) -> None:
+    """install() follows the governor hivemem.govern() started: its level shows in the gauge."""
+    reader = FakeReader(rss="100MB")
+    gov = hivemem.govern(
+        "1GB",
+        limit="1GB",
+        reader=reader,
+        registry=hivemem.Registry(builtins=False, entry_points=False),
+        psi=False,
+        interval=0.01,
+    )
+    try:
+        m = hp.install(registry, reader=FullReader(rss="1MB"), multiprocess=False)
+        try:
+            assert gov in m._governors
+            reader.set("990MB")
+            deadline = time.monotonic() + 10
+            while scrape(registry)["hivemem_pressure_level"] < 3:
+                assert time.monotonic() < deadline, gov.events
+                time.sleep(0.02)
+        finally:
+            m.close()
+    finally:
+        gov.stop()
