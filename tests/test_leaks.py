@@ -129,7 +129,8 @@ def test_find_leaks_in_process() -> None:
     assert leak.leaking and leak.rule == "every-repetition"
     assert leak.per_run == (533,) * 4 or min(leak.per_run) >= 533
     assert leak.function.endswith("_leaky")
-    clean = hivemem.find_leaks(_clean)
+    clean = hivemem.find_leaks(_clean, types=False)
+    assert clean.growing_types == ()
     assert not clean.leaking and clean.per_run == (0,) * 5
 
 
@@ -140,7 +141,7 @@ def test_args_kwargs_number() -> None:
     def fn(a: int, *, b: int) -> None:
         calls.append((a, b))
 
-    r = hivemem.find_leaks(fn, args=(1,), kwargs={"b": 2}, warmup=1, repeat=3, number=4)
+    r = hivemem.find_leaks(fn, args=(1,), kwargs={"b": 2}, warmup=1, repeat=3, number=4, types=False)
     assert len(calls) == 4 * (1 + 3)
     assert set(calls) == {(1, 2)}
     assert r.number == 4 and r.repeat == 3 and r.warmup == 1
@@ -150,18 +151,18 @@ def test_args_kwargs_number() -> None:
 def test_tracemalloc_restored() -> None:
     """find_leaks stops tracemalloc only when it started it, even when fn raises."""
     assert not tracemalloc.is_tracing()
-    hivemem.find_leaks(_clean, repeat=2, warmup=0)
+    hivemem.find_leaks(_clean, repeat=2, warmup=0, types=False)
     assert not tracemalloc.is_tracing()
 
     def boom() -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        hivemem.find_leaks(boom)
+        hivemem.find_leaks(boom, types=False)
     assert not tracemalloc.is_tracing()
     tracemalloc.start()
     try:
-        hivemem.find_leaks(_clean, repeat=2, warmup=0)
+        hivemem.find_leaks(_clean, repeat=2, warmup=0, types=False)
         assert tracemalloc.is_tracing()
     finally:
         tracemalloc.stop()
@@ -194,7 +195,7 @@ def test_bad_tolerance_and_fn() -> None:
         hivemem.find_leaks(_clean, tolerance="lots")
     with pytest.raises(hivemem.InvalidArgument, match="fn must be callable"):
         hivemem.find_leaks(42)  # type: ignore[arg-type]
-    assert hivemem.find_leaks(_clean, tolerance="1KB", repeat=2, warmup=0).tolerance == 1024
+    assert hivemem.find_leaks(_clean, tolerance="1KB", repeat=2, warmup=0, types=False).tolerance == 1024
 
 
 # ----------------------------------------------------------------- the report object
