@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m hivemem demo
 
 test: $(STAMP)
+	-./scripts/ensure-xvfb.sh
 	$(BIN)/python -m pytest
 
 # pytest benchmarks/ (fresh interpreters per scenario and baseline), then docs/benchmarks.md from the JSON.
