@@ -30,9 +30,11 @@ Baselines (each in its own fresh process, same build):
               50 full collections, ``re.purge()``, ``linecache.clearcache()``
 ``optimize``  ``hivemem.optimize(target_mb=...)`` at the given aggressiveness
 ``governor``  ``hivemem.govern()`` started before the build and running
-              throughout; "after" is read once the build is done and the
-              governor has had two intervals to act (only when this build of
-              hivemem has ``govern``)
+              throughout; "after" is read once the build is done and RSS is
+              under the budget, or 5 s later (only when this build of hivemem
+              has ``govern``). Its "before" is RSS when the build ended, with
+              the governor already at work; its reclaim is measured from the
+              ``nothing`` run's "before" (what the program reached unmanaged)
 
 ``reclaim = (before - after) / (before - floor)``. Every figure is RSS read
 from ``/proc/self/statm`` in the child; CPU time is the child's process time
@@ -100,8 +102,12 @@ else:
         out['report'] = report.to_dict()
         out['report_text'] = str(report)
     elif mode == 'governor':
-        interval = float(getattr(governor, 'interval', 0.1) or 0.1)
-        time.sleep(max(0.5, 2 * interval))
+        # let it settle: until RSS is under the budget, or {settle!r} s have passed
+        budget = getattr(governor, 'budget', None) or 0
+        deadline = t + {settle!r}
+        while time.perf_counter() < deadline and not (budget and rss() <= budget):
+            time.sleep(0.05)
+        out['budget'] = budget
     out['seconds'] = time.perf_counter() - t
     out['cpu_seconds'] = time.process_time() - c
     out['after'] = rss()
@@ -149,11 +155,13 @@ def run_child(
     target_mb: float | None = None,
     aggressiveness: str = "aggressive",
     govern: dict[str, object] | None = None,
+    settle: float = 5.0,
     after_hook: str = "",
     timeout: float = 600,
 ) -> dict[str, object]:
     """Run one scenario under one baseline (or ``floor``) in a fresh interpreter."""
     code = CHILD.format(
+        settle=settle,
         src=SRC,
         here=HERE,
         name=name,
@@ -226,6 +234,10 @@ def run_scenario(
             result["baselines"][mode] = r  # type: ignore[index]
             continue
         before, after = int(r["before"]), int(r["after"])  # type: ignore[call-overload]
+        unmanaged = result["baselines"].get("nothing")  # type: ignore[attr-defined]
+        if mode == "governor" and unmanaged:
+            before = int(unmanaged["before"])
+            r["before_unmanaged"] = before
         span = before - int(floor["rss"])  # type: ignore[call-overload]
         r["reclaim"] = (before - after) / span if span > 0 else None
         r["checksum_ok"] = r["checksum_before"] == r["checksum_after"] == floor["checksum"]
