@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import gc
+import os
 import sys
 
 from hivemem._render import Result, html_table, text_table
@@ -511,8 +512,6 @@ def _render_graph(links: Sequence[tuple[str, str]], graph: bool | str) -> tuple[
         import tempfile
 
         fd, path = tempfile.mkstemp(prefix="hivemem-why-", suffix=".svg")
-        import os
-
         os.close(fd)
     fmt = "png" if path.endswith(".png") else "svg"
     try:
@@ -566,6 +565,15 @@ class Growth(Result):
 
 _growth_lock = _thread.allocate_lock()
 _last_counts: dict[str, int] | None = None
+
+
+def _after_fork_child() -> None:
+    global _growth_lock
+    _growth_lock = _thread.allocate_lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_child)
 
 
 def growth(limit: int = 10) -> Growth:

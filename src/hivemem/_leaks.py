@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import _thread
 import gc
+import os
 import sys
 import time
 
@@ -70,6 +71,16 @@ can consist of (a 100-byte ``bytes`` is 133 B).
 """
 
 _lock = _thread.allocate_lock()
+
+
+def _after_fork_child() -> None:
+    # A find_leaks call in another thread at fork time must not leave the child's lock held.
+    global _lock
+    _lock = _thread.allocate_lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_child)
 
 
 class TypeGrowth(Result):
@@ -444,7 +455,6 @@ def _growing_types(before: dict[type, int], after: dict[type, int], limit: int =
 
 
 def _growing_sites(before: object, after: object, limit: int = 10) -> list[SiteGrowth]:
-    import os
     import tracemalloc
 
     ignore = (
