@@ -137,9 +137,9 @@ def advise(
                 Advice(
                     f"lru_cache {name} holds {format_size(size)} in {entries} entries, {bound}: "
                     + (
-                        "give it a maxsize or register it"
+                        "give it a maxsize or register it with hivemem.register_cache"
                         if maxsize is None
-                        else "lower its maxsize or register it"
+                        else "lower its maxsize or register it with hivemem.register_cache"
                     ),
                     figure=f"lru_cache {name} size",
                     value=size,
