@@ -233,13 +233,15 @@ class _RssClock(_Clock):
             self._opened()
 
     def _mark(self) -> int:
-        cur = self.current()
         if self._sampled:
+            cur = self.current()
             if cur > self._sample_max:
                 self._sample_max = cur
             return self._sample_max
-        mark = self._hwm()
-        return cur if mark is None else max(mark, cur)
+        mark = self._hwm()  # the kernel reports max(VmHWM, current RSS): no need to read statm too
+        if mark is None:
+            return self.current()
+        return mark if self._reader is None else max(mark, self.current())
 
     def _opened(self) -> None:
         if self._sampled and not self._sampler_running:
@@ -261,19 +263,29 @@ class _RssClock(_Clock):
 
 
 def _trimmer() -> Callable[[], object] | None:
-    """``malloc_trim(0)`` as a direct ctypes call, or ``None`` where glibc's trim is unavailable."""
-    from hivemem import _native
+    """``malloc_trim(0)`` as a direct ctypes call, or ``None`` where glibc's trim is unavailable.
 
+    Only glibc is checked for (``gnu_get_libc_version``), not which allocator
+    serves ``malloc``: the ``/proc/self/maps`` scan that would tell costs
+    milliseconds in a big process, and under a preloaded jemalloc or
+    tcmalloc glibc's trim finds its own heap empty and returns at once.
+    """
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        if _native.trim_unavailable_reason() is not None:
-            return None
         import ctypes
 
-        fn = _native._load_libc().malloc_trim
-        fn.argtypes = [ctypes.c_size_t]
-        fn.restype = ctypes.c_int
-    except Exception:  # an unusual libc: measure without trimming
+        from hivemem import _native
+
+        libc = _native._load_libc()
+        libc.gnu_get_libc_version  # noqa: B018  (musl and others have no malloc_trim)
+        fn = libc.malloc_trim
+    except (OSError, AttributeError):
         return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
     return lambda: fn(0)
 
 

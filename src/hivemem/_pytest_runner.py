@@ -185,12 +185,13 @@ class Runner:
 
         if catcher is not None:
             catcher.stop()
-        rise = span.rise()
         sites: tuple[tuple[str, int, int], ...] = ()
         note = ""
-        if plan.kind == "python" and plan.limit is not None and rise > plan.limit:
-            sites, note = block_sites(span, catcher, rise, "test")
-        span.close()
+        if plan.kind == "python" and plan.limit is not None:
+            rise = span.rise()
+            if rise > plan.limit:  # before close(): closing may stop tracemalloc
+                sites, note = block_sites(span, catcher, rise, "test")
+        rise = span.close()
         item.stash[_RESULT] = PeakMeasurement(
             kind=plan.kind,
             peak=rise,

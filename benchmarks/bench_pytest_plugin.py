@@ -1,0 +1,361 @@
+"""The pytest plugin's cost and accuracy, with pytest-memray's ``limit_memory`` in the same run.
+
+Run: ``.venv/bin/python benchmarks/bench_pytest_plugin.py [--rounds 9]`` (pytest-memray
+comes from ``pip install -e .[bench]``; without it that row says so). Prints a table
+and, last, the results as JSON; saves ``benchmarks/results/pytest_plugin.json``.
+
+**Overhead.** A generated suite of 100 tests, each building 20k small dicts, runs
+in a fresh ``pytest`` process per configuration:
+
+``baseline``      ``-p no:hivemem``: hivemem's plugin not loaded at all
+``unused``        the plugin loaded (as installed), no marker, option or fixture
+``rss``           ``pytestmark = pytest.mark.memory_limit("1 GiB")``: every test measured
+``python``        the same with ``kind="python"`` (tracemalloc; for information)
+``memray``        ``pytestmark = pytest.mark.limit_memory("1 GB")`` with pytest-memray
+
+pytest-memray is disabled (``-p no:memray``) everywhere but its own row. The
+configurations run interleaved, ``--rounds`` times, because the machine is
+shared: each figure is the **minimum** (and the median) over rounds of the
+session time pytest reports (``N passed in X s``: collection plus running, not
+interpreter start-up) and of the whole process's wall time. Overhead is
+relative to ``baseline``.
+
+Two noise-free figures back the timed ones: the import cost of the plugin
+module in a fresh interpreter, and the measured per-test cost of the rss-mode
+hooks (span open/close plus report), times 100 tests.
+
+**Accuracy.** One session of tests that each allocate N MiB (a bytearray
+touched page by page) and free it, N from 1 to 500 MiB in ascending and then
+descending order, with ``--hivemem-report``; the rss-mode peak of each test
+must be N MiB +- 1 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+MiB = 2**20
+N_TESTS = 100
+N_DICTS = 20_000
+
+SUITE = """
+import pytest
+{mark}
+
+def build():
+    return [{{"id": i, "name": "x", "value": i * 2}} for i in range({n_dicts})]
+
+
+@pytest.mark.parametrize("i", range({n_tests}))
+def test_dicts(i):
+    rows = build()
+    assert len(rows) == {n_dicts}
+"""
+
+CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "baseline": ("", ("-p", "no:hivemem", "-p", "no:memray")),
+    "unused": ("", ("-p", "no:memray")),
+    "rss": ('pytestmark = pytest.mark.memory_limit("1 GiB")', ("-p", "no:memray")),
+    "python": ('pytestmark = pytest.mark.memory_limit("1 GiB", kind="python")', ("-p", "no:memray")),
+    "memray": ('pytestmark = pytest.mark.limit_memory("1 GB")', ("-p", "no:hivemem")),
+}
+
+ACCURACY_MIB = [1, 2, 3, 4, 5, 8, 10, 16, 20, 32, 50, 64, 100, 128, 200, 256, 300, 400, 500]
+
+ACCURACY_SUITE = """
+import pytest
+
+MiB = 2**20
+SIZES = {sizes!r}
+
+
+def touch(nbytes):
+    buf = bytearray(nbytes)
+    buf[::4096] = b"x" * len(range(0, nbytes, 4096))
+    return buf
+
+
+@pytest.mark.parametrize("n", SIZES, ids=[f"{{i:02d}}_{{n}}MiB" for i, n in enumerate(SIZES)])
+def test_alloc(n):
+    buf = touch(n * MiB)
+    del buf
+"""
+
+PYTEST_FLAGS = ("-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:xdist")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+def have_memray() -> bool:
+    try:
+        import pytest_memray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_suite(directory: str, args: tuple[str, ...]) -> tuple[float, float, str]:
+    """Run pytest in *directory*; return (session seconds as pytest reports them, wall seconds, tail)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *PYTEST_FLAGS,
+            *args,
+            "-c",
+            os.devnull,
+            "--rootdir",
+            directory,
+            directory,
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
+    wall = time.perf_counter() - t0
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
+    if proc.returncode != 0:
+        raise RuntimeError(f"pytest failed in {directory} {args}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    m = re.search(r"passed in ([0-9.]+)s", tail)
+    if m is None:
+        raise RuntimeError(f"no session time in {tail!r}")
+    return float(m.group(1)), wall, tail
+
+
+def overhead(rounds: int, workdir: str) -> dict[str, object]:
+    configs = dict(CONFIGS)
+    memray = have_memray()
+    if not memray:
+        del configs["memray"]
+    dirs = {}
+    for name, (mark, _) in configs.items():
+        d = os.path.join(workdir, f"suite_{name}")
+        os.makedirs(d)
+        with open(os.path.join(d, "test_suite.py"), "w") as f:
+            f.write(SUITE.format(mark=mark, n_tests=N_TESTS, n_dicts=N_DICTS))
+        dirs[name] = d
+    session: dict[str, list[float]] = {name: [] for name in configs}
+    wall: dict[str, list[float]] = {name: [] for name in configs}
+    for name in configs:  # warm the page cache and .pyc files once
+        run_suite(dirs[name], configs[name][1])
+    for r in range(rounds):
+        order = list(configs) if r % 2 == 0 else list(reversed(configs))
+        for name in order:
+            s, w, _ = run_suite(dirs[name], configs[name][1])
+            session[name].append(s)
+            wall[name].append(w)
+        print(
+            f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {session[n][-1]:.3f}s" for n in configs), flush=True
+        )
+    out: dict[str, object] = {}
+    base_s_min, base_s_med = min(session["baseline"]), statistics.median(session["baseline"])
+    base_w_min, base_w_med = min(wall["baseline"]), statistics.median(wall["baseline"])
+    for name in configs:
+        s_min, s_med = min(session[name]), statistics.median(session[name])
+        w_min, w_med = min(wall[name]), statistics.median(wall[name])
+        out[name] = {
+            "session_seconds_min": s_min,
+            "session_seconds_median": s_med,
+            "wall_seconds_min": w_min,
+            "wall_seconds_median": w_med,
+            "session_overhead_pct_min": 100 * (s_min / base_s_min - 1),
+            "session_overhead_pct_median": 100 * (s_med / base_s_med - 1),
+            "wall_overhead_pct_min": 100 * (w_min / base_w_min - 1),
+            "wall_overhead_pct_median": 100 * (w_med / base_w_med - 1),
+            "session_seconds_all": session[name],
+        }
+    if not memray:
+        out["memray"] = {"unavailable": "pytest-memray is not installed (pip install -e .[bench])"}
+    return out
+
+
+PLUGIN_IMPORT = r"""
+import sys, time
+import pytest
+t = time.perf_counter()
+import hivemem.pytest_plugin
+dt = time.perf_counter() - t
+print(dt, sorted(m for m in sys.modules if m.startswith("hivemem")))
+"""
+
+HOOK_COST = r"""
+import time
+import pytest
+
+class Item:  # what the runner needs from a pytest item
+    def __init__(self):
+        self.stash = pytest.Stash()
+        self.nodeid = "x"
+    def get_closest_marker(self, name):
+        return MARK if name == "memory_limit" else None
+
+class Config:
+    def getoption(self, name):
+        return None
+    def getini(self, name):
+        return {"memory_limit": "", "hivemem_top": "0"}[name]
+
+class Call:
+    when = "call"
+
+class Report:
+    outcome = "passed"
+    def __init__(self):
+        self.sections = []
+
+MARK = pytest.mark.memory_limit("1 GiB").mark
+from hivemem._pytest_runner import Runner
+
+runner = Runner(Config())
+N = 2000
+best = float("inf")
+for _ in range(7):
+    items = [Item() for _ in range(N)]
+    t = time.perf_counter()
+    for item in items:
+        runner.pytest_runtest_setup(item)
+        gen = runner.pytest_runtest_call(item)
+        next(gen)
+        try:
+            next(gen)
+        except StopIteration:
+            pass
+        gen = runner.pytest_runtest_makereport(item, Call())
+        next(gen)
+        class Outcome:
+            def get_result(self):
+                return Report()
+        try:
+            gen.send(Outcome())
+        except StopIteration:
+            pass
+    best = min(best, (time.perf_counter() - t) / N)
+print(best)
+"""
+
+
+def noise_free(baseline_session: float) -> dict[str, object]:
+    imports = []
+    for _ in range(7):
+        out = subprocess.run(
+            [sys.executable, "-c", PLUGIN_IMPORT], capture_output=True, text=True, env=_env(), check=True
+        ).stdout.split(maxsplit=1)
+        imports.append(float(out[0]))
+        loaded = out[1].strip()
+    per_test = float(
+        subprocess.run(
+            [sys.executable, "-c", HOOK_COST], capture_output=True, text=True, env=_env(), check=True
+        ).stdout.strip()
+    )
+    return {
+        "plugin_import_seconds_median": statistics.median(imports),
+        "modules_loaded_by_plugin_import": loaded,
+        "rss_hooks_seconds_per_test_best": per_test,
+        "rss_hooks_pct_of_baseline_session": 100 * per_test * N_TESTS / baseline_session,
+    }
+
+
+def accuracy(workdir: str) -> dict[str, object]:
+    d = os.path.join(workdir, "accuracy")
+    os.makedirs(d)
+    sizes = ACCURACY_MIB + list(reversed(ACCURACY_MIB))
+    with open(os.path.join(d, "test_accuracy.py"), "w") as f:
+        f.write(ACCURACY_SUITE.format(sizes=sizes))
+    report = os.path.join(d, "report.json")
+    run_suite(d, ("-p", "no:memray", f"--hivemem-report={report}"))
+    with open(report) as f:
+        doc = json.load(f)
+    tests = sorted(doc["tests"], key=lambda t: int(t["nodeid"].rsplit("[", 1)[1].split("_")[0]))
+    rows = []
+    for idx, (n, t) in enumerate(zip(sizes, tests)):
+        assert t["nodeid"].endswith(f"_{n}MiB]"), t["nodeid"]
+        err_mib = (t["peak"] - n * MiB) / MiB
+        rows.append(
+            {
+                "mib": n,
+                "order": "ascending" if idx < len(ACCURACY_MIB) else "descending",
+                "peak_bytes": t["peak"],
+                "error_mib": round(err_mib, 4),
+            }
+        )
+    worst = max(abs(float(r["error_mib"])) for r in rows)  # type: ignore[arg-type]
+    return {
+        "rows": rows,
+        "worst_abs_error_mib": worst,
+        "within_1_mib": worst <= 1.0,
+        "method": tests[0]["method"],
+    }
+
+
+def main() -> None:
+    import harness
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds per configuration")
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    ns = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hivemem-bench-pytest-") as workdir:
+        over = overhead(ns.rounds, workdir)
+        base = over["baseline"]
+        assert isinstance(base, dict)
+        direct = noise_free(float(base["session_seconds_min"]))
+        acc = accuracy(workdir)
+    results = {
+        "machine": harness.machine(),
+        "suite": f"{N_TESTS} tests, each building {N_DICTS} small dicts",
+        "rounds": ns.rounds,
+        "statistic": "min and median over interleaved rounds (shared machine)",
+        "overhead": over,
+        "noise_free": direct,
+        "accuracy": acc,
+        "command": "python benchmarks/bench_pytest_plugin.py --rounds " + str(ns.rounds),
+    }
+    print()
+    print(
+        f"{'config':<10} {'session min':>12} {'median':>8} {'overhead min':>13} {'median':>8} {'wall min':>9}"
+    )
+    for name, row in over.items():
+        if "unavailable" in row:  # type: ignore[operator]
+            print(f"{name:<10} {row['unavailable']}")  # type: ignore[index]
+            continue
+        r = row  # type: ignore[assignment]
+        print(
+            f"{name:<10} {r['session_seconds_min']:>11.3f}s {r['session_seconds_median']:>7.3f}s "  # type: ignore[index]
+            f"{r['session_overhead_pct_min']:>12.1f}% {r['session_overhead_pct_median']:>7.1f}% "  # type: ignore[index]
+            f"{r['wall_seconds_min']:>8.3f}s"  # type: ignore[index]
+        )
+    print(
+        f"plugin import: {direct['plugin_import_seconds_median'] * 1e3:.2f} ms; rss hooks per test: "
+        f"{direct['rss_hooks_seconds_per_test_best'] * 1e6:.1f} us "
+        f"({direct['rss_hooks_pct_of_baseline_session']:.2f}% of the baseline session for {N_TESTS} tests)"
+    )
+    print(
+        f"accuracy: worst |peak - N| = {acc['worst_abs_error_mib']:.3f} MiB over N in {ACCURACY_MIB} (both orders)"
+    )
+    if not ns.no_save:
+        print("saved", harness.save("pytest_plugin", results))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
