@@ -58,6 +58,21 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def stamp(*sections: object, top: dict[str, object]) -> str:
+    """The italic line under a table: machine, Python and date of the figures in it."""
+    seen: list[str] = []
+    for sec in sections:
+        m = sec.get("measured") if isinstance(sec, dict) else None
+        m = m if isinstance(m, dict) else top
+        text = (
+            f"{m.get('date')}, {m.get('implementation', 'CPython')} {m.get('python')}, "
+            f"{m.get('platform')}, {m.get('cpus')} cores"
+        )
+        if text not in seen:
+            seen.append(text)
+    return "_Measured " + "; ".join(seen or [str(top.get("date"))]) + "._"
+
+
 def _measured_note(section: dict[str, object], top: dict[str, object]) -> str:
     m = section.get("measured")
     if isinstance(m, dict) and (m.get("date"), m.get("python")) != (top.get("date"), top.get("python")):
@@ -132,6 +147,7 @@ def scenario_section(data: dict[str, object], lines: list[str]) -> None:
         ],
         rows,
     )
+    lines += ["", stamp(*scenarios, top=top)]
     lines += ["", "What each scenario builds:", ""]
     for s in scenarios:
         lines.append(f"- `{s.get('scenario')}`: {s.get('description')}")
@@ -206,7 +222,7 @@ def overhead_section(data: dict[str, object], lines: list[str]) -> None:
             if isinstance(v, dict) and "rss_bytes_over_bare" in v
         ]
         lines += table(["case", "RSS", "time"], rows)
-        lines.append("")
+        lines += ["", stamp(imp, top=top), ""]
     rows = []
     if isinstance(lat, dict):
         for k in ("rss() seconds per call", "usage() seconds per call"):
@@ -244,21 +260,47 @@ def overhead_section(data: dict[str, object], lines: list[str]) -> None:
         )
     if rows:
         lines += table(["figure", "measured"], rows)
-        lines.append("")
+        lines += ["", stamp(*(x for x in (lat, gov, per, slow) if isinstance(x, dict)), top=top), ""]
 
 
 def plugin_section(data: dict[str, object], lines: list[str]) -> None:
     plug = data.get("pytest_plugin")
     if not isinstance(plug, dict):
         return
-    lines += ["## pytest plugin overhead", ""]
+    top = data.get("machine") or {}
+    assert isinstance(top, dict)
+    lines += [f"## pytest plugin overhead, against pytest-memray{_measured_note(plug, top)}", ""]
     if "unavailable" in plug:
         lines += [str(plug["unavailable"]), ""]
         return
-    rows = plug.get("rows")
-    if isinstance(rows, list) and rows and isinstance(rows[0], dict):
-        header = list(rows[0])
-        lines += table(header, [[str(r.get(h, "")) for h in header] for r in rows])
+    over = plug.get("overhead")
+    if isinstance(over, dict):
+        lines.append(
+            f"Suite: {plug.get('suite')}; {plug.get('statistic')}, {plug.get('rounds')} rounds. "
+            f"Reproduce: `{plug.get('command')}`."
+        )
+        lines.append("")
+        rows = []
+        for name, r in over.items():
+            if not isinstance(r, dict):
+                continue
+            if "unavailable" in r:
+                rows.append([name, "-", "-", str(r["unavailable"])])
+                continue
+            rows.append(
+                [
+                    name,
+                    f"{r.get('session_seconds_min', 0):.3f} s / {r.get('session_seconds_median', 0):.3f} s",
+                    f"{r.get('session_overhead_pct_min', 0):.1f}% / "
+                    f"{r.get('session_overhead_pct_median', 0):.1f}%",
+                    str(r.get("description", "")),
+                ]
+            )
+        lines += table(["configuration", "session min / median", "overhead min / median", "note"], rows)
+        lines += ["", stamp(plug, top=top)]
+        acc = plug.get("accuracy")
+        if isinstance(acc, dict) and "worst_abs_error_mib" in acc:
+            lines += ["", f"Peak accuracy (rss mode): worst error {acc['worst_abs_error_mib']:.3f} MiB."]
     else:
         lines += ["```text", json.dumps({k: v for k, v in plug.items() if k != "measured"}, indent=1), "```"]
     lines.append("")
@@ -303,7 +345,8 @@ def plot(data: dict[str, object], path: str) -> bool:
     return True
 
 
-def generate(data: dict[str, object], *, with_plot: bool = True, source: str = DEFAULT) -> str:
+def generate(data: dict[str, object], *, plotter: object = plot) -> str:
+    """The page's text. *plotter(data, path) -> bool* draws the SVG (tests pass a stub)."""
     top = data.get("machine") or {}
     assert isinstance(top, dict)
     lines = [
@@ -347,7 +390,7 @@ def generate(data: dict[str, object], *, with_plot: bool = True, source: str = D
             "",
         ]
     scenario_section(data, lines)
-    if with_plot and plot(data, PLOT):
+    if plotter is not None and plotter(data, PLOT):  # type: ignore[operator]
         lines += ["![RSS before, after and floor per scenario and baseline](benchmarks.svg)", ""]
     elif os.path.exists(PLOT):
         lines += [
@@ -366,7 +409,7 @@ def main(argv: list[str]) -> int:
     source = args[0] if args else DEFAULT
     with open(source) as f:
         data = json.load(f)
-    text = generate(data, with_plot="--no-plot" not in argv, source=source)
+    text = generate(data, plotter=None if "--no-plot" in argv else plot)
     with open(DOC, "w") as f:
         f.write(text)
     print(f"wrote {os.path.relpath(DOC, ROOT)} from {os.path.relpath(source, ROOT)}")
