@@ -17,7 +17,8 @@ pytest-memray is disabled (``-p no:memray``) everywhere but its own row. The
 configurations run interleaved, ``--rounds`` times, because the machine is
 shared: each figure is the **minimum** (and the median) over rounds of the
 session time pytest reports (``N passed in X s``: collection plus running, not
-interpreter start-up) and of the whole process's wall time. Overhead is
+interpreter start-up), of the whole process's wall time and of its CPU time
+(user + system, less sensitive to other engineers' load). Overhead is
 relative to ``baseline``.
 
 Two noise-free figures back the timed ones: the import cost of the plugin
@@ -111,8 +112,11 @@ def have_memray() -> bool:
     return True
 
 
-def run_suite(directory: str, args: tuple[str, ...]) -> tuple[float, float, str]:
-    """Run pytest in *directory*; return (session seconds as pytest reports them, wall seconds, tail)."""
+def run_suite(directory: str, args: tuple[str, ...]) -> tuple[float, float, float, str]:
+    """Run pytest in *directory*; return (session seconds as pytest reports them, wall, CPU seconds, tail)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [
@@ -133,13 +137,15 @@ def run_suite(directory: str, args: tuple[str, ...]) -> tuple[float, float, str]
         timeout=600,
     )
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
     if proc.returncode != 0:
         raise RuntimeError(f"pytest failed in {directory} {args}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     m = re.search(r"passed in ([0-9.]+)s", tail)
     if m is None:
         raise RuntimeError(f"no session time in {tail!r}")
-    return float(m.group(1)), wall, tail
+    return float(m.group(1)), wall, cpu, tail
 
 
 def overhead(rounds: int, workdir: str) -> dict[str, object]:
@@ -156,20 +162,23 @@ def overhead(rounds: int, workdir: str) -> dict[str, object]:
         dirs[name] = d
     session: dict[str, list[float]] = {name: [] for name in configs}
     wall: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
     for name in configs:  # warm the page cache and .pyc files once
         run_suite(dirs[name], configs[name][1])
     for r in range(rounds):
         order = list(configs) if r % 2 == 0 else list(reversed(configs))
         for name in order:
-            s, w, _ = run_suite(dirs[name], configs[name][1])
+            s, w, c, _ = run_suite(dirs[name], configs[name][1])
             session[name].append(s)
             wall[name].append(w)
+            cpu[name].append(c)
         print(
             f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {session[n][-1]:.3f}s" for n in configs), flush=True
         )
     out: dict[str, object] = {}
     base_s_min, base_s_med = min(session["baseline"]), statistics.median(session["baseline"])
     base_w_min, base_w_med = min(wall["baseline"]), statistics.median(wall["baseline"])
+    base_c_min = min(cpu["baseline"])
     for name in configs:
         s_min, s_med = min(session[name]), statistics.median(session[name])
         w_min, w_med = min(wall[name]), statistics.median(wall[name])
@@ -182,6 +191,8 @@ def overhead(rounds: int, workdir: str) -> dict[str, object]:
             "session_overhead_pct_median": 100 * (s_med / base_s_med - 1),
             "wall_overhead_pct_min": 100 * (w_min / base_w_min - 1),
             "wall_overhead_pct_median": 100 * (w_med / base_w_med - 1),
+            "cpu_seconds_min": min(cpu[name]),
+            "cpu_overhead_pct_min": 100 * (min(cpu[name]) / base_c_min - 1),
             "session_seconds_all": session[name],
         }
     if not memray:
@@ -282,12 +293,12 @@ def accuracy(workdir: str) -> dict[str, object]:
     with open(os.path.join(d, "test_accuracy.py"), "w") as f:
         f.write(ACCURACY_SUITE.format(sizes=sizes))
     report = os.path.join(d, "report.json")
-    run_suite(d, ("-p", "no:memray", f"--hivemem-report={report}"))
+    run_suite(d, ("-p", "no:memray", f"--hivemem-report={report}"))  # one session, both orders
     with open(report) as f:
         doc = json.load(f)
     tests = sorted(doc["tests"], key=lambda t: int(t["nodeid"].rsplit("[", 1)[1].split("_")[0]))
     rows = []
-    for idx, (n, t) in enumerate(zip(sizes, tests)):
+    for idx, (n, t) in enumerate(zip(sizes, tests, strict=True)):
         assert t["nodeid"].endswith(f"_{n}MiB]"), t["nodeid"]
         err_mib = (t["peak"] - n * MiB) / MiB
         rows.append(
@@ -332,7 +343,8 @@ def main() -> None:
     }
     print()
     print(
-        f"{'config':<10} {'session min':>12} {'median':>8} {'overhead min':>13} {'median':>8} {'wall min':>9}"
+        f"{'config':<10} {'session min':>12} {'median':>8} {'overhead min':>13} {'median':>8} "
+        f"{'wall min':>9} {'cpu min':>8} {'cpu ovh':>8}"
     )
     for name, row in over.items():
         if "unavailable" in row:  # type: ignore[operator]
@@ -342,16 +354,16 @@ def main() -> None:
         print(
             f"{name:<10} {r['session_seconds_min']:>11.3f}s {r['session_seconds_median']:>7.3f}s "  # type: ignore[index]
             f"{r['session_overhead_pct_min']:>12.1f}% {r['session_overhead_pct_median']:>7.1f}% "  # type: ignore[index]
-            f"{r['wall_seconds_min']:>8.3f}s"  # type: ignore[index]
+            f"{r['wall_seconds_min']:>8.3f}s {r['cpu_seconds_min']:>7.3f}s "  # type: ignore[index]
+            f"{r['cpu_overhead_pct_min']:>7.1f}%"  # type: ignore[index]
         )
     print(
         f"plugin import: {direct['plugin_import_seconds_median'] * 1e3:.2f} ms; rss hooks per test: "
         f"{direct['rss_hooks_seconds_per_test_best'] * 1e6:.1f} us "
         f"({direct['rss_hooks_pct_of_baseline_session']:.2f}% of the baseline session for {N_TESTS} tests)"
     )
-    print(
-        f"accuracy: worst |peak - N| = {acc['worst_abs_error_mib']:.3f} MiB over N in {ACCURACY_MIB} (both orders)"
-    )
+    worst = acc["worst_abs_error_mib"]
+    print(f"accuracy: worst |peak - N| = {worst:.3f} MiB over N in {ACCURACY_MIB} (both orders)")
     if not ns.no_save:
         print("saved", harness.save("pytest_plugin", results))
     print(json.dumps(results))
