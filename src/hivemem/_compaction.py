@@ -65,7 +65,7 @@ def _probe_iter(values: Iterable[object]) -> int:
 def _is_value(v: object, depth: int = 0) -> bool:
     if isinstance(v, _VALUE_TYPES):
         return True
-    return type(v) is tuple and depth < 8 and all(_is_value(x, depth + 1) for x in v)  # type: ignore[attr-defined]
+    return type(v) is tuple and depth < 8 and all(_is_value(x, depth + 1) for x in v)
 
 
 def _shared_items(obj: object) -> int:

@@ -24,6 +24,7 @@ __all__ = ["dedup_registered"]
 
 _MAX_DISTINCT = 1 << 20  # ~40 MB of table at most; beyond, only known values are merged
 _MAX_TUPLE_DEPTH = 64
+_MAX_NEST = 50  # nested lists/dicts walked recursively up to this depth, then through a work list
 
 
 def _probe_list(seq: list[object]) -> int:
@@ -61,6 +62,8 @@ class _Dedup:
         self.base_list = _probe_list([object()])
         self.base_dict = _probe_dict({0: object()})
         self.base_items = _probe_items([(object(), 0)])
+        self._keys_too = False
+        self._depth = 0
 
     def canon(self, s: str) -> str:
         table = self.table
@@ -72,23 +75,36 @@ class _Dedup:
         return found
 
     def run(self, root: object, keys: bool) -> None:
+        self._keys_too = keys
+        self._depth = 0
         stack: list[object] = [root]
         seen: set[int] = {id(root)}
         while stack:
-            obj = stack.pop()
-            self.containers += 1
-            if isinstance(obj, list):
-                self._list(obj, stack, seen)
-            elif isinstance(obj, dict):
-                self._dict(obj, stack, seen, keys)
+            self._visit(stack.pop(), stack, seen)
+
+    def _visit(self, obj: object, stack: list[object], seen: set[int]) -> None:
+        self.containers += 1
+        if isinstance(obj, list):
+            self._list(obj, stack, seen)
+        elif isinstance(obj, dict):
+            self._dict(obj, stack, seen, self._keys_too)
 
     def _queue(self, v: object, shared: bool, stack: list[object], seen: set[int]) -> None:
-        """Queue a nested list/dict; one reachable by another path too is walked once."""
+        """Walk a nested list/dict now (depth first, so a 2M-row table needs no 2M-entry
+        work list); past _MAX_NEST levels, queue it. One reachable by another path too
+        is walked once."""
         if shared:
             if id(v) in seen:
                 return
             seen.add(id(v))
-        stack.append(v)
+        if self._depth < _MAX_NEST:
+            self._depth += 1
+            try:
+                self._visit(v, stack, seen)
+            finally:
+                self._depth -= 1
+        else:
+            stack.append(v)
 
     def _list(self, seq: list[object], stack: list[object], seen: set[int]) -> None:
         base, table, full = self.base_list, self.table, self.max_distinct

@@ -13,8 +13,15 @@ unreachable *during* the first (finalizers), which the report shows as
 ``collected`` on a following run; looping 50 times, as the source report
 did, costs 50 full heap walks for nothing.
 
+Measured here (``benchmarks/bench_strategies.py``, scenario
+``cyclic_garbage``: an app with the collector disabled drops 300k request
+graphs): 823 -> 22 MiB; passes 2 to 50 of the source report's loop
+collected 0 objects and returned 0 bytes.
+
 Cost: a walk of every tracked container, ~117 ms for 2M tracked objects
-here; frozen objects (``gc.freeze()``) are not walked. Runs at CHEAP.
+here; frozen objects (``gc.freeze()``) are not walked. Runs at CHEAP,
+priority 35: after release hooks, caches, pools and lazy proxies have
+dropped their references, so the cycles they leave are collected.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ in place, collects and trims so that the emptied arenas go back to the OS,
 then loads the contents back into the same container objects, densely.
 Container identity and equality are kept; **the objects inside get new
 identities**. Measured here (``benchmarks/bench_strategies.py``, scenario
-``sparse_survivors``: 2M small dicts, 1 in 50 kept): figures in
-``docs/strategies.md``; plain ``gc.collect()`` returns nothing there.
+``sparse_survivors``: 2M small dicts, 1 in 50 kept): 634 -> 29 MiB in
+0.25 s (floor 27 MiB, reclaim 0.996); plain ``gc.collect()`` returns
+nothing there.
 
 Returns: whole pymalloc arenas (to the OS, via ``munmap``) and malloc pages
 (via the ``malloc_trim`` it runs between emptying and loading).

@@ -13,8 +13,10 @@ duplicates that the swap really freed). RSS usually does not move by
 itself: the freed strings leave holes in arenas that the rows still occupy.
 ``compact`` (aggressive level) then repacks the rows into few arenas, and
 that is when RSS falls. Measured here (``benchmarks/bench_strategies.py``,
-scenario ``duplicate_strings``, 2M rows x 4 columns): see the figures in
-``docs/strategies.md``.
+scenario ``duplicate_strings``, 2M rows x 4 columns from ``csv.reader``):
+8.0M strings merged, 420 MiB freed inside the allocator, RSS 704 -> 706 MiB;
+followed by ``compact``, 704 -> 277 MiB. Reading through ``hivemem.StringPool``
+instead (prevention) gives 214 MiB.
 
 Does nothing when no container is registered, when a container's lock is
 held, or when it was registered without a lock while other Python threads
