@@ -160,6 +160,24 @@ def test_explain_names_limit_measured_and_kind() -> None:
     assert "hint" not in py.explain()
 
 
+def test_python_ceiling_names_the_allocating_line() -> None:
+    """A python-kind block over its limit names the line that allocated, even if it freed at once."""
+    import sys
+
+    if not hasattr(sys, "monitoring") and sys.gettrace() is not None:
+        pytest.skip("a tracer (coverage, debugger) owns sys.settrace; only the 2 ms sampler runs")
+    with pytest.raises(hivemem.MemoryCeilingExceeded) as info:
+        with assert_peak_below("1 MiB", kind="python"):
+            line = sys._getframe().f_lineno + 1
+            data = bytearray(4 * MiB)
+            del data
+    sites = info.value.measurement.sites
+    assert sites[0][0].endswith(f"test_testing_helpers.py:{line}")
+    assert sites[0][1] >= 4 * MiB
+    assert "line by line" in info.value.measurement.sites_note
+    assert f"test_testing_helpers.py:{line}" in str(info.value)
+
+
 _cache: dict[int, bytes] = {}
 _leak: list[bytes] = []
 
