@@ -120,6 +120,25 @@ def test_run_executes_script_as_main_with_args_and_writes_json(tmp_path: Path) -
     assert report["argv"] == ["--flag", "7"]
     # the exact peak (VmHWM reset at start) saw the 30 MiB bytearray; tolerance: interpreter noise
     assert report["peak"] >= report["start"]["rss"] + 29 * 2**20
+    assert report["options"] == {"govern": False, "profile": False, "interval": None}
+    assert "profile" not in report and "governor" not in report
+
+
+@linux_only
+def test_status_into_a_closed_pipe_is_quiet() -> None:
+    """``hivemem status | head -1`` ends without a BrokenPipeError traceback."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        f"{sys.executable} -m hivemem status --top 50 | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.stdout.startswith("process")
+    assert "Traceback" not in proc.stderr
 
 
 def test_run_script_exception_exits_1_with_the_scripts_traceback(tmp_path: Path) -> None:

@@ -158,7 +158,7 @@ def render_html(data: Any) -> str:
             parts.append(
                 "<h2>governor events</h2><pre>" + escape("\n".join(map(str, gov["events"]))) + "</pre>"
             )
-        if data.get("profile") is not None:
+        if isinstance(data.get("profile"), dict):
             import json
 
             parts.append(

@@ -78,8 +78,7 @@ class Run:
             "pid": os.getpid(),
             "python": sys.version.split()[0],
             "target": self.target,
-            "govern": self.govern,
-            "profile": self.profile,
+            "options": {"govern": self.govern, "profile": self.profile, "interval": self.interval},
         }
         saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
         sys.argv = [path, *args]
@@ -222,6 +221,6 @@ def render_text(report: dict[str, Any]) -> str:
         )
         if opt.get("explanation"):
             lines.append(f"  why: {opt['explanation']}")
-    if report.get("profile") is not None:
+    if isinstance(report.get("profile"), dict):
         lines.append("  profile: recorded (see the JSON or HTML report)")
     return "\n".join(lines)
