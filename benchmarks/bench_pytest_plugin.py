@@ -19,7 +19,10 @@ shared: each figure is the **minimum** (and the median) over rounds of the
 session time pytest reports (``N passed in X s``: collection plus running, not
 interpreter start-up), of the whole process's wall time and of its CPU time
 (user + system, less sensitive to other engineers' load). Overhead is
-relative to ``baseline``.
+relative to ``baseline``. Children run with bytecode cached (in the work
+directory, ``PYTHONPYCACHEPREFIX``) as installed packages are, even where the
+environment sets ``PYTHONDONTWRITEBYTECODE``; one untimed warm-up run per
+configuration fills the cache.
 
 Two noise-free figures back the timed ones: the import cost of the plugin
 module in a fresh interpreter, and the measured per-test cost of the rss-mode
@@ -73,6 +76,8 @@ CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "memray": ('pytestmark = pytest.mark.limit_memory("1 GB")', ("-p", "no:hivemem")),
 }
 
+SLOW = ("python",)  # tracemalloc makes this row ~20x slower: timed in fewer rounds
+
 ACCURACY_MIB = [1, 2, 3, 4, 5, 8, 10, 16, 20, 32, 50, 64, 100, 128, 200, 256, 300, 400, 500]
 
 ACCURACY_SUITE = """
@@ -97,10 +102,19 @@ def test_alloc(n):
 PYTEST_FLAGS = ("-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:xdist")
 
 
+PYCACHE = {"dir": ""}
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("PYTEST_ADDOPTS", None)
+    # Users run with cached bytecode. This environment sets PYTHONDONTWRITEBYTECODE, which
+    # would make every child compile hivemem (an editable install) from source; cache the
+    # bytecode in the work directory instead, for every configuration alike.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if PYCACHE["dir"]:
+        env["PYTHONPYCACHEPREFIX"] = PYCACHE["dir"]
     return env
 
 
@@ -148,7 +162,7 @@ def run_suite(directory: str, args: tuple[str, ...]) -> tuple[float, float, floa
     return float(m.group(1)), wall, cpu, tail
 
 
-def overhead(rounds: int, workdir: str) -> dict[str, object]:
+def overhead(rounds: int, workdir: str, slow_rounds: int) -> dict[str, object]:
     configs = dict(CONFIGS)
     memray = have_memray()
     if not memray:
@@ -168,13 +182,14 @@ def overhead(rounds: int, workdir: str) -> dict[str, object]:
     for r in range(rounds):
         order = list(configs) if r % 2 == 0 else list(reversed(configs))
         for name in order:
+            if name in SLOW and r >= max(slow_rounds, 1):
+                continue
             s, w, c, _ = run_suite(dirs[name], configs[name][1])
             session[name].append(s)
             wall[name].append(w)
             cpu[name].append(c)
-        print(
-            f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {session[n][-1]:.3f}s" for n in configs), flush=True
-        )
+        ran = ", ".join(f"{n} {session[n][-1]:.3f}s" for n in order if len(session[n]) == r + 1)
+        print(f"round {r + 1}/{rounds}: {ran}", flush=True)
     out: dict[str, object] = {}
     base_s_min, base_s_med = min(session["baseline"]), statistics.median(session["baseline"])
     base_w_min, base_w_med = min(wall["baseline"]), statistics.median(wall["baseline"])
@@ -183,15 +198,16 @@ def overhead(rounds: int, workdir: str) -> dict[str, object]:
         s_min, s_med = min(session[name]), statistics.median(session[name])
         w_min, w_med = min(wall[name]), statistics.median(wall[name])
         out[name] = {
+            "rounds": len(session[name]),
             "session_seconds_min": s_min,
             "session_seconds_median": s_med,
             "wall_seconds_min": w_min,
             "wall_seconds_median": w_med,
+            "cpu_seconds_min": min(cpu[name]),
             "session_overhead_pct_min": 100 * (s_min / base_s_min - 1),
             "session_overhead_pct_median": 100 * (s_med / base_s_med - 1),
             "wall_overhead_pct_min": 100 * (w_min / base_w_min - 1),
             "wall_overhead_pct_median": 100 * (w_med / base_w_med - 1),
-            "cpu_seconds_min": min(cpu[name]),
             "cpu_overhead_pct_min": 100 * (min(cpu[name]) / base_c_min - 1),
             "session_seconds_all": session[name],
         }
@@ -207,6 +223,36 @@ t = time.perf_counter()
 import hivemem.pytest_plugin
 dt = time.perf_counter() - t
 print(dt, sorted(m for m in sys.modules if m.startswith("hivemem")))
+"""
+
+ACTIVATION = r"""
+import time
+import pytest
+import hivemem.pytest_plugin
+t = time.perf_counter()
+import hivemem._pytest_runner, hivemem.testing
+from hivemem import _pytest_meter
+_pytest_meter.rss_clock()
+print(time.perf_counter() - t)
+"""
+
+SCAN = r"""
+import sys, time
+import pytest
+
+class Scan:
+    def pytest_collection_modifyitems(self, session, config, items):
+        from hivemem import pytest_plugin
+        best = float("inf")
+        for _ in range(50):
+            t = time.perf_counter()
+            pytest_plugin.pytest_collection_modifyitems(config, items)
+            best = min(best, time.perf_counter() - t)
+        assert not config.stash[pytest_plugin.ACTIVE]
+        print("SCAN", best, len(items))
+
+pytest.main(["--collect-only", "-q", "-p", "no:memray", "-p", "no:cacheprovider", "-c", sys.argv[2],
+             "--rootdir", sys.argv[1], sys.argv[1]], plugins=[Scan()])
 """
 
 HOOK_COST = r"""
@@ -265,24 +311,39 @@ print(best)
 """
 
 
-def noise_free(baseline_session: float) -> dict[str, object]:
-    imports = []
+def _py(code: str, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=_env(), check=True
+    ).stdout
+
+
+def noise_free(baseline_session: float, suite_dir: str) -> dict[str, object]:
+    """Component costs, each the best of several tries: what the timed rows cannot resolve."""
+    imports, activations = [], []
+    loaded = ""
     for _ in range(7):
-        out = subprocess.run(
-            [sys.executable, "-c", PLUGIN_IMPORT], capture_output=True, text=True, env=_env(), check=True
-        ).stdout.split(maxsplit=1)
+        out = _py(PLUGIN_IMPORT).split(maxsplit=1)
         imports.append(float(out[0]))
         loaded = out[1].strip()
-    per_test = float(
-        subprocess.run(
-            [sys.executable, "-c", HOOK_COST], capture_output=True, text=True, env=_env(), check=True
-        ).stdout.strip()
+        activations.append(float(_py(ACTIVATION)))
+    scan_line = next(
+        line for line in _py(SCAN, suite_dir, os.devnull).splitlines() if line.startswith("SCAN")
     )
+    scan = float(scan_line.split()[1])
+    per_test = float(_py(HOOK_COST).strip())
+    unused = min(imports) + scan
+    rss = min(activations) + per_test * N_TESTS
     return {
-        "plugin_import_seconds_median": statistics.median(imports),
+        "plugin_import_seconds_best": min(imports),
         "modules_loaded_by_plugin_import": loaded,
+        "collection_scan_seconds_best": scan,
+        "unused_cost_seconds": unused,
+        "unused_cost_pct_of_baseline_session": 100 * unused / baseline_session,
+        "activation_seconds_best": min(activations),
         "rss_hooks_seconds_per_test_best": per_test,
-        "rss_hooks_pct_of_baseline_session": 100 * per_test * N_TESTS / baseline_session,
+        "rss_cost_seconds": rss,
+        "rss_cost_pct_of_baseline_session": 100 * rss / baseline_session,
+        "baseline_session_seconds": baseline_session,
     }
 
 
@@ -322,14 +383,16 @@ def main() -> None:
     import harness
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds per configuration")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per configuration")
+    parser.add_argument("--slow-rounds", type=int, default=3, help="rounds for the python-kind row")
     parser.add_argument("--no-save", action="store_true", help="print only")
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hivemem-bench-pytest-") as workdir:
-        over = overhead(ns.rounds, workdir)
+        PYCACHE["dir"] = os.path.join(workdir, "pycache")
+        over = overhead(ns.rounds, workdir, ns.slow_rounds)
         base = over["baseline"]
         assert isinstance(base, dict)
-        direct = noise_free(float(base["session_seconds_min"]))
+        direct = noise_free(float(base["session_seconds_min"]), os.path.join(workdir, "suite_unused"))
         acc = accuracy(workdir)
     results = {
         "machine": harness.machine(),
@@ -339,7 +402,7 @@ def main() -> None:
         "overhead": over,
         "noise_free": direct,
         "accuracy": acc,
-        "command": "python benchmarks/bench_pytest_plugin.py --rounds " + str(ns.rounds),
+        "command": f"benchmarks/bench_pytest_plugin.py --rounds {ns.rounds} --slow-rounds {ns.slow_rounds}",
     }
     print()
     print(
@@ -357,10 +420,16 @@ def main() -> None:
             f"{r['wall_seconds_min']:>8.3f}s {r['cpu_seconds_min']:>7.3f}s "  # type: ignore[index]
             f"{r['cpu_overhead_pct_min']:>7.1f}%"  # type: ignore[index]
         )
+    d = direct
     print(
-        f"plugin import: {direct['plugin_import_seconds_median'] * 1e3:.2f} ms; rss hooks per test: "
-        f"{direct['rss_hooks_seconds_per_test_best'] * 1e6:.1f} us "
-        f"({direct['rss_hooks_pct_of_baseline_session']:.2f}% of the baseline session for {N_TESTS} tests)"
+        f"unused, by component: plugin import {d['plugin_import_seconds_best'] * 1e3:.2f} ms + "
+        f"collection scan {d['collection_scan_seconds_best'] * 1e3:.3f} ms = "
+        f"{d['unused_cost_pct_of_baseline_session']:.2f}% of the baseline session"
+    )
+    print(
+        f"rss, by component: activation {d['activation_seconds_best'] * 1e3:.1f} ms + "
+        f"{d['rss_hooks_seconds_per_test_best'] * 1e6:.1f} us per test x {N_TESTS} = "
+        f"{d['rss_cost_pct_of_baseline_session']:.2f}% of the baseline session"
     )
     worst = acc["worst_abs_error_mib"]
     print(f"accuracy: worst |peak - N| = {worst:.3f} MiB over N in {ACCURACY_MIB} (both orders)")
