@@ -7,8 +7,9 @@ and ``list``), so registering it never keeps it alive. Plain ``dict``,
 are held strongly until unregistered (``unregister_*(obj)``), and each entry
 says so (``strong=True``) so a leak is visible in ``registered()``.
 
-Entries are keyed by ``id(obj)``; a weak entry removes itself when its
-object dies, so a recycled id never points at a stranger.
+Entries are keyed by ``id(obj)``; a weak entry is dropped once its object
+dies (and ``get()`` returns ``None`` from that moment), so a recycled id
+never points at a stranger.
 
 Threads: every registry has its own ``_thread`` lock; entries are returned
 as snapshots. After ``fork()`` the registries are kept (the child has the
@@ -68,6 +69,7 @@ class HeldSet:
         self.what = what
         self._lock = _thread.allocate_lock()
         self._entries: dict[int, Entry] = {}
+        self._dead: list[object] = []
         _all_sets.append(self)
 
     def add(self, obj: object, lock: object = None, **options: object) -> Entry:
@@ -83,26 +85,30 @@ class HeldSet:
             )
         import weakref
 
-        key = id(obj)
-
-        def forget(_ref: object, key: int = key) -> None:
-            with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None and entry._ref is _ref:
-                    del self._entries[key]
-
         try:
-            ref: Callable[[], object] | None = weakref.ref(obj, forget)
+            ref: Callable[[], object] | None = weakref.ref(obj, self._dead.append)
         except TypeError:  # dict, list, set, tuple: no weak references
             ref = None
         entry = Entry(obj, ref, lock, options)
         with self._lock:
-            self._entries[key] = entry
+            self._purge()
+            self._entries[id(obj)] = entry
         return entry
+
+    def _purge(self) -> None:
+        # A weak reference's callback may run inside any allocation, even while
+        # this set's lock is held, so it only appends to ``_dead`` (atomic);
+        # the entries are dropped here, under the lock.
+        while self._dead:
+            ref = self._dead.pop()
+            for key, entry in list(self._entries.items()):
+                if entry._ref is ref:
+                    del self._entries[key]
 
     def remove(self, obj: object) -> bool:
         """Forget *obj*; returns whether it was registered."""
         with self._lock:
+            self._purge()
             entry = self._entries.get(id(obj))
             if entry is None or entry.get() is not obj:
                 return False
@@ -112,6 +118,7 @@ class HeldSet:
     def entries(self) -> list[tuple[object, Entry]]:
         """Live ``(object, entry)`` pairs, in registration order."""
         with self._lock:
+            self._purge()
             snapshot = list(self._entries.values())
         out = []
         for entry in snapshot:
