@@ -2,10 +2,10 @@
 
 The workload of ``tests/test_dask.py``: a ``LocalCluster`` of 2 worker
 processes on 127.0.0.1 (1 thread, ``memory_limit="600MiB"`` each). Each
-worker runs one task that allocates ~300 MiB of 1-4 KiB blocks, keeps 1 in
-64 on the worker and frees the rest: the freed blocks stay in malloc's heap
-(RSS ~0.62 of the limit: above hivemem's MODERATE entry at Dask's target
-0.60, below Dask's spill at 0.70, so Dask itself does nothing).
+worker runs one task that fills it to 0.65 of its limit with 1-4 KiB blocks,
+keeps 1 in 64 on the worker and frees the rest: the freed blocks stay in
+malloc's heap (above hivemem's MODERATE entry at Dask's target 0.60, below
+Dask's spill at 0.70, so Dask itself does nothing).
 
 Two clusters, same workload, same run:
 
@@ -35,7 +35,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 MiB = 2**20
-BLOCKS = 120_000
+FILL = 0.65  # of the worker's limit
+BATCH = 4096
 
 
 def bloat(seed: int) -> tuple[str, int]:
@@ -46,11 +47,16 @@ def bloat(seed: int) -> tuple[str, int]:
 
     import hivemem
 
+    worker = get_worker()
+    goal = int(worker.memory_manager.memory_limit * FILL)
     rng = random.Random(seed)
-    blocks = [bytes([i % 251]) * rng.randint(1024, 4096) for i in range(BLOCKS)]
+    blocks: list[bytes] = []
+    while hivemem.rss() < goal:
+        base = len(blocks)
+        blocks.extend(bytes([(base + i) % 251]) * rng.randint(1024, 4096) for i in range(BATCH))
     keep = blocks[::64]
     del blocks
-    get_worker()._hivemem_bench_keep = keep  # type: ignore[attr-defined]
+    worker._hivemem_bench_keep = keep  # type: ignore[attr-defined]
     return hashlib.sha256(b"".join(keep)).hexdigest(), hivemem.usage().peak  # type: ignore[return-value]
 
 
@@ -135,7 +141,7 @@ def main() -> None:
         "platform": platform.platform(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "workload": (
-            f"{BLOCKS} blocks of 1-4 KiB per worker, 1 in 64 kept; memory_limit 600MiB; wait {args.wait} s"
+            f"1-4 KiB blocks up to {FILL} of the limit, 1 in 64 kept; memory_limit 600MiB; wait {args.wait} s"
         ),
         "plugin": with_plugin,
         "no_plugin": control,

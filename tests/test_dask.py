@@ -114,14 +114,18 @@ def test_failing_setup_is_logged_and_swallowed(caplog: pytest.LogCaptureFixture)
 
 # --------------------------------------------------------------------------- a real LocalCluster
 
-BLOCKS = 120_000  # 1-4 KiB each: about 300 MiB per worker, 1 in 64 kept
+FILL = 0.65  # of the worker's limit: past hivemem's MODERATE (Dask's target 0.60), before Dask's spill 0.70
+BATCH = 4096
 
 
-def _bloat(seed: int) -> tuple[str, int]:
-    """Leave malloc-heap holes (1-4 KiB blocks, 1 in 64 kept on the worker); return digest and peak RSS.
+def _bloat(seed: int) -> tuple[str, int, int]:
+    """Fill the worker to FILL of its limit with 1-4 KiB blocks, keep 1 in 64, free the rest.
 
-    The peak (the kernel's VmHWM) is the RSS the bloat reached, whether or not
-    the governor has already acted by the time the task returns.
+    The freed blocks stay in malloc's heap. Returns the digest of the kept
+    data, the peak RSS (the kernel's VmHWM: what the bloat reached, whether or
+    not the governor has acted by the time the task returns) and the number
+    of blocks made. Filling to a fraction, not a count, keeps the workload at
+    the same place relative to the thresholds on every Python version.
     """
     import hashlib
     import random
@@ -130,12 +134,18 @@ def _bloat(seed: int) -> tuple[str, int]:
 
     import hivemem
 
+    worker = get_worker()
+    goal = int(worker.memory_manager.memory_limit * FILL)
     rng = random.Random(seed)
-    blocks = [bytes([i % 251]) * rng.randint(1024, 4096) for i in range(BLOCKS)]
+    blocks: list[bytes] = []
+    while hivemem.rss() < goal:
+        base = len(blocks)
+        blocks.extend(bytes([(base + i) % 251]) * rng.randint(1024, 4096) for i in range(BATCH))
+    count = len(blocks)
     keep = blocks[::64]
     del blocks
-    get_worker()._hivemem_test_keep = keep  # type: ignore[attr-defined]
-    return hashlib.sha256(b"".join(keep)).hexdigest(), hivemem.usage().peak  # type: ignore[return-value]
+    worker._hivemem_test_keep = keep  # type: ignore[attr-defined]
+    return hashlib.sha256(b"".join(keep)).hexdigest(), hivemem.usage().peak, count  # type: ignore[return-value]
 
 
 def _digest_of_kept() -> str:
@@ -146,12 +156,13 @@ def _digest_of_kept() -> str:
     return hashlib.sha256(b"".join(get_worker()._hivemem_test_keep)).hexdigest()  # type: ignore[attr-defined]
 
 
-def _expected(seed: int) -> str:
+def _expected(seed: int, count: int) -> str:
+    """The digest _bloat's kept blocks must have, computed here from the seed."""
     import hashlib
     import random
 
     rng = random.Random(seed)
-    blocks = [bytes([i % 251]) * rng.randint(1024, 4096) for i in range(BLOCKS)]
+    blocks = [bytes([i % 251]) * rng.randint(1024, 4096) for i in range(count)]
     return hashlib.sha256(b"".join(blocks[::64])).hexdigest()
 
 
@@ -159,12 +170,13 @@ def _expected(seed: int) -> str:
 def test_local_cluster_workers_shrink_and_results_hold() -> None:
     """Two worker processes on 127.0.0.1: after the bloat each worker's RSS falls >= 150 MiB below its peak.
 
-    Each worker (limit 600 MiB) runs a task that leaves ~300 MiB of freed
-    1-4 KiB blocks in malloc's heap (RSS ~ 0.65 of the limit, past hivemem's
-    MODERATE entry at Dask's target 0.60, before Dask's spill at 0.70). The
-    plugin's governor acts on its own (cheap pass: gc + malloc_trim). The
-    observed drop is ~280 MiB; the assertion allows 150 MiB for noise. The
-    data the task kept hashes the same before and after, and as computed here.
+    Each worker (limit 600 MiB) runs a task that fills it to 0.65 of the limit
+    with 1-4 KiB blocks and frees all but 1 in 64, leaving them in malloc's heap
+    (past hivemem's MODERATE entry at Dask's target 0.60, before Dask's spill
+    at 0.70). The plugin's governor acts on its own (cheap pass: gc +
+    malloc_trim). The observed drop is ~300 MiB; the assertion allows 150 MiB
+    for noise. The data the task kept hashes the same before and after, and
+    as computed here.
     """
     from distributed import Client, LocalCluster
 
@@ -186,7 +198,7 @@ def test_local_cluster_workers_shrink_and_results_hold() -> None:
         assert all(r["running"] for r in started.values()), started
         futures = {w: client.submit(_bloat, i, workers=[w], pure=False) for i, w in enumerate(workers)}
         results = {w: f.result() for w, f in futures.items()}
-        before = {w: rss for w, (_, rss) in results.items()}
+        before = {w: rss for w, (_, rss, _) in results.items()}
         deadline = time.monotonic() + 60
         while True:
             now = hd.reports(client)
@@ -198,7 +210,7 @@ def test_local_cluster_workers_shrink_and_results_hold() -> None:
         for i, w in enumerate(workers):
             digest = results[w][0]
             assert client.submit(_digest_of_kept, workers=[w], pure=False).result() == digest
-            assert digest == _expected(i)
+            assert digest == _expected(i, results[w][2])
             acts = [e for e in now[w]["events"] if e["kind"] == "act"]  # type: ignore[union-attr]
             assert acts, now[w]["events"]
             assert now[w]["last_report"] is not None
