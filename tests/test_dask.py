@@ -6,6 +6,8 @@ import logging
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hivemem
 
@@ -52,12 +54,29 @@ def test_thresholds_follow_the_workers_fractions(target: object, spill: object, 
     th = hd.thresholds_for(target, spill, pause)  # type: ignore[arg-type]
     t = target or 0.6
     p = pause or 0.8
-    assert th["moderate"][0] == pytest.approx(t)
+    assert th["moderate"][0] <= t  # type: ignore[operator]
+    if t < (spill or 0.7):  # type: ignore[operator]
+        assert th["moderate"][0] == pytest.approx(t)  # room to spare: exactly at Dask's target
     assert th["critical"][0] <= p  # type: ignore[operator]
     levels = [th["moderate"], th["high"], th["critical"]]
     assert [e for e, _ in levels] == sorted(e for e, _ in levels)
     for enter, release in levels:
         assert 0 < release < enter <= 1
+
+
+fraction = st.one_of(st.just(False), st.floats(min_value=0.001, max_value=1.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(fraction, fraction, fraction)
+def test_every_mapping_is_a_valid_governor_configuration(target: float, spill: float, pause: float) -> None:
+    """For any Dask fractions the mapping is strictly ordered and the real MemoryGovernor accepts it."""
+    th = hd.thresholds_for(target, spill, pause)
+    enters = [th[k][0] for k in ("moderate", "high", "critical")]
+    assert enters == sorted(set(enters))
+    for enter, release in th.values():
+        assert 0 < release < enter <= 1
+    hivemem.MemoryGovernor(budget=2**30, limit=2**30, thresholds=th, psi=False)  # type: ignore[arg-type]
 
 
 def test_bad_fraction_is_refused() -> None:

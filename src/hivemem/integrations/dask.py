@@ -106,14 +106,18 @@ def thresholds_for(
     t = pick(target, DASK_DEFAULTS["target"])
     s = max(pick(spill, DASK_DEFAULTS["spill"]), t)
     p = max(pick(pause, DASK_DEFAULTS["pause"]), s)
-
-    def r(x: float) -> float:
-        return round(min(max(x, 0.01), 1.0), 4)
-
+    # Enter each level just before Dask's next action; keep the levels strictly
+    # increasing (2% apart) even when Dask's fractions coincide or sit near 1.
+    critical = min((s + p) / 2, 1.0)
+    high = min((t + s) / 2, critical - 0.02)
+    moderate = min(t, high - 0.02)
+    if moderate < 0.04:  # absurdly low Dask fractions: keep every level valid and ordered
+        moderate, high, critical = 0.04, max(high, 0.06), max(critical, 0.08)
+    enters = {"moderate": moderate, "high": high, "critical": critical}
+    releases = {"moderate": t - 0.10, "high": t - 0.05, "critical": s - 0.05}
     return {
-        "moderate": (r(t), r(t - 0.10)),
-        "high": (r((t + s) / 2), r(t - 0.05)),
-        "critical": (r((s + p) / 2), r(s - 0.05)),
+        level: (round(enter, 4), round(max(min(releases[level], enter - 0.05), 0.01), 4))
+        for level, enter in enters.items()
     }
 
 
