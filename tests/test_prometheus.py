@@ -295,13 +295,14 @@ def test_multiprocess_mode_across_forked_workers(tmp_path: Path) -> None:
 
 
 def test_import_hivemem_does_not_import_integrations() -> None:
-    """import hivemem and optimize() never import prometheus_client, distributed or gunicorn."""
+    """import hivemem, optimize() and the gunicorn hooks load no prometheus_client, distributed, gunicorn."""
     out = run_python(
         """
         import json, sys
         import hivemem
         hivemem.optimize()
         import hivemem.integrations
+        import hivemem.integrations.gunicorn  # hooks only: gunicorn itself is not needed
         heavy = ("prometheus_client", "distributed", "dask", "gunicorn")
         print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
         """
