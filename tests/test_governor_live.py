@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -245,3 +246,34 @@ def test_exit_policy_ends_the_process_with_a_report() -> None:
     assert proc.returncode == 3 and "survived" not in proc.stdout
     assert "hivemem: out of memory budget, exiting (escalation='exit')" in proc.stderr
     assert "no strategy is allowed at this level" in proc.stderr
+
+
+@linux_only
+def test_a_pressure_event_wakes_the_monitor_at_once() -> None:
+    """A POLLPRI on a trigger descriptor ticks with source 'psi' well before the 10 s poll interval."""
+    import socket
+
+    from hivemem._monitor import Monitor
+    from hivemem._psi import PsiTrigger
+
+    a, b = socket.socketpair()
+    seen: list[tuple[str, float]] = []
+
+    def tick(source: str) -> None:
+        seen.append((source, time.monotonic()))
+        b.recv(1, socket.MSG_OOB)  # consume it, as the kernel does for a PSI event
+
+    trig = PsiTrigger(os.dup(b.fileno()), "socketpair", "some", 1, 500000)
+    mon = Monitor(tick, 10.0, [trig], lambda: None)
+    mon.start()
+    try:
+        time.sleep(0.05)
+        sent = time.monotonic()
+        a.send(b"!", socket.MSG_OOB)  # out-of-band data raises POLLPRI, like a PSI trigger
+        assert _wait(lambda: seen)
+    finally:
+        assert mon.stop(1.0)
+        a.close()
+        b.close()
+    assert seen[0][0] == "psi" and seen[0][1] - sent < 0.5
+    assert mon.wakeups == {"poll": 0, "psi": 1} and trig.fd == -1  # closed with the monitor
