@@ -67,11 +67,15 @@ def _data() -> dict[str, object]:
             },
         ],
         "recipe_slowdown": {
-            "default": {"cpu_seconds": 1.0, "collections": [1, 2, 3]},
-            "10-1-1": {"cpu_seconds": 1.3, "collections": [9, 9, 9]},
-            "slowdown": 1.3,
             "repeat": 3,
-            "workload": "w",
+            "workloads": {
+                "json": {
+                    "default": {"cpu_seconds": 1.0, "collections": [1, 2, 3]},
+                    "10-1-1": {"cpu_seconds": 1.3, "collections": [9, 9, 9]},
+                    "slowdown": 1.3,
+                    "workload": "w",
+                }
+            },
         },
     }
 
