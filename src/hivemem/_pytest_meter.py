@@ -277,9 +277,9 @@ def _trimmer() -> Callable[[], object] | None:
     try:
         import ctypes
 
-        from hivemem import _native
-
-        libc = _native._load_libc()
+        # A CDLL of our own, not hivemem._native's: its function objects must come from
+        # the same ctypes as the argtypes set here (pytester can re-import ctypes).
+        libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018  (musl and others have no malloc_trim)
         fn = libc.malloc_trim
     except (OSError, AttributeError):
