@@ -306,7 +306,8 @@ def set_malloc_thresholds(
         value = parse_size(mmap_threshold)
         if value > _MMAP_THRESHOLD_MAX:
             raise InvalidArgument(
-                f"mmap_threshold={mmap_threshold!r}: glibc accepts at most 32 MiB ({_MMAP_THRESHOLD_MAX} bytes)"
+                f"mmap_threshold={mmap_threshold!r}: glibc accepts at most 32 MiB "
+                f"({_MMAP_THRESHOLD_MAX} bytes)"
             )
         plan.append(("mmap_threshold", _M_MMAP_THRESHOLD, value))
     if trim_threshold is not None:
