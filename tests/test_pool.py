@@ -205,3 +205,8 @@ def test_buffer_pool_rejects_foreign_buffers() -> None:
         pool.release(memoryview(b"abc"))
     with pytest.raises(hivemem.InvalidArgument):
         pool.release(b"abc")  # type: ignore[arg-type]
+
+
+def test_empty_pools_are_truthy() -> None:
+    """A pool with nothing idle is still true, so `if pool:` never mistakes it for None."""
+    assert hivemem.ObjectPool(list, maxsize=1) and hivemem.BufferPool("1MB")

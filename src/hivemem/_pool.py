@@ -208,6 +208,9 @@ class ObjectPool(Generic[T]):
     def __len__(self) -> int:
         return len(self._idle)
 
+    def __bool__(self) -> bool:
+        return True  # a pool with no idle object is still a pool: ``if pool:`` must not be False
+
     def stats(self) -> dict[str, int]:
         """``idle``, ``in_use``, ``created``, ``reused``, ``dropped`` counts (JSON-safe)."""
         with self._lock:
@@ -386,6 +389,9 @@ class BufferPool:
 
     def __len__(self) -> int:
         return len(self._order)
+
+    def __bool__(self) -> bool:
+        return True  # a pool with no idle buffer is still a pool
 
     def stats(self) -> dict[str, int]:
         """``idle``, ``idle_bytes``, ``created``, ``reused``, ``dropped`` (JSON-safe)."""

@@ -158,9 +158,10 @@ def _read(f: BinaryIO, kind: str, meta: Any, size: int) -> object:
     if kind == "array":
         import array
 
-        arr = array.array(meta, bytes(size))
-        f.readinto(memoryview(arr).cast("B"))  # type: ignore[attr-defined]
-        return arr
+        one = array.array(meta, bytes(array.array(meta).itemsize))
+        values = one * (size // one.itemsize)  # one allocation of the value's size, filled in place
+        f.readinto(memoryview(values).cast("B"))  # type: ignore[attr-defined]
+        return values
     import pickle
 
     return pickle.load(f)

@@ -104,14 +104,24 @@ def _refusal(name: str, module: object) -> str | None:
     return None
 
 
-def _owned(modules: dict[str, ModuleType]) -> tuple[dict[int, object], dict[int, str], set[int]]:
-    """``(internal, owner, checked)``: what the modules own, which module owns it, and the ids to count."""
+def _owned(
+    modules: dict[str, ModuleType],
+) -> tuple[dict[int, object], dict[int, str], set[int], set[int]]:
+    """``(internal, owner, guarded, counted)`` for *modules*.
+
+    *internal*: every object reachable from the modules' globals without
+    entering other modules' code (by id); *owner*: which module reached it;
+    *guarded*: ids that no outside object may reference (the modules, their
+    functions and classes, and data holding those); *counted*: ids whose
+    reference counts must match what the heap walk sees.
+    """
     import types
 
     dict_owner = {id(m.__dict__): n for n, m in modules.items()}
     internal: dict[int, object] = {}
     owner: dict[int, str] = {}
     checked: set[int] = set()
+    holds: dict[int, list[int]] = {}
     builtins_dict = sys.modules["builtins"].__dict__
     for name, module in modules.items():
         stack: list[object] = [module, module.__dict__]
@@ -143,14 +153,25 @@ def _owned(modules: dict[str, ModuleType]) -> tuple[dict[int, object], dict[int,
                 enter = True
             internal[id(obj)] = obj
             owner[id(obj)] = name
+            referents = gc.get_referents(obj)
+            if id(obj) not in checked:
+                # Data the module holds matters only when it holds the module's code (a registry
+                # of callbacks shared with another module); remember which code it holds.
+                code = [id(r) for r in referents if isinstance(r, (types.FunctionType, type))]
+                if code:
+                    holds[id(obj)] = code
             if not enter:  # a foreign object: its own attribute dict (materialized before 3.11) is part of it
                 attrs = getattr(obj, "__dict__", None)
                 if type(attrs) is dict and id(attrs) not in internal:
                     internal[id(attrs)] = attrs
                     owner[id(attrs)] = name
+                    code = [id(r) for r in attrs.values() if isinstance(r, (types.FunctionType, type))]
+                    if code:
+                        holds[id(attrs)] = code
             if enter:
-                stack.extend(r for r in gc.get_referents(obj) if gc.is_tracked(r) or isinstance(r, type))
-    return internal, owner, checked
+                stack.extend(r for r in referents if gc.is_tracked(r) or isinstance(r, type))
+    holders = {key for key, code in holds.items() if any(i in checked for i in code)}
+    return internal, owner, checked | holders, checked
 
 
 def _describe(obj: object, module_dicts: dict[int, str]) -> str:
@@ -177,7 +198,7 @@ def _parent_dicts(modules: dict[str, ModuleType]) -> set[int]:
 
 def _blockers(modules: dict[str, ModuleType]) -> dict[str, str]:
     """Why each module in *modules* must stay, by name (modules not listed may go)."""
-    internal, owner, checked = _owned(modules)
+    internal, owner, guarded, checked = _owned(modules)
     allowed = {id(sys.modules)} | _parent_dicts(modules)
     module_dicts = {id(m.__dict__): n for n, m in list(sys.modules.items()) if m is not None}
     seen_refs: dict[int, int] = dict.fromkeys(checked, 0)
@@ -197,7 +218,7 @@ def _blockers(modules: dict[str, ModuleType]) -> dict[str, str]:
                 continue
             if rid in seen_refs:
                 seen_refs[rid] += 1
-            if outside:
+            if outside and rid in guarded:
                 mod = owner[rid]
                 if mod not in blocked:
                     what = getattr(ref, "__qualname__", None) or type(ref).__name__

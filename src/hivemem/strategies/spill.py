@@ -1,10 +1,11 @@
 """``spill``: move the least recently used values of every ``hivemem.SpillStore`` to disk.
 
-Returns: the values' memory. A value of 128 KiB or more was mmap'd by glibc
-and goes straight back to the OS when the store drops it; smaller values go
-back to malloc or pymalloc (``trim`` returns the pages later in the pass).
-Measured here: see ``benchmarks/bench_cooperative.py`` (500 MB of 1 MiB
-bytes values).
+Returns: the values' memory. A value glibc mmap'd goes straight back to the
+OS when the store drops it; others go back to malloc or pymalloc, and
+``trim`` returns the freed pages later in the pass.
+Measured here (``benchmarks/bench_cooperative.py spill``): 500 MiB in 500
+values of 1 MiB (bytes and arrays); an aggressive pass took RSS from 534.7 to
+17.7 MiB, the spill step 0.78 s; reading one value back cost 1.01 MiB.
 
 Stops as soon as RSS is at or below the pass's target (checked before each
 value), so recently used values stay in memory. Does nothing when no store

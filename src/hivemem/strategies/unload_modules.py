@@ -5,9 +5,10 @@ pymalloc/malloc (``trim`` returns freed pages later in the pass). Often
 nothing: a module is unloaded only when no object outside it references it,
 its functions, its classes or its data, and no running code holds it
 (``hivemem.allow_unload`` explains the check). MEMORY-FACTS measured 0.0
-MiB back from removing 127 modules naively; what this strategy gives back
-after a lazily imported, used-once module is released is in
-``benchmarks/bench_cooperative.py``.
+MiB back from removing 127 modules naively. Measured here
+(``benchmarks/bench_cooperative.py unload``): http.server and its imports used
+once and released: 19 modules unloaded, 3 kept, 0.84 MiB of live objects
+back to pymalloc and 0 MiB of RSS back to the OS.
 
 Does nothing unless the application opted in with
 ``hivemem.allow_unload("pattern", ...)``; extension modules, ``hivemem``,
