@@ -107,6 +107,27 @@ def test_just_over():
     )
 
 
+@linux_only
+def test_rss_peaks_do_not_depend_on_test_order(pytester: pytest.Pytester) -> None:
+    """Memory glibc kept from a heavier earlier test is trimmed, so descending sizes are each seen +- 1 MiB."""
+    pytester.makepyfile(
+        TOUCH
+        + """
+SIZES = [32, 24, 16, 8, 4]  # 32 MiB raises glibc's mmap threshold: the rest come from the heap
+
+@pytest.mark.parametrize("n", SIZES, ids=[f"{i}_{n}" for i, n in enumerate(SIZES)])
+def test_alloc(n):
+    buf = touch(n * MiB)
+    del buf
+"""
+    )
+    run(pytester, "--hivemem-report=r.json").assert_outcomes(passed=5)
+    doc = json.loads((pytester.path / "r.json").read_text())
+    peaks = {int(t["nodeid"].rsplit("_", 1)[1].rstrip("]")): t["peak"] for t in doc["tests"]}
+    for n, peak in peaks.items():
+        assert abs(peak - n * MiB) <= MiB, (n, peak / MiB)
+
+
 def test_python_boundary_is_byte_tight(pytester: pytest.Pytester) -> None:
     """kind='python': 8 MiB passes under 8 MiB + 64 KiB and fails under exactly 8 MiB, naming its line."""
     pytester.makepyfile(

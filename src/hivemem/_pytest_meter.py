@@ -8,9 +8,10 @@ Two clocks, one per ``kind``:
     ``VmHWM`` to the current RSS and ``/proc/self/status`` reports the peak
     since then, so a measurement costs three small ``/proc`` operations
     (about 25 µs) and no sampling thread or allocation hook. Before the
-    baseline is read, glibc's ``malloc_trim(0)`` (2-9 µs) returns the free
-    heap pages left over by earlier code, so memory an earlier test freed but
-    glibc kept is faulted in again, and counted, when this test reuses it.
+    baseline is read, glibc's ``malloc_trim(0)`` returns the free heap pages
+    left over by earlier code when there are at least 512 KiB of them, so
+    memory an earlier test freed but glibc kept is faulted in again, and
+    counted, when this test reuses it (see :func:`_trimmer`).
     **Fallback** where ``clear_refs`` cannot be written (other systems, old
     kernels, sandboxes): a daemon thread samples :func:`hivemem.rss` every
     millisecond while a measurement is open; ``method`` says so, and a spike
@@ -194,7 +195,10 @@ class _RssClock(_Clock):
             self._rss = _measure.rss
             self._hwm = _status_peak_reader()
             self._hw_reset = _measure.reset_peak
+            self._fast_reset = _clear_refs_writer()
         self._trim: Callable[[], object] | None = None
+        if reader is not None:
+            self._fast_reset = None
         self._sampled = False
         self._sample_max = 0
         self._sampler_running = False
@@ -225,6 +229,8 @@ class _RssClock(_Clock):
     def _reset(self) -> None:
         if self._sampled:
             self._sample_max = self.current()
+        elif self._fast_reset is not None and self._fast_reset():
+            pass
         elif not self._hw_reset():
             from hivemem import _measure
 
@@ -262,13 +268,47 @@ class _RssClock(_Clock):
             time.sleep(0.001)
 
 
+def _clear_refs_writer() -> Callable[[], bool] | None:
+    """``hivemem.reset_peak()`` on a kept descriptor: one ``write`` instead of open, write, close."""
+    state = {"fd": -1, "pid": -1}
+
+    def reset() -> bool:
+        pid = os.getpid()
+        if state["fd"] < 0 or state["pid"] != pid:  # a forked child writes its own clear_refs
+            try:
+                state["fd"] = os.open("/proc/self/clear_refs", os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                return False
+            state["pid"] = pid
+        try:
+            os.write(state["fd"], b"5")
+        except OSError:
+            state["fd"] = -1
+            return False
+        return True
+
+    return reset
+
+
+TRIM_ABOVE = 512 * 1024
+"""Free glibc heap bytes (``mallinfo2().fordblks``) at or above which the baseline is preceded by a trim."""
+
+
 def _trimmer() -> Callable[[], object] | None:
-    """``malloc_trim(0)`` as a direct ctypes call, or ``None`` where glibc's trim is unavailable.
+    """Hand glibc's free heap pages back before a baseline, when there are enough to matter.
+
+    Returns ``None`` where glibc's ``malloc_trim`` is unavailable. Where
+    ``mallinfo2`` exists (glibc >= 2.33) the trim runs only when glibc holds
+    at least :data:`TRIM_ABOVE` bytes of free heap memory: below that, at most
+    that much reused memory can go uncounted, and a trim would cost more than
+    it buys (the next allocations fault the released pages in again; about
+    0.1 ms per test in the benchmark suite). Without ``mallinfo2`` it always
+    trims.
 
     Only glibc is checked for (``gnu_get_libc_version``), not which allocator
     serves ``malloc``: the ``/proc/self/maps`` scan that would tell costs
     milliseconds in a big process, and under a preloaded jemalloc or
-    tcmalloc glibc's trim finds its own heap empty and returns at once.
+    tcmalloc glibc's heap is empty, so nothing is trimmed.
     """
     import sys
 
@@ -281,12 +321,42 @@ def _trimmer() -> Callable[[], object] | None:
         # the same ctypes as the argtypes set here (pytester can re-import ctypes).
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018  (musl and others have no malloc_trim)
-        fn = libc.malloc_trim
+        trim = libc.malloc_trim
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_size_t]
-    fn.restype = ctypes.c_int
-    return lambda: fn(0)
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    try:
+        info = libc.mallinfo2
+    except AttributeError:
+        return lambda: trim(0)
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    info.argtypes = []
+    info.restype = Mallinfo2
+
+    def settle() -> object:
+        if info().fordblks >= TRIM_ABOVE:
+            return trim(0)
+        return 0
+
+    return settle
 
 
 # --------------------------------------------------------------------------- python

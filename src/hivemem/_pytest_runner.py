@@ -34,11 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Plan", "Runner", "ceiling_factory"]
 
-_PLAN: pytest.StashKey[Plan] = pytest.StashKey()
-_SPAN: pytest.StashKey[tuple[Span, float, SiteCatcher | None]] = pytest.StashKey()
-_RESULT: pytest.StashKey[PeakMeasurement] = pytest.StashKey()
-_LEAK: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
-_LEAK_FAIL: pytest.StashKey[str] = pytest.StashKey()
+_STATE: pytest.StashKey[_State] = pytest.StashKey()
 
 
 class Plan:
@@ -62,6 +58,21 @@ class Plan:
         self.include_fixtures = include_fixtures
         self.leak = leak
         self.source = source
+
+
+class _State:
+    """One test's plan and what was measured, kept in one stash slot (one lookup per hook)."""
+
+    __slots__ = ("catcher", "leak", "leak_fail", "plan", "result", "span", "t0")
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.span: Span | None = None
+        self.t0 = 0.0
+        self.catcher: SiteCatcher | None = None
+        self.result: PeakMeasurement | None = None
+        self.leak: dict[str, Any] | None = None
+        self.leak_fail: str | None = None
 
 
 def _marker_args(func: Callable[..., dict[str, Any]], marker: pytest.Mark) -> dict[str, Any]:
@@ -133,56 +144,78 @@ class Runner:
         self.every_test = bool(self.default_limit is not None or self.report_path or self.top)
         self.records: dict[str, dict[str, Any]] = {}
         self.is_worker = hasattr(config, "workerinput")
+        self._marks: dict[int, tuple[pytest.Mark, dict[str, Any]]] = {}
+        # Imported once here rather than in every per-test hook.
+        from hivemem import _pytest_meter
+        from hivemem.testing import PeakMeasurement
+
+        self._meter = _pytest_meter
+        self._measurement = PeakMeasurement
 
     # ------------------------------------------------------------------ planning
     def plan(self, item: pytest.Item) -> Plan:
-        plan = item.stash.get(_PLAN, None)
-        if plan is not None:
-            return plan
-        plan = Plan()
-        marker = item.get_closest_marker("memory_limit")
-        if marker is not None:
-            args = _marker_args(_memory_limit, marker)
-            plan = Plan(measure=True, source="marker", **args)
+        state = item.stash.get(_STATE, None)
+        if state is not None:
+            return state.plan
+        memory_limit = no_leaks = None
+        for marker in item.iter_markers():  # closest first
+            if marker.name == "memory_limit" and memory_limit is None:
+                memory_limit = marker
+            elif marker.name == "no_leaks" and no_leaks is None:
+                no_leaks = marker
+        if memory_limit is not None:
+            plan = Plan(measure=True, source="marker", **self._parsed(_memory_limit, memory_limit))
         elif self.default_limit is not None:
             plan = Plan(measure=True, limit=self.default_limit, source="--memory-limit")
         elif self.every_test:
             plan = Plan(measure=True)
-        leak = item.get_closest_marker("no_leaks")
-        if leak is not None:
-            plan.leak = _marker_args(_no_leaks, leak)
-            if marker is None:  # a leak check runs the body many times: no default ceiling on top
+        else:
+            plan = Plan()
+        if no_leaks is not None:
+            plan.leak = self._parsed(_no_leaks, no_leaks)
+            if memory_limit is None:  # a leak check runs the body many times: no default ceiling on top
                 plan.measure = self.every_test
                 plan.limit = None
-        item.stash[_PLAN] = plan
+        item.stash[_STATE] = _State(plan)
         return plan
 
-    # ------------------------------------------------------------------ measuring
-    def _begin(self, item: pytest.Item, plan: Plan) -> None:
-        from hivemem._pytest_meter import SiteCatcher, clock_for
+    def _parsed(self, func: Callable[..., dict[str, Any]], marker: pytest.Mark) -> dict[str, Any]:
+        # A module- or class-level marker is one Mark object for many tests: parse it once.
+        key = id(marker)
+        hit = self._marks.get(key)
+        if hit is not None and hit[0] is marker:
+            return hit[1]
+        args = _marker_args(func, marker)
+        self._marks[key] = (marker, args)
+        return args
 
-        clock = clock_for(plan.kind)
-        span = clock.begin()
-        catcher = None
+    # ------------------------------------------------------------------ measuring
+    def _begin(self, item: pytest.Item, state: _State) -> None:
+        plan = state.plan
+        clock = self._meter.clock_for(plan.kind)
+        state.span = clock.begin()
+        state.t0 = time.perf_counter()
         if plan.kind == "python" and plan.limit is not None:
             code = None
             if isinstance(item, pytest.Function):
                 import inspect
 
                 code = getattr(inspect.unwrap(item.obj), "__code__", None)
-            catcher = SiteCatcher(clock, span, plan.limit, code=code)  # type: ignore[arg-type]
-        item.stash[_SPAN] = (span, time.perf_counter(), catcher)
+            state.catcher = self._meter.SiteCatcher(
+                clock,  # type: ignore[arg-type]
+                state.span,
+                plan.limit,
+                code=code,
+            )
 
-    def _end(self, item: pytest.Item, plan: Plan) -> None:
-        opened = item.stash.get(_SPAN, None)
-        if opened is None:
+    def _end(self, state: _State) -> None:
+        span = state.span
+        if span is None:
             return
-        del item.stash[_SPAN]
-        span, t0, catcher = opened
-        seconds = time.perf_counter() - t0
-        from hivemem._pytest_meter import block_sites
-        from hivemem.testing import PeakMeasurement
-
+        seconds = time.perf_counter() - state.t0
+        state.span = None
+        plan = state.plan
+        catcher = state.catcher
         if catcher is not None:
             catcher.stop()
         sites: tuple[tuple[str, int, int], ...] = ()
@@ -190,9 +223,9 @@ class Runner:
         if plan.kind == "python" and plan.limit is not None:
             rise = span.rise()
             if rise > plan.limit:  # before close(): closing may stop tracemalloc
-                sites, note = block_sites(span, catcher, rise, "test")
+                sites, note = self._meter.block_sites(span, catcher, rise, "test")
         rise = span.close()
-        item.stash[_RESULT] = PeakMeasurement(
+        state.result = self._measurement(
             kind=plan.kind,
             peak=rise,
             baseline=span.baseline,
@@ -210,40 +243,39 @@ class Runner:
         # an ordinary setup error, and so that it runs before fixtures are set up.
         plan = self.plan(item)
         if plan.measure and plan.include_fixtures:
-            self._begin(item, plan)
+            self._begin(item, item.stash[_STATE])
 
     @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Result[None], None]:
-        plan = item.stash.get(_PLAN, None)
-        if plan is None:  # setup did not run through us
+        state = item.stash.get(_STATE, None)
+        if state is None:  # setup did not run through us
             yield
             return
-        meter = item.stash.get(METER, None)
+        plan = state.plan
         restore = None
         if plan.leak is not None:
-            restore = self._wrap_for_leaks(item, plan)
-        if plan.measure and _SPAN not in item.stash:
-            self._begin(item, plan)
+            restore = self._wrap_for_leaks(item, plan, state)
+        if plan.measure and state.span is None:
+            self._begin(item, state)
+        meter = item.stash.get(METER, None)
         if meter is not None:
             meter.reset()
         try:
             yield
         finally:
-            self._end(item, plan)
+            self._end(state)
             if restore is not None:
                 restore()
 
-    def _wrap_for_leaks(self, item: pytest.Item, plan: Plan) -> Callable[[], None] | None:
+    def _wrap_for_leaks(self, item: pytest.Item, plan: Plan, state: _State) -> Callable[[], None] | None:
         func = getattr(item, "obj", None)
         if func is None or not isinstance(item, pytest.Function):
-            item.stash[_LEAK_FAIL] = "no_leaks applies to Python test functions only"
+            state.leak_fail = "no_leaks applies to Python test functions only"
             return None
         import inspect
 
         if inspect.iscoroutinefunction(func):
-            item.stash[_LEAK_FAIL] = (
-                "no_leaks cannot repeat an async test body; call assert_no_leaks yourself"
-            )
+            state.leak_fail = "no_leaks cannot repeat an async test body; call assert_no_leaks yourself"
             return None
         leak = dict(plan.leak or {})
 
@@ -269,9 +301,9 @@ class Runner:
                 "growing_types": [t.to_dict() for t in report.growing_types],
                 "growing_sites": [s.to_dict() for s in report.growing_sites],
             }
-            item.stash[_LEAK] = summary
+            state.leak = summary
             if summary["leaking"]:
-                item.stash[_LEAK_FAIL] = describe_leak(report, what="the test body")
+                state.leak_fail = describe_leak(report, what="the test body")
 
         item.obj = repeated
 
@@ -288,21 +320,25 @@ class Runner:
         outcome = yield
         if call.when == "teardown":
             return
-        report = outcome.get_result()
-        if call.when == "setup" and report.outcome != "passed" and _SPAN in item.stash:
-            self._end(item, item.stash[_PLAN])
-        result = item.stash.get(_RESULT, None)
-        if call.when == "setup" and (result is None or report.outcome == "passed"):
-            return
-        data: dict[str, Any] = {}
-        if result is not None:
-            del item.stash[_RESULT]
-            data.update(result.to_dict())
-            data["source"] = item.stash[_PLAN].source if _PLAN in item.stash else ""
+        state = item.stash.get(_STATE, None)
         blocks = item.stash.get(BLOCKS, None)
+        if state is None and not blocks:
+            return
+        report = outcome.get_result()
+        if call.when == "setup":
+            if report.outcome == "passed" or state is None or state.span is None:
+                return
+            self._end(state)  # setup failed or skipped inside a measured span
+        data: dict[str, Any] = {}
+        result = leak = leak_fail = None
+        if state is not None:
+            result, leak, leak_fail = state.result, state.leak, state.leak_fail
+            state.result = state.leak = state.leak_fail = None
+            if result is not None:
+                data.update(result.to_dict())
+                data["source"] = state.plan.source
         if blocks:
             data["blocks"] = list(blocks)
-        leak = item.stash.get(_LEAK, None)
         if leak is not None:
             data["leak"] = leak
         if data:
@@ -310,7 +346,6 @@ class Runner:
         failures = []
         if result is not None and result.exceeded:
             failures.append(result.explain(hint=_rerun_hint(result)))
-        leak_fail = item.stash.get(_LEAK_FAIL, None)
         if leak_fail is not None:
             failures.append(leak_fail)
         if not failures:
