@@ -109,7 +109,7 @@ def test_just_over():
 
 @linux_only
 def test_rss_peaks_do_not_depend_on_test_order(pytester: pytest.Pytester) -> None:
-    """Memory glibc kept from a heavier earlier test is trimmed, so descending sizes are each seen +- 1 MiB."""
+    """Memory glibc kept from a heavier earlier test is trimmed: descending sizes are each seen +- 1 MiB."""
     pytester.makepyfile(
         TOUCH
         + """
