@@ -180,3 +180,13 @@ def test_concurrent_registration_and_runs() -> None:
     assert errors == []
     assert all(c >= 200 for c in counts)
     assert _hooks.hooks() == []
+
+
+def test_bare_decorator_registers_at_moderate() -> None:
+    """@hivemem.on_pressure without arguments registers the function at MODERATE."""
+
+    @hivemem.on_pressure
+    def hook(level: object) -> None:
+        pass
+
+    assert _hooks.hooks() == [(f"{__name__}.{hook.__qualname__}", hivemem.Pressure.MODERATE)]

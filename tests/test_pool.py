@@ -10,6 +10,8 @@ from hivemem._pool import live_pools, size_class
 from hivemem.strategies.pools import DropIdlePooled
 from hivemem.testing import FakeReader
 
+from .conftest import run_python
+
 
 def _ctx() -> hivemem.StrategyContext:
     return hivemem.StrategyContext(target=None, aggressiveness=hivemem.CHEAP, reader=FakeReader())
@@ -210,3 +212,31 @@ def test_buffer_pool_rejects_foreign_buffers() -> None:
 def test_empty_pools_are_truthy() -> None:
     """A pool with nothing idle is still true, so `if pool:` never mistakes it for None."""
     assert hivemem.ObjectPool(list, maxsize=1) and hivemem.BufferPool("1MB")
+
+
+def test_forked_child_can_use_a_pool_locked_by_another_thread() -> None:
+    """A pool whose lock another thread holds at fork time works in the child (the lock is re-created)."""
+    out = run_python(
+        """
+        import os, threading, hivemem
+        pool = hivemem.BufferPool("1MB")
+        held, release = threading.Event(), threading.Event()
+        def hold():
+            with pool._lock:
+                held.set()
+                release.wait()
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            view = pool.acquire(100)
+            pool.release(view)
+            os._exit(0 if pool.idle == 1 else 1)
+        release.set()
+        t.join()
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert out.strip() == "0"

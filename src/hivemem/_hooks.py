@@ -132,7 +132,8 @@ class HookRun:
 def on_pressure(level: object = "moderate", callback: Callback | None = None) -> Callable[..., object]:
     """Register *callback(level)* to run when memory pressure reaches *level*.
 
-    Use as a decorator (``@hivemem.on_pressure("high")``) or call it with the
+    Use as a decorator (``@hivemem.on_pressure("high")``, or bare
+    ``@hivemem.on_pressure`` for ``"moderate"``) or call it with the
     callback (``hivemem.on_pressure("high", cache.clear_all)``; the callback
     still receives the level). *level* is a :class:`hivemem.Pressure` or its
     name; ``"normal"`` hooks run on every pass. Returns the callback, so a
@@ -140,6 +141,8 @@ def on_pressure(level: object = "moderate", callback: Callback | None = None) ->
     replaces its level. Raises :class:`hivemem.InvalidArgument` for an
     unknown level or a callback that is not callable.
     """
+    if callback is None and callable(level) and not isinstance(level, (str, int)):
+        callback, level = level, "moderate"  # used bare: @hivemem.on_pressure
     lvl = Pressure.parse(level)
 
     def register(fn: Callback) -> Callback:
