@@ -153,6 +153,15 @@ def scenario_section(data: dict[str, object], lines: list[str]) -> None:
         lines.append(f"- `{s.get('scenario')}`: {s.get('description')}")
         if s.get("why"):
             lines.append(f"  Why hivemem does not reach 0.9 here: {s['why']}")
+    lines += [
+        "",
+        "The governor baseline starts `hivemem.govern(budget)` before the build (budget: the scenario's "
+        "target, or 1.5 x its floor) and reads RSS once it is under the budget or 5 s after the build. "
+        "It acts during the build at each pressure level, within its CPU budget (5% of wall time by "
+        "default), so its result depends on when that budget allows an aggressive pass: where the "
+        "program bloats faster than the budget allows, the governor stays at CRITICAL and says so in "
+        "its events instead of spinning. Its reclaim is measured from the unmanaged run's RSS.",
+    ]
     lines += ["", "### Every baseline", ""]
     lines.append(
         "CPU is the child's process time spent in the baseline (for the governor: its extra CPU over the "
@@ -170,7 +179,10 @@ def scenario_section(data: dict[str, object], lines: list[str]) -> None:
                     [f"`{s['scenario']}`", LABEL[mode], "-", "-", "-", "-", "-", "-", r["unavailable"]]
                 )
                 continue
-            runs = f" (best of {r['runs']})" if r.get("runs") else ""
+            runs = f" (fastest of {r['runs']})" if r.get("runs") else ""
+            if r.get("chosen") == "median after":
+                afters = ", ".join(mib(a) for a in r.get("after_all") or [])
+                runs = f" (median of {r.get('runs')} runs by RSS after: {afters})"
             rows.append(
                 [
                     f"`{s['scenario']}`",
