@@ -140,7 +140,9 @@ class Runner:
         if top < 0:
             raise pytest.UsageError(f"--hivemem-top must be >= 0, got {top}")
         self.top = top
-        self.report_path = config.getoption("hivemem_report")
+        report = config.getoption("hivemem_report")
+        # Relative to where pytest was started, even if a test changes directory.
+        self.report_path = os.path.join(str(config.invocation_params.dir), report) if report else None
         self.every_test = bool(self.default_limit is not None or self.report_path or self.top)
         self.records: dict[str, dict[str, Any]] = {}
         self.is_worker = hasattr(config, "workerinput")
@@ -281,7 +283,7 @@ class Runner:
 
         def repeated(*args: object, **kwargs: object) -> None:
             from hivemem._leaks import DEFAULT_TOLERANCE, find_leaks
-            from hivemem.testing import _leak_verdict, describe_leak
+            from hivemem.testing import _describe_leak, _leak_verdict
 
             tolerance = leak["tolerance"]
             report = find_leaks(
@@ -303,7 +305,7 @@ class Runner:
             }
             state.leak = summary
             if summary["leaking"]:
-                state.leak_fail = describe_leak(report, what="the test body")
+                state.leak_fail = _describe_leak(report, what="the test body")
 
         item.obj = repeated
 

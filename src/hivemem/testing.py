@@ -467,7 +467,7 @@ def _leak_verdict(report: LeakReport) -> bool:
     return bool(report.per_run) and all(run > allowed for run in report.per_run)
 
 
-def describe_leak(report: LeakReport, *, what: str = "the function") -> str:
+def _describe_leak(report: LeakReport, *, what: str = "the function") -> str:
     """Failure text for a leak: growth per run, growing types and growing sites."""
     per_run = ", ".join(format_size(b, signed=True) for b in report.per_run)
     warm = ", ".join(format_size(b, signed=True) for b in report.warmup_runs) or "none"
@@ -519,5 +519,5 @@ def assert_no_leaks(
     if _leak_verdict(report):
         from hivemem._errors import LeakDetected
 
-        raise LeakDetected(describe_leak(report, what=report.function or "the function"), report=report)
+        raise LeakDetected(_describe_leak(report, what=report.function or "the function"), report=report)
     return report
