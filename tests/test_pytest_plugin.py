@@ -422,7 +422,7 @@ def test_light():
 
 
 def test_plugin_is_inert_when_unused(pytester: pytest.Pytester) -> None:
-    """Without markers, fixtures or options nothing but the plugin module loads and no runner hooks in."""
+    """Unused, nothing but the plugin module loads, no runner hooks in, and hivemem is not rewritten."""
     pytester.makeconftest(
         """
         import json, sys
@@ -434,6 +434,7 @@ def test_plugin_is_inert_when_unused(pytester: pytest.Pytester) -> None:
                     "modules": sorted(m for m in sys.modules if m.startswith("hivemem")),
                     "plugin": pm.get_plugin("hivemem") is not None,
                     "runner": pm.get_plugin("hivemem-runner") is not None,
+                    "rewritten": "hivemem" in getattr(pm.rewrite_hook, "_must_rewrite", ()),
                 }, f)
         """
     )
@@ -441,7 +442,12 @@ def test_plugin_is_inert_when_unused(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(*QUIET)
     result.assert_outcomes(passed=1)
     state = json.loads((pytester.path / "state.json").read_text())
-    assert state == {"modules": ["hivemem", "hivemem.pytest_plugin"], "plugin": True, "runner": False}
+    assert state == {
+        "modules": ["hivemem", "hivemem.pytest_plugin"],
+        "plugin": True,
+        "runner": False,
+        "rewritten": False,  # hivemem's modules import without pytest's assertion rewriting
+    }
 
 
 @linux_only
