@@ -32,6 +32,7 @@ import functools
 import gc
 import hashlib
 import sys
+import threading
 import time
 
 import hivemem
@@ -96,6 +97,9 @@ class App:
         self.rows: list[tuple[str, ...]] = []
         self.cache: dict[int, tuple[str, str, int]] = {}
         self.page: Callable[[int], str] = functools.lru_cache(maxsize=None)(_render)
+        # What a threaded service has anyway: the lock its code holds while it touches the
+        # data. Registered with hivemem, it lets the governor's thread compact the data safely.
+        self.lock = threading.RLock()
 
     def lookup(self, i: int) -> tuple[str, str, int]:
         """A cached lookup: the same answer whether or not the cache still holds it."""
@@ -126,6 +130,12 @@ def build_app(size: int = DEFAULT_SIZE, progress: Callable[[str], object] | None
     *progress(phase)* is called after each phase (the caller reads RSS).
     """
     app = App(_count(size))
+    with app.lock:
+        _run_service(app, progress)
+    return app
+
+
+def _run_service(app: App, progress: Callable[[str], object] | None) -> None:
     n = app.n_events
     sessions: dict[int, _Session] = {}
     buffers: list[bytes] = []
@@ -158,7 +168,6 @@ def build_app(size: int = DEFAULT_SIZE, progress: Callable[[str], object] | None
     del sessions
     if progress is not None:
         progress("dropped the sessions (cyclic garbage)")
-    return app
 
 
 def build_floor(size: int = DEFAULT_SIZE) -> App:
@@ -173,6 +182,11 @@ def build_floor(size: int = DEFAULT_SIZE) -> App:
 
 def answers(app: App) -> str:
     """Everything the program computes, as one checksum (independent of object identity)."""
+    with app.lock:
+        return _answers(app)
+
+
+def _answers(app: App) -> str:
     h = hashlib.sha256()
     h.update(repr(app.events).encode())
     for b in app.buffers:
@@ -193,18 +207,18 @@ def register(app: App) -> list[tuple[str, str, bool]]:
     this hivemem has no such API yet, so the demo can say so.
     """
     lazy = hivemem._LAZY
-    plan: list[tuple[str, str, object]] = [
-        ("register_cache", "app.cache", app.cache),
-        ("register_cache", "app.page (lru_cache)", app.page),
-        ("register_container", "app.rows", app.rows),
-        ("compactable", "app.events", app.events),
-        ("compactable", "app.rows", app.rows),
-        ("compactable", "app.buffers", app.buffers),
+    plan: list[tuple[str, str, object, dict[str, object]]] = [
+        ("register_cache", "app.cache", app.cache, {}),
+        ("register_cache", "app.page (lru_cache)", app.page, {}),
+        ("register_container", "app.rows", app.rows, {"lock": app.lock}),
+        ("compactable", "app.events", app.events, {"lock": app.lock}),
+        ("compactable", "app.rows", app.rows, {"lock": app.lock}),
+        ("compactable", "app.buffers", app.buffers, {"lock": app.lock}),
     ]
     done: list[tuple[str, str, bool]] = []
-    for api, what, obj in plan:
+    for api, what, obj, options in plan:
         if api in lazy:
-            getattr(hivemem, api)(obj)
+            getattr(hivemem, api)(obj, **options)
             done.append((api, what, True))
         else:
             done.append((api, what, False))
