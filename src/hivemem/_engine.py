@@ -80,7 +80,9 @@ def explain(rss_now: int | None, target: int | None) -> tuple[str, dict[str, int
 
     Returns ``(text, breakdown)``; *breakdown* holds the figures in bytes.
     Allocator figures count allocated address space; RSS counts resident
-    pages, so "other" is RSS minus what the allocators hold, floored at zero.
+    pages, so "rest" is RSS minus pymalloc's arenas and malloc's in-use bytes,
+    floored at zero. malloc's free bytes are reported but not subtracted:
+    part of them may already be back with the OS.
     """
     from hivemem._native import malloc_info, pymalloc_stats
     from hivemem._sizes import format_size as fs
@@ -109,15 +111,22 @@ def explain(rss_now: int | None, target: int | None) -> tuple[str, dict[str, int
     if libc is not None:
         breakdown["malloc_in_use"] = libc["in_use"]
         breakdown["malloc_free"] = libc["free"]
-        accounted += libc["in_use"] + libc["free"]
+        accounted += libc["in_use"]
         parts.append(
             f"{fs(libc['in_use'])} is in use in malloc (large Python objects, C extensions, native libraries)"
         )
-        parts.append(f"{fs(libc['free'])} is free inside malloc's heap (what malloc_trim can return)")
     if rss_now is not None and (py is not None or libc is not None):
-        other = max(rss_now - accounted, 0)
-        breakdown["other"] = other
-        parts.append(f"{fs(other)} is other resident memory (code, shared libraries, stacks, mmaps)")
+        # malloc's free bytes are address space: pages malloc_trim already gave back still count
+        # there but not in RSS, so they cannot be added to the resident figures above.
+        rest = max(rss_now - accounted, 0)
+        breakdown["rest"] = rest
+        text = f"{fs(rest)} is the rest of RSS: code, shared libraries, thread stacks, other mappings"
+        if libc is not None:
+            text += (
+                f", and whatever part of malloc's {fs(libc['free'])} of free heap is still resident "
+                "(malloc_trim returns that part; the rest of it is already back with the OS)"
+            )
+        parts.append(text)
     head = ""
     if target is not None and rss_now is not None:
         head = f"RSS {fs(rss_now)} is {fs(rss_now - target)} over the target {fs(target)}. "

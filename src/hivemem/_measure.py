@@ -204,11 +204,10 @@ class ProcReader:
 
 
 _statm_fd = -1
-_statm_pid = -1
 
 
 def _reset_after_fork() -> None:
-    global _statm_fd, _statm_pid
+    global _statm_fd
     # The inherited descriptor names the parent's /proc/<pid>/statm: drop it.
     if _statm_fd >= 0:
         try:
@@ -216,7 +215,6 @@ def _reset_after_fork() -> None:
         except OSError:
             pass
     _statm_fd = -1
-    _statm_pid = -1
 
 
 if hasattr(os, "register_at_fork"):
@@ -229,12 +227,12 @@ def rss() -> int:
     On Linux one ``pread`` of ``/proc/self/statm`` (a few microseconds);
     elsewhere ``psutil.Process().memory_info().rss``.
     """
-    global _statm_fd, _statm_pid
+    global _statm_fd
     if _IS_LINUX:
         fd = _statm_fd
-        if fd < 0 or _statm_pid != os.getpid():
+        if fd < 0:  # the at-fork hook resets it in a child, so no getpid() per call
             fd = os.open("/proc/self/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            _statm_fd, _statm_pid = fd, os.getpid()
+            _statm_fd = fd
         try:
             data = os.pread(fd, 128, 0)
         except OSError:
@@ -351,7 +349,9 @@ def usage() -> MemoryUsage:
     """Take a complete :class:`MemoryUsage` snapshot of this process.
 
     On Linux this reads ``/proc/self/smaps_rollup`` and ``/proc/self/status``
-    (about 30-60 µs); elsewhere it asks psutil. Use :func:`rss` on hot paths.
+    (measured here: about 0.25 ms for a small process, more for one with many
+    mappings, since the kernel walks them); elsewhere it asks psutil. Use
+    :func:`rss` on hot paths.
     """
     values: dict[str, int | None] = {}
     reasons: dict[str, str] = {}
