@@ -298,7 +298,7 @@ def test_explain_never_adds_malloc_free_to_resident(monkeypatch: pytest.MonkeyPa
     text, breakdown = _engine.explain(100 * MiB, 90 * MiB)
     assert breakdown["rest"] == 50 * MiB
     assert breakdown["malloc_free"] == 500 * MiB
-    assert "10.0 MiB is over the target 90.0 MiB" in text
+    assert "is 10.0 MiB over the target 90.0 MiB" in text
     assert "50.0 MiB is the rest of RSS" in text and "500.0 MiB of free heap" in text
     text, breakdown = _engine.explain(40 * MiB, None)  # allocators hold more than RSS: floored at zero
     assert breakdown["rest"] == 0
