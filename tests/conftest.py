@@ -15,7 +15,9 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 
 def run_python(code: str, *, timeout: float = 120, env: dict[str, str] | None = None) -> str:
     """Run *code* in a fresh interpreter (real RSS tests must not share our heap); return stdout."""
-    full_env = dict(os.environ)
+    # glibc tunables left in our environment (Dask's Nanny sets MALLOC_TRIM_THRESHOLD_, for one)
+    # would change what the real-RSS tests measure: children start from glibc's defaults.
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
     full_env["PYTHONPATH"] = SRC + os.pathsep + full_env.get("PYTHONPATH", "")
     full_env.update(env or {})
     proc = subprocess.run(

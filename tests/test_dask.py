@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import pytest
@@ -14,6 +15,17 @@ import hivemem
 pytest.importorskip("distributed")
 
 from hivemem.integrations import dask as hd
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ():  # type: ignore[no-untyped-def]
+    """Dask's Nanny writes MALLOC_TRIM_THRESHOLD_ (and more) into this process's os.environ;
+    left there it changes glibc's behaviour in every later test's subprocess."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
 
 MiB = 2**20
 
