@@ -22,18 +22,30 @@ __all__ = [
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ctypes
+    from types import ModuleType
 
 _libc: ctypes.CDLL | None = None
+_ct: ModuleType | None = None
 _REPLACEMENTS = ("jemalloc", "tcmalloc", "mimalloc", "hoard", "snmalloc")
 
 
 def _load_libc() -> ctypes.CDLL:
-    global _libc
+    global _libc, _ct
     if _libc is None:
         import ctypes
 
+        # Keep the ctypes module the handle came from: argtypes must be that module's types
+        # (an in-process pytester session can re-import ctypes, and mixing the two fails).
+        _ct = ctypes
         _libc = ctypes.CDLL(None)
     return _libc
+
+
+def _ctypes() -> ModuleType:
+    """The ctypes module that loaded :func:`_load_libc`'s handle."""
+    _load_libc()
+    assert _ct is not None
+    return _ct
 
 
 def glibc_version() -> str | None:
@@ -41,8 +53,7 @@ def glibc_version() -> str | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        import ctypes
-
+        ctypes = _ctypes()
         fn = _load_libc().gnu_get_libc_version
     except (OSError, AttributeError):
         return None
@@ -100,8 +111,7 @@ def malloc_trim(pad: int = 0) -> bool:
         from hivemem._errors import Unavailable
 
         raise Unavailable(reason)
-    import ctypes
-
+    ctypes = _ctypes()
     fn = _load_libc().malloc_trim
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
@@ -117,10 +127,10 @@ def malloc_info() -> dict[str, int] | None:
     """
     if trim_unavailable_reason() is not None:
         return None
-    import ctypes
+    ctypes = _ctypes()
 
-    class _MallInfo2(ctypes.Structure):
-        _fields_ = [
+    class _MallInfo2(ctypes.Structure):  # type: ignore[name-defined,misc]
+        _fields_ = tuple(
             (name, ctypes.c_size_t)
             for name in (
                 "arena",
@@ -134,7 +144,7 @@ def malloc_info() -> dict[str, int] | None:
                 "fordblks",
                 "keepcost",
             )
-        ]
+        )
 
     try:
         fn = _load_libc().mallinfo2
@@ -255,8 +265,7 @@ def mallopt(param: int, value: int) -> bool:
         from hivemem._errors import Unavailable
 
         raise Unavailable(reason.replace("malloc_trim", "mallopt"))
-    import ctypes
-
+    ctypes = _ctypes()
     fn = _load_libc().mallopt
     fn.argtypes = [ctypes.c_int, ctypes.c_int]
     fn.restype = ctypes.c_int
