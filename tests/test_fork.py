@@ -85,7 +85,8 @@ def test_after_fork_child_without_prepare_changes_nothing() -> None:
         import gc, json
         import hivemem
         gc.disable()
-        print(json.dumps([hivemem.after_fork_child(), gc.isenabled(), gc.get_freeze_count()]))
+        frozen = gc.get_freeze_count()  # not 0 at start-up on every CPython (3.12.1: 375)
+        print(json.dumps([hivemem.after_fork_child(), gc.isenabled(), gc.get_freeze_count() - frozen]))
         """
     )
     assert json.loads(out) == [False, False, 0]
