@@ -22,7 +22,9 @@ __all__ = [
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ctypes
+    from collections.abc import Callable
     from types import ModuleType
+    from typing import Any
 
 _libc: ctypes.CDLL | None = None
 _ct: ModuleType | None = None
@@ -62,12 +64,24 @@ def glibc_version() -> str | None:
     return value.decode("ascii") if value else None
 
 
+_allocator: str | None = None
+
+
 def allocator() -> str:
     """Name the C allocator serving ``malloc`` here: ``glibc``, ``jemalloc``, ``musl``, ... or ``unknown``.
 
     A replacement loaded with ``LD_PRELOAD`` (or linked in) shows up as a
     mapped library in ``/proc/self/maps``; it takes precedence over glibc.
+    The answer is cached: ``malloc`` is bound when the process starts, and
+    scanning the maps of a big process costs milliseconds.
     """
+    global _allocator
+    if _allocator is None:
+        _allocator = _find_allocator()
+    return _allocator
+
+
+def _find_allocator() -> str:
     if sys.platform.startswith("linux"):
         try:
             with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
@@ -118,6 +132,43 @@ def malloc_trim(pad: int = 0) -> bool:
     return bool(fn(pad))
 
 
+_mallinfo2_fn: object = None
+
+
+def _mallinfo2() -> Callable[[], Any] | None:
+    """glibc's ``mallinfo2`` with its result type, set up once (``None`` before glibc 2.33)."""
+    global _mallinfo2_fn
+    if _mallinfo2_fn is None:
+        ctypes = _ctypes()
+
+        class _MallInfo2(ctypes.Structure):  # type: ignore[name-defined,misc]
+            _fields_ = tuple(
+                (name, ctypes.c_size_t)
+                for name in (
+                    "arena",
+                    "ordblks",
+                    "smblks",
+                    "hblks",
+                    "hblkhd",
+                    "usmblks",
+                    "fsmblks",
+                    "uordblks",
+                    "fordblks",
+                    "keepcost",
+                )
+            )
+
+        try:
+            fn = _load_libc().mallinfo2
+        except AttributeError:
+            _mallinfo2_fn = False
+        else:
+            fn.argtypes = []
+            fn.restype = _MallInfo2
+            _mallinfo2_fn = fn
+    return _mallinfo2_fn or None  # type: ignore[return-value]
+
+
 def malloc_info() -> dict[str, int] | None:
     """glibc's ``mallinfo2()`` in bytes, or ``None`` where unavailable.
 
@@ -127,30 +178,9 @@ def malloc_info() -> dict[str, int] | None:
     """
     if trim_unavailable_reason() is not None:
         return None
-    ctypes = _ctypes()
-
-    class _MallInfo2(ctypes.Structure):  # type: ignore[name-defined,misc]
-        _fields_ = tuple(
-            (name, ctypes.c_size_t)
-            for name in (
-                "arena",
-                "ordblks",
-                "smblks",
-                "hblks",
-                "hblkhd",
-                "usmblks",
-                "fsmblks",
-                "uordblks",
-                "fordblks",
-                "keepcost",
-            )
-        )
-
-    try:
-        fn = _load_libc().mallinfo2
-    except AttributeError:  # glibc < 2.33
+    fn = _mallinfo2()
+    if fn is None:  # glibc < 2.33
         return None
-    fn.restype = _MallInfo2
     info = fn()
     return {
         "arena": int(info.arena),

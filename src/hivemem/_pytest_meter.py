@@ -305,55 +305,21 @@ def _trimmer() -> Callable[[], object] | None:
     0.1 ms per test in the benchmark suite). Without ``mallinfo2`` it always
     trims.
 
-    Only glibc is checked for (``gnu_get_libc_version``), not which allocator
-    serves ``malloc``: the ``/proc/self/maps`` scan that would tell costs
-    milliseconds in a big process, and under a preloaded jemalloc or
-    tcmalloc glibc's heap is empty, so nothing is trimmed.
+    The allocator check (``hivemem._native``) scans ``/proc/self/maps`` once
+    per process and caches the answer; the per-test cost is one
+    ``mallinfo2()`` call.
     """
-    import sys
+    from hivemem import _native
 
-    if not sys.platform.startswith("linux"):
+    if _native.trim_unavailable_reason() is not None:
         return None
-    try:
-        import ctypes
-
-        # A CDLL of our own, not hivemem._native's: its function objects must come from
-        # the same ctypes as the argtypes set here (pytester can re-import ctypes).
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018  (musl and others have no malloc_trim)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    try:
-        info = libc.mallinfo2
-    except AttributeError:
-        return lambda: trim(0)
-
-    class Mallinfo2(ctypes.Structure):
-        _fields_ = [
-            (name, ctypes.c_size_t)
-            for name in (
-                "arena",
-                "ordblks",
-                "smblks",
-                "hblks",
-                "hblkhd",
-                "usmblks",
-                "fsmblks",
-                "uordblks",
-                "fordblks",
-                "keepcost",
-            )
-        ]
-
-    info.argtypes = []
-    info.restype = Mallinfo2
+    mallinfo = _native._mallinfo2()
+    if mallinfo is None:  # glibc < 2.33: no cheap way to ask first
+        return lambda: _native.malloc_trim(0)
 
     def settle() -> object:
-        if info().fordblks >= TRIM_ABOVE:
-            return trim(0)
+        if mallinfo().fordblks >= TRIM_ABOVE:
+            return _native.malloc_trim(0)
         return 0
 
     return settle
