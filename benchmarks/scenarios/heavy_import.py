@@ -10,6 +10,11 @@ from __future__ import annotations
 import hashlib
 
 DESCRIPTION = "http.server and its imports (http.client, email, html, socketserver, mimetypes) used once"
+WHY = (
+    "the import adds only a few MB, and unload_modules frees its objects inside pymalloc arenas that "
+    "other live objects share, so RSS does not fall; hivemem.lazy_import prevents the cost instead "
+    "(13.8 MiB saved for numpy, 8.3 MiB for asyncio in benchmarks/bench_cooperative.py)"
+)
 TARGETED = True
 PATTERNS = ("http", "http.*", "socketserver", "html", "html.*", "email", "email.*", "mimetypes")
 
