@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -197,18 +200,9 @@ def _expected(seed: int, count: int) -> str:
     return hashlib.sha256(b"".join(blocks[::64])).hexdigest()
 
 
-@pytest.mark.slow
-def test_local_cluster_workers_shrink_and_results_hold() -> None:
-    """Two worker processes on 127.0.0.1: after the bloat each worker's RSS falls >= 150 MiB below its peak.
-
-    Each worker (limit 600 MiB) runs a task that fills it to 0.65 of the limit
-    with 1-4 KiB blocks and frees all but 1 in 64, leaving them in malloc's heap
-    (past hivemem's MODERATE entry at Dask's target 0.60, before Dask's spill
-    at 0.70). The plugin's governor acts on its own (cheap pass: gc +
-    malloc_trim). The observed drop is ~300 MiB; the assertion allows 150 MiB
-    for noise. The data the task kept hashes the same before and after, and
-    as computed here.
-    """
+@contextlib.contextmanager
+def _local_cluster() -> Iterator[Any]:
+    """Two single-threaded worker processes on loopback, 600 MiB each, and a client for them."""
     from distributed import Client, LocalCluster
 
     with (
@@ -222,6 +216,22 @@ def test_local_cluster_workers_shrink_and_results_hold() -> None:
         ) as cluster,
         Client(cluster) as client,
     ):
+        yield client
+
+
+@pytest.mark.slow
+def test_local_cluster_workers_shrink_and_results_hold() -> None:
+    """Two worker processes on 127.0.0.1: after the bloat each worker's RSS falls >= 150 MiB below its peak.
+
+    Each worker (limit 600 MiB) runs a task that fills it to 0.65 of the limit
+    with 1-4 KiB blocks and frees all but 1 in 64, leaving them in malloc's heap
+    (past hivemem's MODERATE entry at Dask's target 0.60, before Dask's spill
+    at 0.70). The plugin's governor acts on its own (cheap pass: gc +
+    malloc_trim). The observed drop is ~300 MiB; the assertion allows 150 MiB
+    for noise. The data the task kept hashes the same before and after, and
+    as computed here.
+    """
+    with _local_cluster() as client:
         client.register_plugin(hd.GovernorPlugin(interval=0.2))
         workers = sorted(client.scheduler_info()["workers"])
         assert len(workers) == 2
@@ -255,19 +265,7 @@ def test_local_cluster_survives_a_plugin_that_cannot_start() -> None:
     A fixed 700 MiB threshold passes the client-side check but is above these
     workers' 600 MiB limit, so every worker's governor refuses it at setup.
     """
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit="600MiB",
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with _local_cluster() as client:
         client.register_plugin(hd.GovernorPlugin(interval=0.2, psi=False, thresholds={"moderate": "700MiB"}))
         assert len(client.scheduler_info()["workers"]) == 2
         assert client.submit(sum, [1, 2, 3]).result() == 6
