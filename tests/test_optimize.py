@@ -302,3 +302,23 @@ def test_explain_never_adds_malloc_free_to_resident(monkeypatch: pytest.MonkeyPa
     assert "50.0 MiB is the rest of RSS" in text and "500.0 MiB of free heap" in text
     text, breakdown = _engine.explain(40 * MiB, None)  # allocators hold more than RSS: floored at zero
     assert breakdown["rest"] == 0
+
+
+def test_each_step_is_told_the_bytes_still_needed(reader: FakeReader, registry: Registry) -> None:
+    """ctx.needed is RSS just before the step minus the target, shrinking as steps free memory."""
+    seen: list[tuple[str, int | None]] = []
+
+    class Records(Frees):
+        def apply(self, ctx: hivemem.StrategyContext) -> StrategyResult:
+            seen.append((self.name, ctx.needed))
+            return super().apply(ctx)
+
+    reader.set(500 * MiB)
+    registry.register(Records(reader, "first", 150 * MiB, priority=10))
+    registry.register(Records(reader, "second", 100 * MiB, priority=20))
+    gov(reader, registry, target="200MB").optimize()
+    assert seen == [("first", 300 * MiB), ("second", 150 * MiB)]
+    seen.clear()
+    reader.set(500 * MiB)
+    gov(reader, registry).optimize()  # no target: nothing is "needed"
+    assert seen == [("first", None), ("second", None)]

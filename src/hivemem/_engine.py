@@ -243,6 +243,7 @@ def _run_locked(
         if reason is not None:
             step = StepResult(name, skipped=reason)
         else:
+            ctx.needed = None if target is None else max(current - target, 0)
             step = _run_one(entry.strategy, name, ctx, read_rss, on_step_start, clock)
             if step.rss_after is not None:
                 current = step.rss_after

@@ -48,6 +48,7 @@ class InvalidSize(HivememError, ValueError):
 
     def __init__(self, value: object, reason: str = "") -> None:
         self.value = value
+        self.reason = reason
         accepted = (
             "expected a non-negative number of bytes, or a string such as '90MB', "
             "'90 MiB' or '1.5GB' (units B, KB/KiB, MB/MiB, GB/GiB, TB/TiB; binary: "

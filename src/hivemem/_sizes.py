@@ -37,7 +37,10 @@ def _whole_bytes(value: object, number: float, scale: int) -> int:
         raise InvalidSize(value, "not a finite number")
     if number < 0:
         raise InvalidSize(value, "negative")
-    return round(number * scale)
+    scaled = number * scale
+    if math.isinf(scaled):  # 1e308 TB: finite number, infinite bytes
+        raise InvalidSize(value, "too large")
+    return round(scaled)
 
 
 def parse_size(value: object) -> int:

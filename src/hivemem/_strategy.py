@@ -65,11 +65,15 @@ class StrategyContext:
     ``aggressiveness``  the level of this pass
     ``dry_run``     when true the strategy is not called at all (kept for completeness)
     ``level``       the governor's pressure level name, or ``None`` for a direct call
+    ``needed``      bytes the pass still needs when this step starts: RSS measured just
+                    before the step minus ``target`` (never negative); ``None`` without a
+                    target. A strategy that can free part of what it holds (a cache that
+                    evicts least recently used entries) frees about this much, not more.
     ``rss()``       the current RSS, from the governor's reader
     ``usage()``     a full :class:`hivemem.MemoryUsage`, from the same reader
     """
 
-    __slots__ = ("_reader", "aggressiveness", "dry_run", "level", "limit", "target")
+    __slots__ = ("_reader", "aggressiveness", "dry_run", "level", "limit", "needed", "target")
     __module__ = "hivemem"
 
     def __init__(
@@ -87,6 +91,7 @@ class StrategyContext:
         self.aggressiveness = aggressiveness
         self.dry_run = dry_run
         self.level = level
+        self.needed: int | None = None
         self._reader = reader
 
     def rss(self) -> int:

@@ -1,0 +1,146 @@
+"""Argument checks shared by every public constructor and function.
+
+Each check either returns the value in its canonical type or raises an
+error from hivemem's tree (:class:`hivemem.InvalidArgument`,
+:class:`hivemem.InvalidSize`) that names the argument, the bad value and
+what was expected. Checks run where the argument is given, never later in a
+background thread: a value that passes here cannot crash a monitor, a
+sampler or a strategy.
+
+Every bound is finite and documented: ``MAX_SECONDS`` for intervals and
+windows (longer waits overflow ``poll()``/``Event.wait()`` timeouts), and
+a caller-chosen maximum for counts and sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hivemem._errors import InvalidArgument, InvalidSize
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "MAX_COUNT",
+    "MAX_SECONDS",
+    "MAX_SIZE",
+    "callable_or_none",
+    "count",
+    "fraction",
+    "show",
+    "seconds",
+    "size",
+]
+
+#: Longest interval or window any hivemem option accepts: one day.
+MAX_SECONDS = 86_400.0
+#: Largest count (repetitions, entries, events) accepted unless a caller sets a smaller bound.
+MAX_COUNT = 10**9
+#: Largest size in bytes accepted unless a caller sets a smaller bound: 1 PiB.
+MAX_SIZE = 2**50
+
+
+def show(value: object, limit: int = 60) -> str:
+    """``repr(value)``, shortened in the middle when longer than *limit* (``10**400`` has 401 digits)."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a repr that raises must not hide the real error
+        text = f"<{type(value).__name__} with a failing repr: {type(exc).__name__}>"
+    if len(text) > limit:
+        text = f"{text[: limit // 2]}...{text[-(limit // 2 - 3) :]} ({len(text):,} characters)"
+    return text
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def seconds(
+    name: str,
+    value: object,
+    *,
+    minimum: float = 0.0,
+    maximum: float = MAX_SECONDS,
+    allow_zero: bool = False,
+    allow_none: bool = False,
+) -> float | None:
+    """A finite number of seconds, ``> minimum`` (``>=`` with *allow_zero*) and ``<= maximum``."""
+    if value is None and allow_none:
+        return None
+    ok = _is_number(value)
+    if ok:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            ok = False
+        else:
+            low_ok = number >= minimum if allow_zero else number > minimum
+            ok = math.isfinite(number) and low_ok and number <= maximum
+    if not ok:
+        low = f">= {minimum:g}" if allow_zero else f"> {minimum:g}"
+        extra = " or None" if allow_none else ""
+        raise InvalidArgument(
+            f"{name}={show(value)}: expected a number of seconds {low} and <= {maximum:g}{extra}"
+        )
+    return number
+
+
+def count(
+    name: str, value: object, *, minimum: int = 1, maximum: int = MAX_COUNT, allow_none: bool = False
+) -> int | None:
+    """A whole number in ``[minimum, maximum]`` (``bool`` is refused)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not (minimum <= value <= maximum):
+        extra = " or None" if allow_none else ""
+        raise InvalidArgument(
+            f"{name}={show(value)}: expected a whole number between {minimum:,} and {maximum:,}{extra}"
+        )
+    return value
+
+
+def fraction(name: str, value: object, *, allow_zero: bool = False, allow_one: bool = True) -> float:
+    """A finite number in ``(0, 1]`` (bounds adjustable)."""
+    ok = _is_number(value)
+    if ok:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            ok = False
+        else:
+            ok = (
+                math.isfinite(number)
+                and (number >= 0 if allow_zero else number > 0)
+                and (number <= 1 if allow_one else number < 1)
+            )
+    if not ok:
+        low = "[0" if allow_zero else "(0"
+        high = "1]" if allow_one else "1)"
+        raise InvalidArgument(f"{name}={show(value)}: expected a fraction in {low}, {high}")
+    return number
+
+
+def size(
+    name: str, value: object, *, minimum: int = 0, maximum: int = MAX_SIZE, allow_none: bool = False
+) -> int | None:
+    """A size (``parse_size`` forms) in ``[minimum, maximum]`` bytes."""
+    from hivemem._sizes import format_size, parse_size
+
+    if value is None and allow_none:
+        return None
+    try:
+        nbytes = parse_size(value)
+    except InvalidSize as exc:
+        raise InvalidSize(value, f"{name}: {exc.reason}" if exc.reason else name) from None
+    if not (minimum <= nbytes <= maximum):
+        raise InvalidSize(value, f"{name} must be between {format_size(minimum)} and {format_size(maximum)}")
+    return nbytes
+
+
+def callable_or_none(name: str, value: object) -> Callable[..., object] | None:
+    """``None`` or a callable."""
+    if value is not None and not callable(value):
+        raise InvalidArgument(f"{name}={show(value)}: expected a callable or None")
+    return value
