@@ -262,11 +262,14 @@ def main(
     target_mb: float | None = 90,
     size: int = DEFAULT_SIZE,
     out: TextIO | None = None,
-    aggressiveness: str = "moderate",
+    aggressiveness: str | None = None,
 ) -> int:
     """Build the app, optimize it toward *target_mb*, verify the answers. Returns the exit code.
 
     ``target_mb=None`` picks :func:`auto_target` (for runs at other sizes).
+    The pass is the README's one-liner, ``hivemem.optimize(target_mb=90)``,
+    with progress callbacks that only print; *aggressiveness* (a ceiling)
+    is passed on only when given.
 
     0: answers identical (whether or not the target was reached; the output
     says which); 1: an answer changed (a bug in a strategy).
@@ -302,7 +305,9 @@ def main(
         f"for about {format_size(live)} of live data (events, buffers, rows kept)"
     )
     say("")
-    say(f"running hivemem.optimize(target_mb={target_mb:.0f}, aggressiveness={aggressiveness!r}) ...")
+    options: dict[str, object] = {} if aggressiveness is None else {"aggressiveness": aggressiveness}
+    shown = "".join(f", {k}={v!r}" for k, v in options.items())
+    say(f"running hivemem.optimize(target_mb={target_mb:.0f}{shown}) ...")
     running: dict[str, float] = {}
 
     def step_start(name: str) -> None:
@@ -310,17 +315,20 @@ def main(
         say(f"  {name:<16} running ...", end="")
 
     def step_done(step: hivemem.StepResult) -> None:
-        if step.name in running and step.skipped is not None:
-            say(f" {step.note()}")
-        elif step.name in running:
+        started = running.pop(step.name, None)
+        level = f"[{step.level}]" if step.level else ""
+        if started is not None and step.skipped is not None:
+            say(f" {level} {step.note()}")
+        elif started is not None:
             freed = format_size(step.freed, signed=True) if step.freed is not None else "-"
-            say(f" done in {step.seconds:.2f} s: RSS {format_size(step.rss_after)} ({freed})  {step.note()}")
+            say(
+                f" {level} done in {step.seconds:.2f} s: RSS {format_size(step.rss_after)} ({freed})  "
+                f"{step.note()}"
+            )
         else:
             say(f"  {step.name:<16} {step.note()}")
 
-    report = hivemem.optimize(
-        target_mb=target_mb, aggressiveness=aggressiveness, on_step_start=step_start, on_step=step_done
-    )
+    report = hivemem.optimize(target_mb=target_mb, **options, on_step_start=step_start, on_step=step_done)  # type: ignore[arg-type]
     say("")
     say(str(report))
     gc.collect()
