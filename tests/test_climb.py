@@ -291,3 +291,29 @@ def test_html_and_rich_show_the_level(reader: FakeReader, registry: Registry) ->
     html = report._repr_html_()
     assert "<th>level</th>" in html and "<b>levels:</b>" in html
     assert "c (cheap): +50.0 MiB freed 52428800" in dict(report.__rich_repr__())["steps"]  # type: ignore[operator]
+
+
+def test_finisher_reruns_after_declared_allocator_bytes(
+    reader: FakeReader, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step declaring >= 1 MiB freed inside an allocator (few large blocks) earns the finisher a rerun."""
+    monkeypatch.setattr(_engine, "_allocated", lambda: 1_000_000)  # the block count never moves
+    fin = Frees(reader, "fin", 0, 80, CHEAP, rerun="after_release")
+    registry.register(fin)
+    registry.register(Frees(reader, "big", 0, 20, MODERATE, stats={"allocator_bytes": 300 * MiB}))
+    registry.register(Frees(reader, "small", 0, 20, AGGRESSIVE, stats={"allocator_bytes": 1000}))
+    gov(reader, registry).optimize(target_mb=1)
+    assert fin.calls == ["cheap", "moderate"]
+
+
+@pytest.mark.parametrize(("bound", "calls"), [(450 * MiB, ["cheap", "moderate"]), (10 * MiB, ["moderate"])])
+def test_finisher_reruns_when_its_bound_could_close_the_gap(
+    reader: FakeReader, registry: Registry, monkeypatch: pytest.MonkeyPatch, bound: int, calls: list[str]
+) -> None:
+    """With no release seen, a finisher reruns after other steps if its bound covers the gap, else waits."""
+    monkeypatch.setattr(_engine, "_allocated", lambda: 1_000_000)
+    fin = Frees(reader, "fin", 0, 80, CHEAP, rerun="after_release", at_most=lambda ctx: bound)
+    registry.register(fin)
+    registry.register(Frees(reader, "m", 0, 20, MODERATE))
+    gov(reader, registry).optimize(target_mb=100, aggressiveness="moderate")
+    assert fin.calls == calls

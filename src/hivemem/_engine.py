@@ -232,8 +232,8 @@ def _run_locked(
     steps: list[StepResult] = []
     last: dict[str, StepResult] = {}  # the latest run of each strategy in this pass
     settled: set[str] = set()  # strategies with a final "skipped" row (never called)
-    marks: dict[str, int | None] = {}  # finishers: allocator figures after their last run
-    others_ran: dict[str, bool] = {}  # finishers: did another step run since?
+    marks: dict[str, int | None] = {}  # finishers: allocated blocks after their last run
+    since: dict[str, int] = {}  # finishers: -1, or bytes the steps run since declared freed inside
     climbed: list[dict[str, object]] = []
     current = before.rss if before.rss is not None else read_rss()
     reached = False
@@ -270,7 +270,8 @@ def _run_locked(
                     emit(StepResult(name, skipped=reason))
                 continue
             prev = last.get(name)
-            if prev is not None and not _worth_rerun(entry, prev, rung, marks, others_ran):
+            ctx.needed = None if target is None else max(current - target, 0)
+            if prev is not None and not _worth_rerun(entry, prev, rung, marks, since, ctx):
                 continue
             if target is not None and current <= target:
                 reached = True
@@ -292,12 +293,15 @@ def _run_locked(
             ran_here.append(name)
             emit(step)
             if step.ran and step.error is None:
-                for other in others_ran:
+                freed_inside = step.stats.get("allocator_bytes")
+                for other in since:
                     if other != name:
-                        others_ran[other] = True
+                        since[other] = max(since[other], 0)
+                        if isinstance(freed_inside, int) and not isinstance(freed_inside, bool):
+                            since[other] += max(freed_inside, 0)
             if not top and getattr(entry.strategy, "rerun", None) == "after_release" and step.ran:
                 marks[name] = _allocated()  # the baseline a rerun at a later level is judged against
-                others_ran[name] = False
+                since[name] = -1  # -1: no other step ran since; else bytes they declared freed inside
         rung_record: dict[str, object] = {
             "level": rung.name,
             "rss_before": rung_start,
@@ -376,19 +380,41 @@ def _worth_rerun(
     prev: StepResult,
     rung: Aggressiveness,
     marks: dict[str, int | None],
-    others_ran: dict[str, bool],
+    since: dict[str, int],
+    ctx: StrategyContext,
 ) -> bool:
-    """Whether a strategy that ran at a lower level in this pass should run again at *rung*."""
+    """Whether a strategy that ran at a lower level in this pass should run again at *rung*.
+
+    A finisher runs again when another step ran since its last run and
+    memory was released since: Python's allocator hands out
+    :data:`_RELEASED_BLOCKS` fewer blocks, or the steps declared at least
+    1 MiB freed inside an allocator (``stats["allocator_bytes"]``), or its
+    own measured bound (``at_most``) says it could still close the gap
+    (a few large blocks freed into malloc's heap, 256 KiB values compressed
+    or spilled, change the block count little; trim is what returns them).
+    """
     if prev.error is not None:
         return False
     more = _more_at(prev)
     if more is not None and more <= rung:
         return True
     name = entry.name
-    if getattr(entry.strategy, "rerun", None) != "after_release" or not prev.ran or not others_ran.get(name):
+    if getattr(entry.strategy, "rerun", None) != "after_release" or not prev.ran or name not in since:
+        return False
+    declared = since[name]
+    if declared < 0:  # nothing else ran since
         return False
     mark = marks.get(name)
-    return mark is None or _released(mark, _allocated())
+    if mark is None or declared >= 2**20 or _released(mark, _allocated()):
+        return True
+    fn = getattr(entry.strategy, "at_most", None)
+    if ctx.needed is None or not callable(fn):
+        return False
+    try:
+        bound = fn(ctx)
+    except Exception:
+        return False
+    return isinstance(bound, int) and not isinstance(bound, bool) and bound >= ctx.needed
 
 
 def _run_one(
