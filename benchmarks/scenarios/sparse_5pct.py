@@ -1,0 +1,13 @@
+"""Sparse survivors, a variant: 2M small dicts, 1 in 20 kept in a list registered with compactable."""
+
+from __future__ import annotations
+
+from scenarios.sparse_survivors import make
+
+TARGETED = True
+_names = make(2000000, 20)
+DESCRIPTION = _names["DESCRIPTION"]
+build = _names["build"]
+build_floor = _names["build_floor"]
+prepare = _names["prepare"]
+checksum = _names["checksum"]
