@@ -317,3 +317,44 @@ def test_finisher_reruns_when_its_bound_could_close_the_gap(
     registry.register(Frees(reader, "m", 0, 20, MODERATE))
     gov(reader, registry).optimize(target_mb=100, aggressiveness="moderate")
     assert fin.calls == calls
+
+
+def test_interrupt_at_every_line_of_the_climb_leaves_the_engine_usable(
+    reader: FakeReader, registry: Registry
+) -> None:
+    """A KeyboardInterrupt at any line of the climb propagates, and the next pass runs normally."""
+    import sys
+
+    fin = Frees(reader, "fin", 10 * MiB, 80, CHEAP, rerun="after_release", at_most=lambda ctx: 50 * MiB)
+    registry.register(fin)
+    registry.register(Frees(reader, "m", 10 * MiB, 20, MODERATE, stats={"more_at": "aggressive"}))
+    registry.register(Frees(reader, "a", 10 * MiB, 30, AGGRESSIVE))
+    watched = {"_run_locked", "_worth_rerun", "_cannot_pay", "_run_one", "emit", "final_reason"}
+    g = gov(reader, registry)
+    interrupted = 0
+    for n in range(1, 400):
+        seen = [0]
+
+        def tracer(frame: object, event: str, arg: object, n: int = n, seen: list[int] = seen) -> object:
+            if frame.f_code.co_name not in watched:  # type: ignore[attr-defined]
+                return None
+            if event == "line":
+                seen[0] += 1
+                if seen[0] == n:
+                    raise KeyboardInterrupt
+            return tracer
+
+        reader.set("500MB")
+        sys.settrace(tracer)
+        try:
+            g.optimize(target_mb=1)
+        except KeyboardInterrupt:
+            interrupted += 1
+        else:
+            break  # n is past the last line: every earlier line was interrupted once
+        finally:
+            sys.settrace(None)
+        assert not _engine._lock.locked() and _engine._owner is None
+    reader.set("500MB")
+    assert g.optimize(target_mb=1).levels[-1]["level"] == "aggressive"
+    assert interrupted > 50, interrupted  # the loop really was interrupted at many different lines

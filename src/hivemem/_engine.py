@@ -209,10 +209,13 @@ def _run_locked(
     Climbing (docs/optimize.md, "Escalation"): each level runs the strategies
     that become allowed there, in ``(priority, name)`` order, and stops as
     soon as RSS is at or below the target. A strategy that already ran at a
-    lower level runs again only for a reason: it said it would do more at
-    this level (``stats["more_at"]``), or it is a finisher (``rerun =
-    "after_release"``: gc, trim) and the allocators show memory released
-    since it last ran. Everything else runs once per pass.
+    lower level runs again only for a reason (``_worth_rerun``): it said it
+    would do more at this level (``stats["more_at"]``), or it is a finisher
+    (``rerun = "after_release"``: gc, trim) and memory was released since it
+    last ran. Everything else runs once per pass. Below the ceiling, a level
+    whose remaining steps all bound what they can return (``at_most``) and
+    together cannot close the gap is left early (``_cannot_pay``); those
+    steps run at the next level.
     """
     read_rss: Callable[[], int] = reader.rss  # type: ignore[attr-defined]
     read_usage = reader.usage  # type: ignore[attr-defined]
@@ -269,13 +272,13 @@ def _run_locked(
                     settled.add(name)
                     emit(StepResult(name, skipped=reason))
                 continue
+            if target is not None and current <= target:
+                reached = True
+                break
             prev = last.get(name)
             ctx.needed = None if target is None else max(current - target, 0)
             if prev is not None and not _worth_rerun(entry, prev, rung, marks, since, ctx):
                 continue
-            if target is not None and current <= target:
-                reached = True
-                break
             if dry_run or name in skip:
                 settled.add(name)
                 emit(StepResult(name, skipped="dry run" if dry_run else skip[name], level=rung.name))
