@@ -5,9 +5,4 @@ from __future__ import annotations
 from scenarios.sparse_survivors import make
 
 TARGETED = True
-_names = make(2000000, 20)
-DESCRIPTION = _names["DESCRIPTION"]
-build = _names["build"]
-build_floor = _names["build_floor"]
-prepare = _names["prepare"]
-checksum = _names["checksum"]
+globals().update(make(2_000_000, 20))  # DESCRIPTION, build, build_floor, prepare, checksum

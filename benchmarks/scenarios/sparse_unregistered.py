@@ -17,8 +17,4 @@ WHY = (
 )
 #: Phrases the optimize report's explanation must contain (benchmarks/test_scenarios.py checks them).
 EXPECT_IN_WHY = ("nothing is registered with hivemem.compactable", "free inside pymalloc's arenas")
-_names = make(2_000_000, 50, registered=False)
-DESCRIPTION = _names["DESCRIPTION"]
-build = _names["build"]
-build_floor = _names["build_floor"]
-checksum = _names["checksum"]
+globals().update(make(2_000_000, 50, registered=False))  # DESCRIPTION, build, build_floor, checksum
