@@ -226,15 +226,20 @@ def run_scenario(
     """Floor plus every baseline; returns before/after/reclaim/checksum per baseline.
 
     *target_mb* and *aggressiveness* default to the scenario's ``TARGET_MB``
-    (else :data:`DEFAULT_TARGET_MB`) and ``AGGRESSIVENESS`` (else none: the
-    default call). With *repeat* > 1 each baseline runs that many times and
-    the fastest run is kept (timings are noisy on a shared machine).
+    and ``AGGRESSIVENESS``; without either, the baseline is the default call,
+    ``optimize(target_mb=DEFAULT_TARGET_MB)``. A caller that names a level
+    and no target (``bench_strategies.py``: ``aggressiveness="aggressive"``)
+    gets a pass without a target, as before. With *repeat* > 1 each baseline
+    runs that many times and the fastest run is kept (timings are noisy on a
+    shared machine).
     """
     mod = load(name)
     scenario_target = getattr(mod, "TARGET_MB", None)
-    if target_mb is None:
-        target_mb = scenario_target if scenario_target is not None else DEFAULT_TARGET_MB
     level = aggressiveness or getattr(mod, "AGGRESSIVENESS", None)
+    if target_mb is None:
+        target_mb = scenario_target
+        if target_mb is None and level is None:
+            target_mb = DEFAULT_TARGET_MB
     floor = run_child(name, "floor")
     govern = getattr(mod, "GOVERN", None)
     if govern is None:
