@@ -196,7 +196,9 @@ def pymalloc_stats() -> dict[str, int] | None:
 
     Keys: ``arenas`` (bytes in arenas), ``allocated`` (live blocks),
     ``free`` (available blocks plus unused pools: the space freed objects left
-    behind), ``overhead`` (pool headers, quantization, alignment), ``arena_count``.
+    behind), ``overhead`` (pool headers, quantization, alignment), ``alignment``
+    (the part of overhead lost to arena alignment: never touched, so not
+    resident), ``arena_count``.
     Returns ``None`` where pymalloc is off or the call is missing.
 
     CPython prints these statistics to the C ``stderr``; hivemem points file
@@ -264,6 +266,8 @@ def _parse_pymalloc(text: str) -> dict[str, int] | None:
             values["free"] = values.get("free", 0) + number
         elif key.startswith("# bytes lost to") and "arena map" not in key:
             values["overhead"] = values.get("overhead", 0) + number
+            if "arena alignment" in key:  # part of overhead: pages pymalloc never touches, not resident
+                values["alignment"] = number
     if extra:  # another thread wrote to fd 2 during the call: pass it on
         try:
             os.write(2, ("\n".join(extra) + "\n").encode())
@@ -273,6 +277,7 @@ def _parse_pymalloc(text: str) -> dict[str, int] | None:
         return None
     values.setdefault("free", 0)
     values.setdefault("overhead", 0)
+    values.setdefault("alignment", 0)
     values.setdefault("arenas", values["allocated"] + values["free"] + values["overhead"])
     values.setdefault("arena_count", 0)
     return values
