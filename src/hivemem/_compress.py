@@ -224,17 +224,12 @@ class CompressedStore(LRUStore):
         _live.discard(self)
 
     # ------------------------------------------------------------ mapping
-    def __setitem__(self, key: Hashable, value: object) -> None:
-        self._check_open()
-        entry = _Entry(value)
-        with self._lock:
-            self._check_open()
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._forget(old)
-            self._data[key] = entry
-            self._raw_total += entry.raw
-            self._stored_total += entry.size
+    def _entry(self, key: Hashable, value: object) -> _Entry:
+        return _Entry(value)
+
+    def _count(self, entry: _Entry) -> None:
+        self._raw_total += entry.raw
+        self._stored_total += entry.size
 
     def _forget(self, entry: _Entry) -> None:
         self._raw_total -= entry.raw

@@ -8,9 +8,12 @@ naming the key and the file, marks the entry damaged (:meth:`status` says
 why, later reads raise the same error) and never returns the wrong data.
 Why CRC-32: ``docs/cooperative.md`` ("Integrity").
 
-A subclass supplies the stored form through five hooks, all but ``_load``
-called with the store's lock held:
+A subclass supplies the stored form through these hooks, all but
+``_entry`` and ``_load`` called with the store's lock held:
 
+* ``_entry(key, value)``: a new entry (may refuse the value);
+* ``_count(entry)``: add a new entry's bytes to the totals;
+* ``_retiring(entry)``: an entry is about to be replaced or deleted;
 * ``_fetch(key, entry)``: a ticket for reading its stored form (an open
   file, the blob), with the entry's ``stored`` and ``crc``;
 * ``_load(key, ticket)``: the value, verified (runs outside the lock);
@@ -72,6 +75,15 @@ class LRUStore(MutableMapping):  # type: ignore[type-arg]
         self._closed = False
 
     # ------------------------------------------------------------ hooks
+    def _entry(self, key: Hashable, value: object) -> Any:
+        raise NotImplementedError
+
+    def _count(self, entry: Any) -> None:
+        raise NotImplementedError
+
+    def _retiring(self, entry: Any) -> None:
+        """*entry* is about to leave the mapping (replaced or deleted); ``_forget`` follows."""
+
     def _fetch(self, key: Hashable, entry: Any) -> Any:
         raise NotImplementedError
 
@@ -95,7 +107,7 @@ class LRUStore(MutableMapping):  # type: ignore[type-arg]
         return "its values were forgotten"
 
     def _on_close(self) -> None:
-        """Release what the stored forms hold (called once, under the lock, after the entries are gone)."""
+        """Release what the stored forms hold (under the lock, after the entries are gone; idempotent)."""
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -104,10 +116,12 @@ class LRUStore(MutableMapping):  # type: ignore[type-arg]
         return self._closed
 
     def close(self) -> None:
-        """Forget every value and release what the store holds. Idempotent."""
+        """Forget every value and release what the store holds. Idempotent.
+
+        Every step runs again on a second call, so a close() cut short by an
+        interrupt finishes the next time.
+        """
         with self._lock:
-            if self._closed:
-                return
             self._closed = True
             self._data.clear()
             self._on_close()
@@ -129,10 +143,29 @@ class LRUStore(MutableMapping):  # type: ignore[type-arg]
         self._lock = _thread.RLock()
 
     # ------------------------------------------------------------ mapping
+    def __setitem__(self, key: Hashable, value: object) -> None:
+        self._check_open()
+        entry = self._entry(key, value)
+        with self._lock:
+            self._check_open()
+            old = self._data.get(key)
+            if old is not None:
+                self._retiring(old)
+            # The new entry goes in before the old one is dropped: an interrupt between the two
+            # leaves the key holding one of them, never neither.
+            self._data[key] = entry
+            self._data.move_to_end(key)
+            self._count(entry)
+            if old is not None:
+                self._forget(old)
+
     def __delitem__(self, key: Hashable) -> None:
         with self._lock:
             self._check_open()
-            self._forget(self._data.pop(key))
+            entry = self._data[key]
+            self._retiring(entry)
+            del self._data[key]
+            self._forget(entry)
 
     def __getitem__(self, key: Hashable) -> object:
         return self._get(key, promote=True)

@@ -76,6 +76,13 @@ def _remove_tree(path: str, pid: int) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def _too_small(size: int, min_size: int) -> str:
     return f"kept in memory: {format_size(size)} is below min_size {format_size(min_size)}"
 
@@ -404,6 +411,8 @@ class SpillStore(LRUStore):
         self._finalizer = weakref.finalize(self, _remove_tree, self.directory, self._dir_pid)
         self._init_store()
         self._counter = 0
+        self._unswept = 0  # file removals begun and not finished (an interrupt): the next pass sweeps
+        self._writing: set[str] = set()  # names being written now: never swept
         self._memory_total = 0
         self._disk_total = 0
         self._spilled = 0
@@ -442,12 +451,14 @@ class SpillStore(LRUStore):
 
     def _on_close(self) -> None:
         self._memory_total = self._disk_total = self._spilled = 0
-        self._finalizer()  # removes the directory only in the process that made it
+        # Called directly, not through the finalizer (which runs once): a close() cut short
+        # by an interrupt removes the rest next time. Only the process that made it removes it.
+        self._finalizer.detach()
+        _remove_tree(self.directory, self._dir_pid)
         _live.discard(self)
 
     # ------------------------------------------------------------ mapping
-    def __setitem__(self, key: Hashable, value: object) -> None:
-        self._check_open()
+    def _entry(self, key: Hashable, value: object) -> _Entry:
         kind, meta, size = _classify(value)
         note = None
         if kind == "unspillable":
@@ -458,13 +469,10 @@ class SpillStore(LRUStore):
             raise InvalidArgument(f"SpillStore(strict=True) cannot store {key!r}: {note}")
         entry = _Entry(value, kind, meta, size)
         entry.note = note
-        with self._lock:
-            self._check_open()
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._forget(old)
-            self._data[key] = entry
-            self._memory_total += size
+        return entry
+
+    def _count(self, entry: _Entry) -> None:
+        self._memory_total += entry.size
 
     @staticmethod
     def _prove_strict(key: Hashable, value: object) -> int:
@@ -486,16 +494,19 @@ class SpillStore(LRUStore):
             "store something that round-trips through pickle or use strict=False"
         )
 
+    def _retiring(self, entry: _Entry) -> None:
+        if entry.stored is not None and entry.owner == os.getpid():
+            self._unswept += 1  # undone by _forget: an interrupt before that leaves a stray file to sweep
+
     def _forget(self, entry: _Entry) -> None:
         if entry.stored is not None:
             self._disk_total -= entry.size
             self._spilled -= 1
-            path, entry.stored = entry.stored, None
             if entry.owner == os.getpid():  # never a file another process wrote
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+                self._drop_file(entry)
+                self._unswept -= 1
+            else:
+                entry.stored = None
         else:
             self._memory_total -= entry.size
 
@@ -592,14 +603,34 @@ class SpillStore(LRUStore):
         self._disk_total -= entry.size
         self._memory_total += entry.size
         self._spilled -= 1
-        entry.value = value
-        entry.stored = None
+        entry.value = value  # the file goes only after this: an interrupt never leaves neither
         if entry.owner == os.getpid():
-            try:
-                os.unlink(t.stored)
-            except OSError:
-                pass
+            self._drop_file(entry)
+        else:
+            entry.stored = None
         return value
+
+    def _drop_file(self, entry: _Entry) -> None:
+        """Point *entry* away from its file, then remove the file (under the lock)."""
+        self._unswept += 1  # an interrupt from here to the end leaves a stray file: swept later
+        path, entry.stored = entry.stored, None
+        _unlink(path)
+        self._unswept -= 1
+
+    def _sweep(self) -> None:
+        """Remove this process's files that no entry references (left by an interrupted removal)."""
+        self._unswept = 0
+        if self._dir_pid != os.getpid():
+            return
+        keep = {e.stored for e in self._data.values() if e.stored is not None} | self._writing
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if path not in keep and not name.endswith(".tmp"):
+                _unlink(path)
 
     # ------------------------------------------------------------ pressure
     def spill(
@@ -618,6 +649,8 @@ class SpillStore(LRUStore):
         moved = spilled = kept = failed = 0
         with self._lock:
             self._check_open()
+            if self._unswept:
+                self._sweep()
             todo = [k for k, e in self._data.items() if e.stored is None and e.note is None]
         for key in todo:
             if budget is not None and moved >= budget:
@@ -641,32 +674,36 @@ class SpillStore(LRUStore):
                 value = entry.value
                 self._counter += 1
                 name = os.path.join(directory, f"{os.getpid()}-{self._counter}")
-            written = self._write_file(name, entry, value)
-            del value
-            if written is None:
-                if entry.note is not None:
-                    kept += 1
-                else:
-                    failed += 1
-                continue
-            size, crc = written
-            with self._lock:
-                if not self._holds(key, entry) or entry.stored is not None or self._closed:
-                    os.unlink(name)  # replaced or deleted meanwhile: the file is stale
+                self._writing.add(name)
+            try:
+                written = self._write_file(name, entry, value)
+                del value
+                if written is None:
+                    if entry.note is not None:
+                        kept += 1
+                    else:
+                        failed += 1
                     continue
-                if entry.kind == "pickle" and size < self.min_size:  # its size is known only now
-                    os.unlink(name)
-                    self._memory_total += size - entry.size
-                    entry.size = size
-                    entry.note = _too_small(size, self.min_size)
-                    kept += 1
-                    continue
-                self._memory_total -= entry.size
-                self._disk_total += size
-                self._spilled += 1
-                entry.size, entry.crc, entry.owner, entry.error = size, crc, os.getpid(), None
-                entry.stored = name  # from here on reads go to the file ...
-                entry.value = MISSING  # ... and the memory can go
+                size, crc = written
+                with self._lock:
+                    if not self._holds(key, entry) or entry.stored is not None or self._closed:
+                        continue  # replaced or deleted meanwhile: the file is stale
+                    if entry.kind == "pickle" and size < self.min_size:  # its size is known only now
+                        self._memory_total += size - entry.size
+                        entry.size = size
+                        entry.note = _too_small(size, self.min_size)
+                        kept += 1
+                        continue
+                    self._memory_total -= entry.size
+                    self._disk_total += size
+                    self._spilled += 1
+                    entry.crc, entry.owner, entry.error = crc, os.getpid(), None
+                    entry.stored, entry.size = name, size  # from here on reads go to the file ...
+                    entry.value = MISSING  # ... and the memory can go
+            finally:
+                if entry.stored is not name:  # not committed (also on an interrupt): no stray file
+                    _unlink(name)
+                self._writing.discard(name)
             moved += size
             spilled += 1
         done: dict[str, object] = {"spilled": spilled, "bytes": moved, "kept": kept, "failed": failed}
@@ -684,8 +721,10 @@ class SpillStore(LRUStore):
         tmp = name + ".tmp"
         renamed = False
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o400)
-            with open(fd, "wb") as f:
+            # One call makes the descriptor and its owner: no interrupt can fall between the two.
+            with open(tmp, "xb") as f:
+                if hasattr(os, "fchmod"):
+                    os.fchmod(f.fileno(), 0o400)  # read-only: a stray open(path, "w") fails
                 if entry.kind == "pickle":
                     crc = _dump_pickle(f, value)
                 else:
@@ -702,10 +741,7 @@ class SpillStore(LRUStore):
             self._record(entry, f"{type(exc).__name__}: {exc}")
         finally:
             if not renamed:  # also on KeyboardInterrupt: no temporary file is left behind
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
+                _unlink(tmp)
         return None
 
     def _describe(self, entry: _Entry) -> str:
