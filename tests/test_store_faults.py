@@ -778,3 +778,22 @@ def test_corrupted_value_pickles_with_its_fields() -> None:
     back = pickle.loads(pickle.dumps(exc))
     assert (str(back), back.key, back.path, back.reason) == ("bad", "k", "/x", "checksum")
     assert isinstance(back, OSError)
+
+
+def test_only_pickles_that_name_a_global_are_loaded_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Builtin-only pickles cannot fail to load and are not loaded back; naming any class or function is."""
+    builtins_only = {"a": [1, 2.0, "x", b"y", (1,), {1}, frozenset([2]), bytearray(b"z"), None, True, 10**40]}
+    assert not _lrustore.names_a_global(pickle.dumps(builtins_only, protocol=5))
+    for obj in (complex(1, 2), ParseError(1, "x"), RefusesState(), np.arange(3), [range(2)], len):
+        assert _lrustore.names_a_global(pickle.dumps(obj, protocol=5)), obj
+    loads: list[int] = []
+    real = pickle.load
+    monkeypatch.setattr(pickle, "load", lambda f: loads.append(1) or real(f))
+    with hivemem.SpillStore(directory=tmp_path, min_size=0) as store:
+        store["plain"] = builtins_only
+        store["class"] = [ParseError(1, "x")]
+        store.spill()
+        assert store.status("plain").startswith("on disk") and len(loads) == 1
+        assert store["plain"] == builtins_only

@@ -36,7 +36,7 @@ import zlib
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
 from hivemem._live import LiveSet
-from hivemem._lrustore import MISSING, LRUStore, StoreEntry
+from hivemem._lrustore import MISSING, LRUStore, StoreEntry, names_a_global
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
@@ -338,7 +338,7 @@ class CompressedStore(LRUStore):
         except Exception as exc:
             entry.note = f"kept: cannot be serialized ({type(exc).__name__}: {exc})"
             return None
-        if kind == "pickle":
+        if kind == "pickle" and names_a_global(payload):
             import pickle
 
             try:

@@ -42,10 +42,25 @@ if TYPE_CHECKING:
     from collections.abc import Hashable, Iterator
     from typing import Any
 
-__all__ = ["MISSING", "LRUStore", "StoreEntry"]
+__all__ = ["MISSING", "LRUStore", "StoreEntry", "names_a_global"]
 
 #: ``entry.value`` of a value that lives only in its stored form.
 MISSING: Any = object()
+
+# Opcodes by which a protocol-5 pickle names a class or function (STACK_GLOBAL, EXT1/2/4;
+# GLOBAL, INST and OBJ are protocol 0-1 only). A pickle with none of them rebuilds only
+# builtin atoms and containers, so loading it cannot fail for want of a class or a
+# __setstate__: only pickles that name a global are loaded back to prove they round-trip.
+_GLOBAL_OPCODES = (b"\x93", b"\x82", b"\x83", b"\x84")
+
+
+def names_a_global(data: bytes | bytearray | memoryview) -> bool:
+    """Whether a protocol-5 pickle (or a piece of one) may name a global.
+
+    Conservative: a data byte equal to one of the opcodes also says yes (the
+    pickle is then loaded once, which is always safe).
+    """
+    return any(op in data for op in _GLOBAL_OPCODES)
 
 
 class StoreEntry:

@@ -43,7 +43,7 @@ import zlib
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
 from hivemem._live import LiveSet
-from hivemem._lrustore import MISSING, LRUStore, StoreEntry
+from hivemem._lrustore import MISSING, LRUStore, StoreEntry, names_a_global
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
@@ -69,11 +69,36 @@ def live_stores() -> list[SpillStore]:
 
 
 def _remove_tree(path: str, pid: int) -> None:
+    """Remove *path* (only in process *pid*) and the directories its dead forked children left."""
     if os.getpid() != pid:  # a forked child must not delete its parent's files
         return
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+    # A child that left through os._exit() (multiprocessing does) never ran its cleanup:
+    # its directory, named "<ours>.fork<pid>-...", goes once every process named in it is gone.
+    parent, prefix = os.path.split(path)
+    prefix += ".fork"
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(prefix)]
+    except OSError:
+        return
+    import re
+
+    for name in names:
+        pids = [int(p) for p in re.findall(r"\.fork(\d+)-", name[len(prefix) - 5 :])]
+        if pids and not any(_alive(p) for p in pids):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, another user's
+    return True
 
 
 def _unlink(path: str) -> None:
@@ -182,22 +207,25 @@ def _write_buffer(f: BinaryIO, data: memoryview, mutable: bool) -> int:
 
 
 class _CrcWriter:
-    """A file wrapper for ``pickle.dump`` that checksums what it writes."""
+    """A file wrapper for ``pickle.dump`` that checksums what it writes and notes named globals."""
 
-    __slots__ = ("crc", "f")
+    __slots__ = ("crc", "f", "globals")
 
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
         self.crc = 0
+        self.globals = False
 
     def write(self, data: Any) -> int:
         if type(data) is not bytes:  # a bytearray payload: checksum and write one snapshot
             data = bytes(data)
         self.crc = zlib.crc32(data, self.crc)
+        self.globals = self.globals or names_a_global(data)
         return self.f.write(data)
 
 
-def _dump_pickle(f: BinaryIO, value: object) -> int:
+def _dump_pickle(f: BinaryIO, value: object) -> tuple[int, bool]:
+    """``(crc, whether the pickle may name a global)``: only then can loading it fail."""
     import pickle
 
     writer = _CrcWriter(f)
@@ -207,7 +235,7 @@ def _dump_pickle(f: BinaryIO, value: object) -> int:
         raise  # the disk or memory, not the value: retried on a later pass
     except Exception as exc:
         raise _Unpicklable(f"cannot be pickled ({type(exc).__name__}: {exc})") from None
-    return writer.crc
+    return writer.crc, writer.globals
 
 
 def _prove_loads(path: str) -> None:
@@ -421,10 +449,10 @@ class SpillStore(LRUStore):
             self.update(data)  # type: ignore[call-overload]
         _live.add(self)
 
-    def _make_directory(self) -> str:
+    def _make_directory(self, prefix: str = "hivemem-spill-") -> str:
         import tempfile
 
-        path = tempfile.mkdtemp(prefix="hivemem-spill-", dir=self._base)
+        path = tempfile.mkdtemp(prefix=prefix, dir=self._base)
         try:
             probe = os.path.join(path, ".probe")
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -438,8 +466,9 @@ class SpillStore(LRUStore):
     def _own_directory(self) -> str:
         """This process's spill directory; a forked child makes its own at its first spill."""
         if self._dir_pid != os.getpid():
-            path = self._make_directory()
             pid = os.getpid()
+            # Named after the parent's, which removes it once this process is gone (see _remove_tree).
+            path = self._make_directory(f"{os.path.basename(self.directory)}.fork{pid}-")
             old, self._finalizer = self._finalizer, weakref.finalize(self, _remove_tree, path, pid)
             old.detach()
             self.directory, self._dir_pid, self._counter = path, pid, 0
@@ -725,12 +754,13 @@ class SpillStore(LRUStore):
             with open(tmp, "xb") as f:
                 if hasattr(os, "fchmod"):
                     os.fchmod(f.fileno(), 0o400)  # read-only: a stray open(path, "w") fails
+                prove = False
                 if entry.kind == "pickle":
-                    crc = _dump_pickle(f, value)
+                    crc, prove = _dump_pickle(f, value)
                 else:
                     crc = _write_buffer(f, _bytes_of(entry.kind, value), entry.kind not in _IMMUTABLE)
                 size = f.tell()
-            if entry.kind == "pickle":
+            if prove:
                 _prove_loads(tmp)
             os.rename(tmp, name)
             renamed = True
