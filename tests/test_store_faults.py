@@ -797,3 +797,31 @@ def test_only_pickles_that_name_a_global_are_loaded_back(
         store.spill()
         assert store.status("plain").startswith("on disk") and len(loads) == 1
         assert store["plain"] == builtins_only
+
+
+def test_compress_strategy_survives_a_failing_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose compress() raises is recorded in the step's stats; the other stores still compress."""
+    from hivemem.strategies.compress import CompressValues
+    from hivemem.testing import FakeReader
+
+    bad, good = hivemem.CompressedStore(), hivemem.CompressedStore()
+    bad["a"] = good["a"] = b"a" * 100_000
+
+    def boom(*args: object, **kwargs: object) -> dict[str, int]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(bad, "compress", boom)
+    ctx = hivemem.StrategyContext(target=None, aggressiveness=hivemem.MODERATE, reader=FakeReader("1GB"))
+    result = CompressValues().apply(ctx)
+    assert good.compressed_count == 1 and result.stats["compressed"] >= 1
+    assert any("boom" in e for e in result.stats["errors"])  # type: ignore[attr-defined]
+
+
+def test_clear_removes_damaged_values_without_reading_them(spilled: Any) -> None:
+    """clear() removes every value and file, a damaged one included, without reading any back."""
+    store, _ = spilled
+    os.unlink(store._data["bytes"].stored)
+    _damage(store._data["str"].stored, "flip", random.Random(2))
+    store.clear()
+    assert len(store) == 0 and os.listdir(store.directory) == []
+    assert store.memory_bytes == store.disk_bytes == store.spilled_count == 0

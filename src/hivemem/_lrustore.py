@@ -182,6 +182,16 @@ class LRUStore(MutableMapping):  # type: ignore[type-arg]
             del self._data[key]
             self._forget(entry)
 
+    def clear(self) -> None:
+        """Remove every value without reading any back (a damaged one included)."""
+        with self._lock:
+            self._check_open()
+            while self._data:
+                key, entry = next(iter(self._data.items()))
+                self._retiring(entry)
+                del self._data[key]
+                self._forget(entry)
+
     def __getitem__(self, key: Hashable) -> object:
         return self._get(key, promote=True)
 

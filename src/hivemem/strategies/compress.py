@@ -22,7 +22,9 @@ the stats and the others still run; a value that cannot be compressed now
 Cost: CPU: zstd level 3 did 300 MiB of log text in 0.79 s here; zlib level
 6, the fallback, was about 4x slower on the same text (17 vs 75 MB/s in one
 run on a loaded machine). Reading a value back decompresses it. Runs at
-MODERATE.
+MODERATE. Each blob also gets a CRC-32 (cheap next to compression), and a
+pickle that names a class is loaded once to prove it round-trips
+(``docs/cooperative.md``, "Integrity").
 """
 
 from __future__ import annotations
