@@ -36,7 +36,7 @@ import zlib
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
 from hivemem._live import LiveSet
-from hivemem._lrustore import MISSING, LRUStore, StoreEntry, names_a_global
+from hivemem._lrustore import MISSING, LRUStore, StoreEntry, dumps
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
@@ -68,18 +68,17 @@ def zstd_available() -> bool:
     return True
 
 
-def _encode(value: object) -> tuple[str, bytes | bytearray | memoryview]:
-    """``(kind, payload)`` for *value*; raises when it cannot be serialized."""
+def _encode(value: object) -> tuple[str, bytes | bytearray | memoryview, bool]:
+    """``(kind, payload, names_global)`` for *value*; raises when it cannot be serialized."""
     cls = type(value)
     if cls is bytes:
-        return "bytes", value  # type: ignore[return-value]
+        return "bytes", value, False  # type: ignore[return-value]
     if cls is bytearray:
-        return "bytearray", value  # type: ignore[return-value]
+        return "bytearray", value, False  # type: ignore[return-value]
     if cls is str:
-        return "str", value.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
-    import pickle
-
-    return "pickle", pickle.dumps(value, protocol=5)
+        return "str", value.encode("utf-8", "surrogatepass"), False  # type: ignore[attr-defined]
+    payload, names_global = dumps(value)
+    return "pickle", payload, names_global
 
 
 def _decode(kind: str, payload: bytes) -> object:
@@ -331,14 +330,14 @@ class CompressedStore(LRUStore):
     ) -> tuple[str, int, int, bytes] | None:
         """``(kind, payload length, raw size, blob)``, or ``None``: ``entry.note``/``error`` say why."""
         try:
-            kind, payload = _encode(value)
+            kind, payload, names_global = _encode(value)
         except MemoryError as exc:
             entry.error = f"failed, kept: {type(exc).__name__}: {exc}"
             return None
         except Exception as exc:
             entry.note = f"kept: cannot be serialized ({type(exc).__name__}: {exc})"
             return None
-        if kind == "pickle" and names_a_global(payload):
+        if names_global:
             import pickle
 
             try:

@@ -32,6 +32,7 @@ store is closed; ``len()`` of a closed store is 0.
 from __future__ import annotations
 
 import _thread
+import pickle
 from collections import OrderedDict
 from collections.abc import MutableMapping
 
@@ -42,25 +43,39 @@ if TYPE_CHECKING:
     from collections.abc import Hashable, Iterator
     from typing import Any
 
-__all__ = ["MISSING", "LRUStore", "StoreEntry", "names_a_global"]
+__all__ = ["MISSING", "LRUStore", "Pickler", "StoreEntry", "dumps"]
 
 #: ``entry.value`` of a value that lives only in its stored form.
 MISSING: Any = object()
 
-# Opcodes by which a protocol-5 pickle names a class or function (STACK_GLOBAL, EXT1/2/4;
-# GLOBAL, INST and OBJ are protocol 0-1 only). A pickle with none of them rebuilds only
-# builtin atoms and containers, so loading it cannot fail for want of a class or a
-# __setstate__: only pickles that name a global are loaded back to prove they round-trip.
-_GLOBAL_OPCODES = (b"\x93", b"\x82", b"\x83", b"\x84")
 
+class Pickler(pickle.Pickler):
+    """Protocol 5, and notes whether the pickle names a global (a class, a function, a reducer).
 
-def names_a_global(data: bytes | bytearray | memoryview) -> bool:
-    """Whether a protocol-5 pickle (or a piece of one) may name a global.
-
-    Conservative: a data byte equal to one of the opcodes also says yes (the
-    pickle is then loaded once, which is always safe).
+    The C pickler calls ``reducer_override`` for every object except None,
+    bools and exact ints, floats, str, bytes, bytearray, list, tuple, dict,
+    set and frozenset. A pickle made of those alone cannot fail to load, so
+    only a pickle with ``names_global`` set is loaded back to prove it
+    round-trips (``docs/cooperative.md``, "Integrity").
     """
-    return any(op in data for op in _GLOBAL_OPCODES)
+
+    def __init__(self, file: Any) -> None:
+        super().__init__(file, protocol=5)
+        self.names_global = False
+
+    def reducer_override(self, obj: object) -> Any:
+        self.names_global = True
+        return NotImplemented
+
+
+def dumps(value: object) -> tuple[bytes, bool]:
+    """``(pickle, names_global)`` for *value*."""
+    import io
+
+    buf = io.BytesIO()
+    pickler = Pickler(buf)
+    pickler.dump(value)
+    return buf.getvalue(), pickler.names_global
 
 
 class StoreEntry:

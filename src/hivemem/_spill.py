@@ -43,7 +43,7 @@ import zlib
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
 from hivemem._live import LiveSet
-from hivemem._lrustore import MISSING, LRUStore, StoreEntry, names_a_global
+from hivemem._lrustore import MISSING, LRUStore, Pickler, StoreEntry
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
@@ -207,35 +207,32 @@ def _write_buffer(f: BinaryIO, data: memoryview, mutable: bool) -> int:
 
 
 class _CrcWriter:
-    """A file wrapper for ``pickle.dump`` that checksums what it writes and notes named globals."""
+    """A file wrapper for the pickler that checksums what it writes."""
 
-    __slots__ = ("crc", "f", "globals")
+    __slots__ = ("crc", "f")
 
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
         self.crc = 0
-        self.globals = False
 
     def write(self, data: Any) -> int:
         if type(data) is not bytes:  # a bytearray payload: checksum and write one snapshot
             data = bytes(data)
         self.crc = zlib.crc32(data, self.crc)
-        self.globals = self.globals or names_a_global(data)
         return self.f.write(data)
 
 
 def _dump_pickle(f: BinaryIO, value: object) -> tuple[int, bool]:
-    """``(crc, whether the pickle may name a global)``: only then can loading it fail."""
-    import pickle
-
+    """``(crc, whether the pickle names a global)``: only then can loading it fail."""
     writer = _CrcWriter(f)
+    pickler = Pickler(writer)
     try:
-        pickle.dump(value, writer, protocol=5)
+        pickler.dump(value)
     except (OSError, MemoryError):
         raise  # the disk or memory, not the value: retried on a later pass
     except Exception as exc:
         raise _Unpicklable(f"cannot be pickled ({type(exc).__name__}: {exc})") from None
-    return writer.crc, writer.globals
+    return writer.crc, pickler.names_global
 
 
 def _prove_loads(path: str) -> None:
