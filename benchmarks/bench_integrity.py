@@ -461,16 +461,22 @@ def main(argv: list[str]) -> None:
         ref = argv[i + 1]
         del argv[i : i + 2]
     sections = argv or ["damage", "unpickle", "fork", "pool", "cost"]
-    srcs = {"baseline": baseline_src(ref), "this": SRC}
+    baseline = baseline_src(ref)
+    srcs = {"baseline": baseline, "this": SRC}
     results: dict[str, object] = {"machine": machine(), "baseline": ref}
     path = os.path.join(HERE, "results", "integrity.json")
     if os.path.exists(path):
         with open(path) as f:
             results.update({k: v for k, v in json.load(f).items() if k not in ("machine", "baseline")})
     runners = {"damage": bench_damage, "unpickle": bench_unpickle, "fork": bench_fork, "pool": bench_pool}
-    for section in sections:
-        results[section] = bench_cost(srcs) if section == "cost" else runners[section](srcs)
-        print(section, json.dumps(results[section], indent=1), flush=True)
+    try:
+        for section in sections:
+            results[section] = bench_cost(srcs) if section == "cost" else runners[section](srcs)
+            print(section, json.dumps(results[section], indent=1), flush=True)
+    finally:
+        import shutil
+
+        shutil.rmtree(os.path.dirname(baseline), ignore_errors=True)
     print("saved", save("integrity", results))
 
 
