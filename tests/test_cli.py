@@ -157,7 +157,7 @@ def test_run_with_target_records_a_final_optimize_and_html(tmp_path: Path) -> No
     proc = hivemem_cli("run", "--target", "1GB", "--report", str(out), script)
     assert proc.returncode == 0, proc.stderr
     page = out.read_text()
-    assert page.startswith("<!doctype html>")
+    assert page.lower().startswith("<!doctype html>")
     assert "target 1.0 GiB: reached" in page
 
 
@@ -205,6 +205,29 @@ def test_run_profile_html_is_the_profilers_page(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().lstrip().lower().startswith("<!doctype html")
     assert "hivemem run " in proc.stderr and "peak" in proc.stderr
+
+
+@pytest.mark.parametrize("shape", ["early_small_blocks", "late_big_brief", "thread_dicts", "in_a_module"])
+def test_run_profile_lists_the_scripts_own_line_at_the_peak(shape: str, tmp_path: Path) -> None:
+    """--profile lists the script's allocating line first: sites at the peak, not after the frees."""
+    from .peak_workloads import write
+
+    script, line = write(shape, str(tmp_path), 48)
+    out = tmp_path / "r.json"
+    proc = hivemem_cli("run", "--profile", "--report", str(out), script, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    profile = json.loads(out.read_text())["profile"]
+    first = profile["top"]["rows"][0]
+    assert first["where"] == line, profile["top"]["rows"][:3]
+    # the kept snapshot holds at least half the peak, unless the snapshots' CPU budget ran out first
+    # (a loaded machine): then the report says so
+    skipped = profile["peak"]["sites_skipped"] or ""
+    assert first["size"] >= 24 * 2**20 or "CPU budget" in skipped, (first, skipped)
+    assert profile["top"]["label"] == profile["peak"]["sites"] == "peak"
+    # the terminal summary lists the same line first (it prints to stderr only without --report)
+    proc = hivemem_cli("run", "--profile", script, cwd=str(tmp_path))
+    sites = proc.stderr.split("top allocation sites in snapshot", 1)[1].splitlines()
+    assert sites[1].endswith(f"  {line}"), proc.stderr
 
 
 # --------------------------------------------------------------------------- status
