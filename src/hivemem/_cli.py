@@ -111,13 +111,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
     result = run.execute(target_path, script_args, module=args.module is not None)
     report = result.to_dict()
-    if args.report is None:
-        _say(_runner.render_text(report), err=True)
-    elif args.report.endswith((".html", ".htm")) and hasattr(result.profile, "to_html"):
-        # profiled: the profiler's own page (timeline, allocation sites); the run summary goes to stderr
-        result.profile.to_html(args.report)
-        _say(_runner.render_text(report), err=True)
-    else:
+    _say(_runner.render_text(report), err=True)
+    if args.report is not None:
         from hivemem._clireport import write_report
 
         write_report(report, args.report)
