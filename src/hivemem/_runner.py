@@ -14,6 +14,7 @@ import sys
 import time
 
 import hivemem
+from hivemem._errors import Unavailable
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
@@ -28,8 +29,8 @@ REPORT_KIND = "hivemem-run"
 PROFILE_INTERVAL = 0.01
 
 
-class NotAvailable(Exception):
-    """A feature the user asked for is missing from this build or platform."""
+class NotAvailable(Unavailable):
+    """A feature the user asked for is missing from this build or platform (an ``Unavailable``)."""
 
 
 def _feature(name: str, flag: str, issue: str) -> object:
@@ -243,9 +244,12 @@ def _governor_summary(gov: object, *, wall_offset: float) -> dict[str, object]:
 def prepare(
     *, govern: bool = False, profile: bool = False, target: int | None = None, interval: float | None = None
 ) -> Run:
-    """Check the options and find the features; raises :class:`NotAvailable` for a missing one."""
-    if interval is not None and not interval > 0:
-        raise NotAvailable(f"--interval {interval!r}: expected a number of seconds > 0")
+    """Check the options and find the features; raises :class:`NotAvailable` for a missing one and
+    :class:`hivemem.InvalidArgument` for a bad interval."""
+    from hivemem import _validate
+
+    if interval is not None:
+        interval = _validate.seconds("--interval", interval)
     return Run(govern=govern, profile=profile, target=target, interval=interval)
 
 
