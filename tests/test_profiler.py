@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tracemalloc
 
@@ -527,6 +528,63 @@ def test_load_ext_in_ipython(tmp_path: object) -> None:
     )
     assert out.split() == ["ProfileReport", "50000", "True", "Status"]
     assert os.path.getsize(f"{tmp_path}/cell.html") > 1000
+
+
+def test_typed_magics_in_a_real_ipython_shell(tmp_path: object) -> None:
+    """Cells typed as a user types them: %load_ext, %%hivemem (its sites at the peak), %hivemem top, and
+    a cell that raises shows its error while the profiler and tracemalloc stop."""
+    pytest.importorskip("IPython")
+    out = run_python(
+        """
+        import json, tracemalloc
+        from IPython.core.interactiveshell import InteractiveShell
+        sh = InteractiveShell.instance()
+        assert sh.run_cell("%load_ext hivemem").success
+        cell = "%%hivemem --trace --top 3\\ndata = [bytearray(1000) for _ in range(8000)]\\ndel data\\n"
+        r = sh.run_cell(cell)
+        report = sh.user_ns["_"]  # the displayed output (a cell magic's value is not in r.result)
+        bad = sh.run_cell("%%hivemem --trace\\nraise ValueError('cell failed')\\n")
+        sh.run_cell("%hivemem top")
+        top = sh.user_ns["_"]
+        print(json.dumps({
+            "ok": r.success, "type": type(report).__name__, "first": report.top.rows[0][0],
+            "label": report.top.label, "rows": len(report.top.rows),
+            "bad": type(bad.error_in_exec).__name__, "bad_msg": str(bad.error_in_exec),
+            "tracing": tracemalloc.is_tracing(), "top": type(top).__name__,
+        }))
+        """
+    )
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["ok"] and res["type"] == "ProfileReport" and res["rows"] == 3
+    assert res["label"] == "peak" and res["first"].endswith(":1")  # the cell's line, freed before the end
+    assert res["bad"] == "ValueError" and res["bad_msg"] == "cell failed"
+    assert res["tracing"] is False and res["top"] == type(hivemem.top()).__name__
+
+
+def test_ipython_command_line_runs_the_cell_magic() -> None:
+    """python -m IPython --ext=hivemem -c '%%hivemem ...' profiles the cell and prints the report."""
+    pytest.importorskip("IPython")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    env["PYTHONPATH"] = os.path.join(os.path.dirname(os.path.dirname(__file__)), "src")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "IPython",
+            "--no-banner",
+            "--colors=NoColor",
+            "--ext=hivemem",
+            "-c",
+            "%%hivemem --trace --top 2\nx = [bytearray(1000) for _ in range(5000)]\n",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ProfileReport:" in proc.stdout and "TopSites by lineno" in proc.stdout
+    assert "<ipython-input-" in proc.stdout  # the cell's own line is the top site
 
 
 def test_profiler_module_not_loaded_by_import() -> None:

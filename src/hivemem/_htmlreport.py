@@ -205,7 +205,8 @@ def report_body(
         parts.append("</ul>")
     if report.top is not None:
         parts.append("<h2>Top allocation sites</h2>")
-        parts.append(f"<p class='muted'>{escape(report.peak.sites_note)}</p>")
+        if report.peak.sites is not None:
+            parts.append(f"<p class='muted'>{escape(report.peak.sites_note)}</p>")
         parts.append(report.top._repr_html_())
     if report.growth is not None:
         parts.append("<h2>What grew</h2>")
