@@ -306,6 +306,37 @@ def test_peak_snapshot_skipped_over_budget_says_why(monkeypatch: pytest.MonkeyPa
     assert "traces at 160 bytes each would pass 90% of the memory limit" in skipped
 
 
+@linux_only
+def test_peak_checks_from_a_signal_handler_never_deadlock() -> None:
+    """A 1 kHz SIGPROF tick calling check_peak() while the main thread marks the timeline (holding the
+    profiler's lock) and a 1 kHz sampler snapshots too: the run ends, the sites are the program's."""
+    out = run_python(
+        """
+        import time, hivemem
+        from hivemem import _runner
+        _runner.PROFILE_INTERVAL = 0.001
+        prof = hivemem.Profiler(trace=True, interval=0.001).start()
+        stop = _runner._peak_ticker(prof)
+        t0 = time.monotonic()
+        kept = []
+        while time.monotonic() - t0 < 1.5:
+            block = [bytearray(500) for _ in range(2000)]  # PEAK
+            prof.mark("m")
+            if len(kept) < 40:
+                kept.append(block)
+            else:
+                kept.clear()
+        stop()
+        prof.stop()
+        report = prof.report()
+        print(report.top.rows[0][0], report.overhead.snapshots)
+        """,
+        timeout=120,
+    )
+    where, snapshots = out.split()
+    assert where == "<string>:10" and int(snapshots) >= 1
+
+
 def test_site_grouping_matches_tracemalloc_statistics() -> None:
     """Sites grouped by hivemem equal tracemalloc's own Snapshot.statistics(), for every grouping."""
     from hivemem._profiler import _HERE, _group, _Sites, _where

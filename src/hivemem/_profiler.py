@@ -910,7 +910,7 @@ class Profiler:
         self._check_prev = (0, 0, 0.0)  # ... and thread CPU time at the previous check_peak(sampled=True)
         self._peak_next = sys.maxsize  # traced bytes above which the sampler keeps a new "peak" snapshot
         self._peak_busy = _thread.allocate_lock()
-        self._peak_owner: int | None = None
+        self._peak_threads: set[int] = set()  # threads in _peak_snapshot (a signal may nest a call)
         self._snap_cpu = 0.0  # CPU seconds spent taking the automatic "peak" snapshots
         self._snap_count = 0
         self._snap_rss = 0  # the most RSS a snapshot's copy of the traces held at once
@@ -1018,7 +1018,7 @@ class Profiler:
         self._thread = None
         self._lock = _thread.allocate_lock()
         self._peak_busy = _thread.allocate_lock()
-        self._peak_owner = None
+        self._peak_threads = set()
 
     def _run(self, stop: object) -> None:
         wait = stop.wait  # type: ignore[attr-defined]
@@ -1217,17 +1217,26 @@ class Profiler:
             )
             return
         me = _thread.get_ident()
-        if wait and self._peak_owner != me:
-            if not self._peak_busy.acquire(timeout=_SNAPSHOT_WAIT):
-                return
-            import _tracemalloc
+        if me in self._peak_threads:
+            return  # a signal handler interrupted this thread's own snapshot (or its start)
+        self._peak_threads.add(me)  # before acquiring: a nested call in this thread must never wait
+        try:
+            if wait:
+                if not self._peak_busy.acquire(timeout=_SNAPSHOT_WAIT):
+                    return
+                import _tracemalloc
 
-            if _tracemalloc.get_traced_memory()[0] < self._peak_plateau:
-                self._peak_busy.release()  # the snapshot we waited for already covers this
+                if _tracemalloc.get_traced_memory()[0] < self._peak_plateau:
+                    self._peak_busy.release()  # the snapshot we waited for already covers this
+                    return
+            elif not self._peak_busy.acquire(False):
                 return
-        elif not self._peak_busy.acquire(False):
-            return
-        self._peak_owner = me
+            self._peak_snapshot_locked()
+        finally:
+            self._peak_threads.discard(me)
+
+    def _peak_snapshot_locked(self) -> None:
+        """Take the "peak" snapshot, holding ``_peak_busy``, which this releases."""
         try:
             cpu0 = time.thread_time()
             try:
@@ -1244,7 +1253,6 @@ class Profiler:
                 self._snap_cpu += time.thread_time() - cpu0
                 self._snap_count += 1
         finally:
-            self._peak_owner = None
             self._peak_busy.release()
 
     def _decimate(self) -> None:
