@@ -30,8 +30,8 @@ EXIT_CODES = {
     EXIT_CHECK_FAILED: "the command ran but its check failed (demo: an answer changed; bench: a "
     "scenario failed); `hivemem run` instead exits with the script's own status",
     EXIT_USAGE: "usage error: bad option or size, missing script or file, no such process",
-    EXIT_UNAVAILABLE: "a requested feature is not available here (e.g. --govern before hivemem.govern "
-    "exists, /proc missing)",
+    EXIT_UNAVAILABLE: "a requested feature is not available here (e.g. `hivemem bench` outside a source "
+    "checkout, /proc missing)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--profile",
         action="store_true",
-        help="run under hivemem.Profiler(trace=True): timeline and allocation sites",
+        help="run under hivemem.Profiler(trace=True): timeline, and the allocation sites at the peak",
     )
     run.add_argument("--interval", type=float, default=None, help="governor poll interval in seconds")
     run.add_argument("--report", metavar="FILE", help="write the report to FILE (.json or .html)")

@@ -848,8 +848,12 @@ class Profiler:
     ``interval`` seconds between samples (default 0.1 = 10 Hz; ``None``: no
     thread, call :meth:`sample` yourself). ``trace=True`` starts tracemalloc
     with ``frames`` frames per traceback (stopped again at :meth:`stop` only
-    if the profiler started it). ``uss=True`` also samples USS. *reader* and
-    *clock* are injectable for tests (see :class:`hivemem.testing.FakeReader`).
+    if the profiler started it); with ``peak_sites=True`` (the default) the
+    sampler then also keeps a ``"peak"`` snapshot while traced memory is high,
+    and :meth:`report` lists the allocation sites of the snapshot nearest the
+    traced peak (docs/profiler.md, "Allocation sites at the peak").
+    ``uss=True`` also samples USS. *reader* and *clock* are injectable for
+    tests (see :class:`hivemem.testing.FakeReader`).
 
     >>> with hivemem.Profiler(trace=True) as prof:   # doctest: +SKIP
     ...     work()
