@@ -145,13 +145,27 @@ def check(*keys: str) -> Callable[[Check], Check]:
     return register
 
 
+def make(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``make -o .venv/.installed ARGS`` in the checkout: the venv taken as it is (a test must not
+    reinstall it), and no state of an outer make (this suite may itself run under `make test`)."""
+    clean = {k: v for k, v in (env or os.environ).items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean,
+    )
+
+
 @check("make demo")
 def _make_demo(ex: Example, tmp: Path) -> None:
     """make demo runs `python -m hivemem demo`, whose claims the `hivemem demo` example checks."""
     assert shutil.which("make"), "make is missing"
-    proc = subprocess.run(
-        ["make", "-o", ".venv/.installed", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    proc = make("-n", "demo")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1].endswith("/python -m hivemem demo")
     assert "hivemem.optimize()" in ex.comment and "90 MiB" in ex.comment
@@ -162,9 +176,7 @@ def _make_test(ex: Example, tmp: Path) -> None:
     """make test arranges Xvfb, Chromium and Graphviz, then runs pytest on the whole suite (collected)."""
     if not (ROOT / ".venv" / "bin" / "python").exists():
         pytest.skip("this checkout has no .venv (make .venv/.installed makes it)")
-    # -o: take the venv as it is; a test must not reinstall it (or download)
-    make = ["make", "-o", ".venv/.installed"]
-    proc = subprocess.run([*make, "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = make("-n", "test")
     recipe = proc.stdout.strip().splitlines()
     assert [ln for ln in recipe if "ensure-" in ln] == [
         "./scripts/ensure-xvfb.sh",
@@ -173,7 +185,7 @@ def _make_test(ex: Example, tmp: Path) -> None:
     ]
     assert recipe[-1].endswith("/python -m pytest")  # no selection: every test under testpaths
     env = {**os.environ, "PYTEST_ADDOPTS": "--collect-only -q -p no:cacheprovider"}
-    proc = subprocess.run([*make, "test"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    proc = make("test", env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     collected = {line.split("::")[0] for line in proc.stdout.splitlines() if "::" in line}
     skipped = set(re.findall(r"SKIPPED \[\d+\] (tests/test_\w+\.py)", proc.stdout))  # importorskip

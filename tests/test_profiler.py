@@ -430,7 +430,7 @@ def test_thread_samples_and_reports_its_cost() -> None:
         time.sleep(0.3)
         assert prof.running and "running" in repr(prof)
     tl = prof.timeline()
-    assert len(tl) >= 8  # ~30 ticks expected; a loaded machine may skip some
+    assert len(tl) >= 4  # ~30 ticks expected; a loaded machine (load 12 on 2 cores seen) skips many
     assert len(tl.uss) == len(tl) and all(v > 0 for v in tl.uss)
     ov = prof.overhead()
     assert ov.samples >= len(tl) - 2 and ov.sampler_cpu > 0
