@@ -144,6 +144,7 @@ KINDS = (
     "shared",
     "deep",
     "locked",
+    "keyed",
     "mixed",
 )
 
@@ -193,6 +194,12 @@ class Workload:
         aliases = {name: obj is where() for name, (obj, where) in self.outside.items()}
         data = hashlib.sha256(pickle.dumps(self.containers, protocol=5)).hexdigest()
         return (data, [id(c) for c in self.containers], aliases)
+
+    def values(self) -> object:
+        """A fast fingerprint that ignores which equal string object sits where (for dedup on
+        workloads without shared objects): every container's repr (values, order, types of
+        nesting) and identity, and the subclasses' attributes."""
+        return [(repr(c), id(c), repr(getattr(c, "__dict__", None))) for c in self.containers]
 
     def locks_free(self) -> bool:
         for lock in self.locks:
@@ -288,6 +295,11 @@ def build(kind: str, size: int = 20, depth: int = 2, seed: int = 0) -> Workload:
         lock = threading.RLock()
         w.add([_row(rng, i, depth) for i in range(n)], lock)
         w.add({f"k{i}": (i, _s(rng, _WORDS)) for i in range(n)}, lock)
+    elif kind == "keyed":  # equal keys that are distinct objects: dedup(keys=True) merges them
+        keys = ("country", "status", "kind")
+        w.add([{_s(rng, keys): i, _s(rng, keys) + "2": _s(rng, _WORDS)} for i in range(n)])
+        w.add(Strict({_s(rng, keys) + str(i): _s(rng, _WORDS) for i in range(n)}))
+        w.add({_s(rng, keys) + str(i): {_s(rng, keys): [i]} for i in range(n)}, threading.Lock())
     elif kind == "mixed":
         for k in (
             "rows",
@@ -496,7 +508,9 @@ def sweep(
             _compact.clear()
             _dedup.clear()
     w = fresh()
+    before = w.shape()  # held during every run: it references the strings (refcounts decide paths)
     w.register(compact=compact, dedup=dedup, keys=keys)
+    _settle()
     counter = Injector(0)
     try:
         with counter:
@@ -504,14 +518,16 @@ def sweep(
     finally:
         _compact.clear()
         _dedup.clear()
-    del w
+    del w, before
     chosen = points(counter.sequence, mode, critical)
     damaged: list[str] = []
+    unfired: list[str] = []  # points a run did not reach (it took a shorter path)
     fired = 0
     for n in chosen:
         w = fresh()
         before = w.shape()
         w.register(compact=compact, dedup=dedup, keys=keys)
+        _settle()
         inj = Injector(n, exc)
         try:
             with inj:
@@ -524,6 +540,8 @@ def sweep(
             _compact.clear()
             _dedup.clear()
         fired += inj.fired
+        if not inj.fired:
+            unfired.append(f"event {n} of {inj.events}")
         where = counter.sequence[n - 1] if n <= len(counter.sequence) else ("?", 0)
         # Strings are compared by value: dedup may swap one for an equal one, nothing else.
         if w.shape() != before:
@@ -543,7 +561,20 @@ def sweep(
         "points": len(chosen),
         "fired": fired,
         "damaged": damaged,
+        "unfired": unfired[:20],
     }
+
+
+def _settle() -> None:
+    """Collect garbage and forget dead weak entries now, so that every traced run takes the
+    same path (a registry purge inside one run would shift the event numbers)."""
+    import gc
+
+    from hivemem._containers import _compact, _dedup
+
+    gc.collect()
+    _compact.entries()
+    _dedup.entries()
 
 
 def _reset_state() -> None:

@@ -351,3 +351,20 @@ def test_sparse_survivors_come_back_and_dense_data_is_left_alone() -> None:
     assert r["before"] - r["base"] > 100 * MiB, r
     assert (r["before"] - r["after"]) / (r["before"] - r["base"]) >= 0.9, r["text"]
     assert r["dense_skip"] and "too little fragmentation" in r["dense_skip"], r
+
+
+@pytest.mark.parametrize("lock", [5, "lock", object(), 1e308, 10**400, [threading.Lock()], threading.Lock])
+def test_compactable_lock_must_have_acquire_and_release(lock: object) -> None:
+    """A lock without acquire()/release() is refused at the call with a short message; nothing registered."""
+    rows: list[int] = [1]
+    with pytest.raises(hivemem.InvalidArgument, match="lock="):
+        hivemem.compactable(rows, lock=lock)
+    assert len(registered) == 0
+
+
+def test_compactable_accepts_real_locks() -> None:
+    """threading.Lock, RLock and Condition all qualify."""
+    for lock in (threading.Lock(), threading.RLock(), threading.Condition()):
+        rows: list[int] = [1]
+        assert hivemem.compactable(rows, lock=lock) is rows
+        assert hivemem.uncompactable(rows)

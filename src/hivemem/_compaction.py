@@ -202,7 +202,7 @@ class _Survey:
         self.custom = [0] * n  # objects below each container whose loading must be verified
         self.finalized = [0] * n  # objects below each container whose class has a __del__
         self.objects = 0  # identity-bearing objects walked
-        self.nbytes = 0  # their sys.getsizeof, summed
+        self.nbytes = 0  # a bound on their size (see _scan)
         self.instances = [0] * n  # class instances below each container
         self.problems: dict[int, str] = {}  # container index -> why it cannot be compacted
         # id -> [object, references found inside the graph, container index, reference count seen]
@@ -246,23 +246,28 @@ def _first_level(root: object) -> list[object]:
 
 
 def _scan(
-    refs: list[object], i: int, base: int, survey: _Survey, cats: dict[type, int], stack: list[object]
+    refs: list[object],
+    i: int,
+    base: int,
+    survey: _Survey,
+    cats: dict[type, int],
+    skip: set[type],
+    stack: list[object],
 ) -> None:
     """Check each referent: a new object is pushed; one with more references than *base* is a suspect.
 
     *base* is the reference count of an object held only by its parent, as
     seen here (parent + *refs* + the loop variable + getrefcount's argument),
-    measured by :func:`_calibrate` with this very function.
+    measured by :func:`_calibrate` with this very function. *skip* holds the
+    types of category ``_SKIP`` (one set lookup per string or number).
     """
-    getrefcount, getsizeof = sys.getrefcount, sys.getsizeof
+    getrefcount = sys.getrefcount
     suspects = survey.suspects
     push = stack.append
-    custom = finalized = walked = nbytes = instances = 0
+    custom = finalized = walked = instances = 0
     for r in refs:
-        cat = cats.get(type(r))
-        if cat is None:
-            cat = _categorize(type(r), cats)
-        if cat == _SKIP:
+        t = type(r)
+        if t in skip:
             continue
         s = suspects.get(id(r))
         if s is not None:  # met before: one more reference from inside the graph
@@ -270,8 +275,13 @@ def _scan(
             if s[2] != i:
                 survey.union(i, s[2])  # type: ignore[arg-type]
             continue
+        cat = cats.get(t)
+        if cat is None:
+            cat = _categorize(t, cats)
+            if cat == _SKIP:
+                skip.add(t)
+                continue
         walked += 1
-        nbytes += getsizeof(r)
         if cat != _PLAIN:
             instances += 1
             if cat >= _CUSTOM:
@@ -279,7 +289,7 @@ def _scan(
             if cat == _SAFE_DEL or cat == _CUSTOM_DEL:
                 finalized += 1
             if _weakly_held(r):
-                survey.weak.append((i, type(r)))
+                survey.weak.append((i, t))
         refs_now = getrefcount(r)
         if refs_now > base:
             suspects[id(r)] = [r, 1, i, refs_now]
@@ -289,7 +299,9 @@ def _scan(
     survey.instances[i] += instances
     survey.finalized[i] += finalized
     survey.objects += walked
-    survey.nbytes += nbytes
+    # A bound on their size without a getsizeof per object (which doubled the walk's cost):
+    # a header per object and a slot per reference, dicts' hash entries included.
+    survey.nbytes += 64 * walked + 48 * len(refs)
 
 
 def _weakly_held(obj: object) -> bool:
@@ -305,6 +317,7 @@ def _weakly_held(obj: object) -> bool:
 def _walk(roots: list[object], base: int, survey: _Survey) -> None:
     get_referents = gc.get_referents
     cats = survey.cats = _base_categories()
+    skip = {t for t, c in cats.items() if c == _SKIP}
     root_index = {id(r): i for i, r in enumerate(roots)}
     # A registered container met inside another is a boundary: it keeps its identity.
     for key, i in root_index.items():
@@ -312,7 +325,7 @@ def _walk(roots: list[object], base: int, survey: _Survey) -> None:
     for i, root in enumerate(roots):
         stack: list[object] = []
         refs = _first_level(root)
-        _scan(refs, i, base, survey, cats, stack)
+        _scan(refs, i, base, survey, cats, skip, stack)
         del refs
         while stack:
             if signal_pending():
@@ -321,7 +334,7 @@ def _walk(roots: list[object], base: int, survey: _Survey) -> None:
             del stack[-_CHUNK:]
             refs = get_referents(*batch)
             del batch
-            _scan(refs, i, base, survey, cats, stack)
+            _scan(refs, i, base, survey, cats, skip, stack)
             del refs
     for key, i in root_index.items():
         record = survey.suspects.pop(key)
@@ -348,7 +361,8 @@ def _calibrate() -> tuple[int, int]:
     survey = _Survey(1)
     holder: list[list[object]] = [[]]
     refs = gc.get_referents(holder)
-    _scan(refs, 0, -1, survey, _base_categories(), [])
+    cats = _base_categories()
+    _scan(refs, 0, -1, survey, cats, {t for t, c in cats.items() if c == _SKIP}, [])
     del refs
     (record,) = survey.suspects.values()
     base = int(record[3])  # type: ignore[call-overload]
@@ -693,24 +707,25 @@ class _Swap:
         _release_reserve(self.reserve)
 
 
-_rescued: list[bytearray] = []
+_rescued: list[_Swap] = []
 
 
 def rescued() -> list[bytearray]:
-    """Serialized contents hivemem could not load back (stays empty; see docs/containers.md)."""
-    return list(_rescued)
+    """Serialized contents hivemem could not load back yet (stays empty; docs/containers.md)."""
+    return [swap.buf for swap in _rescued]
 
 
 def _give_up(swap: _Swap) -> None:
-    """Last resort when even the restore failed: keep the bytes (no copy: that needs memory)."""
-    _rescued.append(swap.buf)
+    """Last resort when even the restore failed: keep the swap (its bytes, no copy: that needs
+    memory) for the next pass to retry, and say so."""
+    _rescued.append(swap)
     try:
         import logging
 
         logging.getLogger("hivemem").error(
             "hivemem compact: could not load %d container(s) back after %d attempts; their "
-            "serialized contents (%d bytes) are kept in memory: see 'If a reload fails' in "
-            "docs/containers.md",
+            "serialized contents (%d bytes) are kept in memory and the next compaction pass "
+            "retries: see 'If a reload fails' in docs/containers.md",
             len(swap.objs),
             _LOAD_TRIES,
             len(swap.buf),
@@ -718,6 +733,29 @@ def _give_up(swap: _Swap) -> None:
         )
     except Exception:  # pragma: no cover - logging itself out of memory
         pass
+
+
+def _retry_rescued(stats: dict[str, object]) -> None:
+    """Put back the containers of a swap that could not be restored, if they are still empty."""
+    lock_of = {id(o): e.lock for o, e in _registered.entries()}
+    token = object()
+    try:
+        defer_signals(token)
+        hold = begin()
+        if hold is not None:
+            for swap in list(_rescued):
+                if any(len(o) for o in swap.objs):  # type: ignore[arg-type]
+                    continue  # written to since: left as the program has it
+                if not all(hold.take(lock_of.get(id(o))) for o in swap.objs):
+                    continue
+                swap.restore()
+                _rescued.remove(swap)
+                stats["rescued_restored"] = int(stats.get("rescued_restored", 0)) + len(swap.objs)  # type: ignore[call-overload]
+        close(token)
+    except MemoryError:
+        stats["rescued_pending"] = len(_rescued)
+    finally:
+        close(token)
 
 
 # ---------------------------------------------------------------------------- the pass
@@ -742,13 +780,20 @@ def compact_registered(
     from hivemem._native import pymalloc_stats
     from hivemem._sizes import format_size as fs
 
+    pending: dict[str, object] = {}
+    if _rescued:
+        _retry_rescued(pending)
     entries = [(o, e) for o, e in _registered.entries() if len(o) > 0]  # type: ignore[arg-type]
     if not entries:
         return {"skip": "no non-empty container registered with hivemem.compactable()"}
     py = pymalloc_stats()
     if py is None:
         return {"skip": "pymalloc statistics unavailable: cannot tell whether rebuilding pays"}
-    stats: dict[str, object] = {"pymalloc_free_before": py["free"], "pymalloc_arenas_before": py["arenas"]}
+    stats: dict[str, object] = {
+        "pymalloc_free_before": py["free"],
+        "pymalloc_arenas_before": py["arenas"],
+        **pending,
+    }
     ratio = py["free"] / py["arenas"] if py["arenas"] else 0.0
     if py["free"] < min_free or ratio < min_ratio:
         stats["skip"] = (
@@ -815,8 +860,8 @@ def _pass(
         stats["skip"] = "; ".join(skipped)
         return
     t1 = time.perf_counter()
-    buf = _serialize(candidates, chosen, labels, survey, rss, ceiling, skipped)
-    stats["dump_seconds"] = time.perf_counter() - t1
+    buf = _serialize(candidates, chosen, labels, survey, rss, ceiling, skipped, stats)
+    stats["dump_seconds"] = time.perf_counter() - t1 - float(stats.get("verify_seconds", 0.0))  # type: ignore[arg-type]
     if buf is None:
         stats["skip"] = "; ".join(skipped)
         return
@@ -827,6 +872,7 @@ def _pass(
     # possible from the reserve alone: docs/containers.md, "MemoryError".
     need = _reload_bytes(survey, chosen, len(buf))
     stats["reserved_bytes"] = need
+    t2 = time.perf_counter()
     try:
         reserve = _reserve(need)
     except (OSError, MemoryError, OverflowError, ValueError) as exc:
@@ -836,6 +882,7 @@ def _pass(
         )
         stats["skip"] = "; ".join(skipped)
         return
+    stats["reserve_seconds"] = time.perf_counter() - t2
     swap = _Swap(objs, buf, reserve)
     del buf
     hold.repair = swap.restore  # a fork that cuts the swap: the child puts everything back
@@ -856,14 +903,14 @@ def _pass(
 
 
 def _reload_bytes(survey: _Survey, chosen: list[int], serialized: int) -> int:
-    """Address space a reload may need, from nothing: the objects walked (``sys.getsizeof``,
-    summed over every candidate: an upper bound for the chosen), an instance dictionary per
-    class instance (loading materializes it), and 16 times the serialized size for what the walk
-    does not visit (strings and numbers), the unpickler's memo and over-allocated lists.
+    """Address space a reload may need, from nothing: a bound on the objects walked (over every
+    candidate: an upper bound for the chosen), an instance dictionary per class instance
+    (loading materializes it), and 16 times the serialized size for what the walk does not
+    visit (strings and numbers), the unpickler's memo and over-allocated lists.
 
-    Measured on twelve shapes (dicts, lists of ints, big ints, floats, empty dicts and lists,
-    short strings, tuples, nesting, bytes, sets, class instances): the load's peak needed the
-    walked bytes plus 1 to 12 times the serialized size (docs/containers.md, "MemoryError").
+    Checked on twelve shapes (dicts, lists of ints, big ints, floats, empty dicts and lists,
+    short strings, tuples, nesting, bytes, sets, class instances): the bound was 1.2 to 15
+    times the load's peak (docs/containers.md, "Nothing lost").
     """
     instances = sum(survey.instances[i] for i in chosen)
     return survey.nbytes + 120 * instances + 16 * serialized + 2**20
@@ -898,6 +945,7 @@ def _serialize(
     rss: Callable[[], int],
     ceiling: int | None,
     skipped: list[str],
+    stats: dict[str, object],
 ) -> bytearray | None:
     """Serialize (and, if needed, verify) the chosen containers together.
 
@@ -905,6 +953,8 @@ def _serialize(
     dropped from *chosen* with their whole group. Returns ``None`` when
     nothing is left or a copy would pass *ceiling*.
     """
+    import time
+
     from hivemem._sizes import format_size as fs
 
     while chosen:
@@ -912,7 +962,9 @@ def _serialize(
         try:
             buf = _dump([candidates[i] for i in chosen], rss, ceiling)
             if verify:
+                t0 = time.perf_counter()
                 _trial_load(buf, rss, ceiling)
+                stats["verify_seconds"] = time.perf_counter() - t0
             return buf
         except _Over:
             skipped.append(

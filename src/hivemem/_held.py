@@ -105,9 +105,10 @@ class HeldSet:
             callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None))
         ):
             from hivemem._errors import InvalidArgument
+            from hivemem._validate import show
 
             raise InvalidArgument(
-                f"lock={lock!r}: expected an object with acquire() and release(), "
+                f"lock={show(lock)}: expected an object with acquire() and release(), "
                 "such as threading.Lock() or threading.RLock()"
             )
         import weakref
