@@ -591,3 +591,39 @@ def test_another_pass_holding_the_gate_means_skip() -> None:
     finally:
         _held._gate.release()
     assert "under way" in str(stats["skip"])
+
+
+FORK_INSIDE = """
+import os
+from hivemem import _held
+N = 50
+calls, children = [0], []
+class Forker(fk.Record):
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        calls[0] += 1
+        if calls[0] == {at}:  # inside the trial load ({at} <= N) or the real reload
+            pid = os.fork()
+            if pid:
+                children.append(pid)
+rows = [Forker(f"r{{i}}", [i]) for i in range(N)]
+import hivemem
+hivemem.compactable(rows)
+expected = fk.shape(rows)
+st = force()
+ok = fk.shape(rows) == expected and not fk.hivemem_state_clean() and "containers" in st
+if not children:  # the child: it went on with the pass and finished it
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(children[0], 0)
+code = os.waitstatus_to_exitcode(status)
+print(json.dumps({{"parent_ok": ok, "child_code": code, "stats": str(st)[:300]}}))
+"""
+
+
+@linux_only
+@pytest.mark.parametrize("at", [10, 75])
+def test_fork_from_inside_the_pass_finishes_it_in_both_processes(at: int) -> None:
+    """An object's __setstate__ forks during the trial load or the reload: parent and child both
+    finish the pass with their data intact and nothing held."""
+    out = run_kit(FORK_INSIDE.format(at=at), timeout=120)
+    assert out["parent_ok"] is True and out["child_code"] == 0, out

@@ -372,9 +372,15 @@ def _gate_after_fork_child() -> None:
     global _gate
     _gate = _thread.allocate_lock()
     _state.fork_waited = False
-    hold, _state.hold = _state.hold, None
+    hold = _state.hold
     if hold is None:
         return
+    if hold.owner == _thread.get_ident():
+        # Forked from inside the pass (an object's own code did it): the pass goes on in this
+        # very thread, here too, and ends normally; it still holds the gate.
+        _gate.acquire()
+        return
+    _state.hold = None
     if hold.repair is not None:
         try:
             hold.repair()
