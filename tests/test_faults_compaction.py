@@ -280,9 +280,24 @@ def test_registered_container_nested_in_another_keeps_identity() -> None:
     outer = {"inner": inner, "other": [1]}
     hivemem.compactable(inner)
     hivemem.compactable(outer)
+    first = id(inner[0])
     stats = force()
     assert "contains the registered container" in str(stats["skipped"]), stats
     assert outer["inner"] is inner and inner == [{"i": i} for i in range(10)]
+    assert stats["containers"] == 1 and id(inner[0]) != first  # the inner one was rebuilt alone
+
+
+def test_container_that_contains_itself_is_skipped() -> None:
+    """A list holding itself (or a dict holding itself) would come back pointing at a copy: skipped."""
+    rows: list[object] = [{"i": 1}]
+    rows.append(rows)
+    table: dict[str, object] = {"a": [1]}
+    table["self"] = table
+    hivemem.compactable(rows)
+    hivemem.compactable(table)
+    stats = force()
+    assert str(stats["skip"]).count("contains itself") == 2, stats
+    assert rows[1] is rows and table["self"] is table
 
 
 # ---------------------------------------------------------------------------- MemoryError
@@ -627,3 +642,19 @@ def test_fork_from_inside_the_pass_finishes_it_in_both_processes(at: int) -> Non
     finish the pass with their data intact and nothing held."""
     out = run_kit(FORK_INSIDE.format(at=at), timeout=120)
     assert out["parent_ok"] is True and out["child_code"] == 0, out
+
+
+def test_cycles_inside_are_rebuilt_as_cycles() -> None:
+    """Parent/child cycles below a container come back as the same cycles (pickle's memo)."""
+    rows: list[dict[str, object]] = []
+    for i in range(50):
+        parent: dict[str, object] = {"id": i, "children": []}
+        child = {"parent": parent, "n": i}
+        parent["children"].append(child)  # type: ignore[attr-defined]
+        rows.append(parent)
+    del parent, child
+    hivemem.compactable(rows)
+    before = fk.shape(rows)
+    stats = force()
+    assert stats["containers"] == 1 and fk.shape(rows) == before
+    assert all(r["children"][0]["parent"] is r for r in rows)  # type: ignore[index]

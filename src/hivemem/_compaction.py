@@ -207,7 +207,7 @@ class _Survey:
         self.problems: dict[int, str] = {}  # container index -> why it cannot be compacted
         # id -> [object, references found inside the graph, container index, reference count seen]
         self.suspects: dict[int, list[object]] = {}
-        self.inner: list[tuple[int, int]] = []  # (outer, inner): a registered container inside another
+        self.inner: list[tuple[int, int]] = []  # (outer, inner): a registered container inside one
         self.weak: list[tuple[int, type]] = []  # (container, type) of objects weakly held or opaque
         self.cats: dict[type, int] = {}  # every type met, and its category
 
@@ -272,7 +272,9 @@ def _scan(
         s = suspects.get(id(r))
         if s is not None:  # met before: one more reference from inside the graph
             s[1] += 1  # type: ignore[operator]
-            if s[2] != i:
+            if s[3] == -1:  # a registered container, met inside container i (or itself)
+                survey.inner.append((i, s[2]))  # type: ignore[arg-type]
+            elif s[2] != i:
                 survey.union(i, s[2])  # type: ignore[arg-type]
             continue
         cat = cats.get(t)
@@ -336,10 +338,8 @@ def _walk(roots: list[object], base: int, survey: _Survey) -> None:
             del batch
             _scan(refs, i, base, survey, cats, skip, stack)
             del refs
-    for key, i in root_index.items():
-        record = survey.suspects.pop(key)
-        if record[1]:  # found inside the graph of another registered container
-            survey.inner.append((int(record[2]), i))  # type: ignore[call-overload]
+    for key in root_index:
+        del survey.suspects[key]
 
 
 def _extra_refs(suspects: dict[int, list[object]], bias: int) -> list[tuple[object, int, int]]:
@@ -417,7 +417,9 @@ def _survey(roots: list[object], labels: list[str]) -> _Survey:
     for outer, inner in survey.inner:
         survey.problems.setdefault(
             outer,
-            f"contains the registered container {labels[inner]}, which keeps its identity; "
+            "contains itself; rebuilding would point that reference at a copy"
+            if outer == inner
+            else f"contains the registered container {labels[inner]}, which keeps its identity; "
             "rebuilding this one would copy it",
         )
     groups: dict[int, list[int]] = {}
