@@ -18,6 +18,8 @@ import threading
 import weakref
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hivemem
 from hivemem import _compaction, _held
@@ -658,3 +660,58 @@ def test_cycles_inside_are_rebuilt_as_cycles() -> None:
     stats = force()
     assert stats["containers"] == 1 and fk.shape(rows) == before
     assert all(r["children"][0]["parent"] is r for r in rows)  # type: ignore[index]
+
+
+_atoms = st.none() | st.booleans() | st.integers() | st.text(max_size=4) | st.floats(allow_nan=False)
+_nested = st.recursive(
+    _atoms,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.builds(fk.Point, st.integers(), inner)
+    ),
+    max_leaves=25,
+)
+
+
+def _identity_paths(obj: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Paths (keys/indexes/attribute names) to every list, dict or Point below *obj*."""
+    out: list[tuple[object, ...]] = []
+    if isinstance(obj, dict):
+        items: list[tuple[object, object]] = list(obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = list(enumerate(obj))
+    elif isinstance(obj, fk.Point):
+        items = [("x", obj.x), ("y", obj.y)]
+    else:
+        return out
+    for key, child in items:
+        if isinstance(child, (list, dict, fk.Point)):
+            out.append((*path, key))
+        out.extend(_identity_paths(child, (*path, key)))
+    return out
+
+
+def _at(obj: object, path: tuple[object, ...]) -> object:
+    for key in path:
+        obj = getattr(obj, key) if isinstance(obj, fk.Point) else obj[key]  # type: ignore[index, call-overload]
+    return obj
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(_nested, min_size=1, max_size=6), st.data())
+def test_property_an_alias_at_any_depth_is_never_split(rows: list[object], data: st.DataObject) -> None:
+    """Property: hold any nested list/dict/object from outside (or none); after a pass the data is
+    the same, and the held object is still the very object at its place inside."""
+    paths = _identity_paths(rows)
+    path = data.draw(st.sampled_from(paths)) if paths and data.draw(st.booleans()) else None
+    held = _at(rows, path) if path is not None else None
+    before = fk.shape(rows)
+    hivemem.compactable(rows)
+    stats = force()
+    registered.clear()
+    assert fk.shape(rows) == before
+    if path is not None:
+        assert _at(rows, path) is held
+        assert "skip" in stats, stats
