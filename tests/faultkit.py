@@ -460,17 +460,19 @@ def points(sequence: list[tuple[str, int]], mode: str, critical: tuple[str, ...]
     """Event indexes (1-based) to inject at.
 
     ``all``: every event. ``lines``: the first event of every distinct line.
-    ``critical``: ``lines`` plus every event in a file whose name ends with one
-    of *critical* (the code that empties, refills, locks and defers).
+    ``critical``: ``lines`` plus the first three events of every line in a file
+    whose name ends with one of *critical* (the code that locks and defers: a
+    loop's first, second and later rounds).
     """
     if mode == "all":
         return list(range(1, len(sequence) + 1))
-    first: dict[tuple[str, int], int] = {}
+    seen: dict[tuple[str, int], int] = {}
+    chosen = set()
     for i, where in enumerate(sequence, 1):
-        first.setdefault(where, i)
-    chosen = set(first.values())
-    if mode == "critical":
-        chosen.update(i for i, (f, _l) in enumerate(sequence, 1) if f.endswith(critical))
+        n = seen.get(where, 0)
+        seen[where] = n + 1
+        if n == 0 or (mode == "critical" and n < 3 and where[0].endswith(critical)):
+            chosen.add(i)
     return sorted(chosen)
 
 

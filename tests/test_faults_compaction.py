@@ -63,19 +63,28 @@ def run_kit(code: str, timeout: float = 300) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    ("kinds", "exc"),
+    ("kinds", "exc", "size", "depth"),
     [
-        (("rows", "alias", "subclasses", "verified", "unloadable"), "KeyboardInterrupt"),
-        (("sets", "deque", "odict", "objects", "shared", "deep", "locked"), "KeyboardInterrupt"),
-        (("rows", "shared", "verified"), "MemoryError"),
+        (("rows", "alias", "subclasses", "verified", "unloadable"), "KeyboardInterrupt", 5, 2),
+        (
+            ("sets", "deque", "odict", "objects", "shared", "deep", "locked", "keyed"),
+            "KeyboardInterrupt",
+            5,
+            2,
+        ),
+        (("rows", "shared", "verified", "mixed"), "MemoryError", 5, 2),
+        (("rows", "sessions", "deep", "objects", "keyed"), "KeyboardInterrupt", 12, 4),
     ],
 )
-def test_exception_at_every_line_changes_nothing(kinds: tuple[str, ...], exc: str) -> None:
-    """An exception at the first event of every line reached (plus every event of the lock and
-    signal code) leaves every container as it was, no lock held, no handler replaced."""
+def test_exception_at_every_line_changes_nothing(
+    kinds: tuple[str, ...], exc: str, size: int, depth: int
+) -> None:
+    """An exception at the first event of every line reached (and the first three of every line of
+    the lock and signal code) leaves every container as it was, no lock held, no handler replaced."""
     out = run_kit(
         f"""
-res = [fk.sweep(k, force, mode="critical", exc={exc}, critical=("_held.py",)) for k in {kinds!r}]
+res = [fk.sweep(k, force, size={size}, depth={depth}, mode="critical", exc={exc}, critical=("_held.py",))
+       for k in {kinds!r}]
 print(json.dumps(res))
 """
     )
