@@ -41,8 +41,6 @@ def test_doc_example_runs(where: str, code: str, tmp_path: Path) -> None:
 # assert must leave it, and a new snippet without one fails.
 NO_ASSERT_YET = {
     ("README.md", '@pytest.mark.memory_limit("64MB")'),
-    ("docs/allocator.md", "frag = hivemem.fragmentation()"),
-    ("docs/allocator.md", "try:"),
     ("docs/caches.md", 'hivemem.register_cache("myapp.parsers")'),
     ("docs/containers.md", 'rows = [{"id": i, "name": f"user{i}"} for i in range(200_000'),
     ("docs/containers.md", "lock = threading.Lock()"),
