@@ -42,8 +42,6 @@ def test_doc_example_runs(where: str, code: str, tmp_path: Path) -> None:
 NO_ASSERT_YET = {
     ("README.md", '@pytest.mark.memory_limit("64MB")'),
     ("docs/caches.md", 'hivemem.register_cache("myapp.parsers")'),
-    ("docs/containers.md", 'rows = [{"id": i, "name": f"user{i}"} for i in range(200_000'),
-    ("docs/containers.md", "lock = threading.Lock()"),
     ("docs/cooperative.md", 'server = hivemem.lazy_import("http.server")'),
     ("docs/cooperative.md", "def load_model():"),
     ("docs/cooperative.md", "class ImageCache:"),
