@@ -42,7 +42,6 @@ def test_doc_example_runs(where: str, code: str, tmp_path: Path) -> None:
 NO_ASSERT_YET = {
     ("README.md", '@pytest.mark.memory_limit("64MB")'),
     ("docs/caches.md", 'hivemem.register_cache("myapp.parsers")'),
-    ("docs/gc.md", "with hivemem.gc_pauses() as pauses:"),
     ("docs/governor.md", "gov = hivemem.govern()"),
     ("docs/governor.md", 'with hivemem.MemoryGovernor(budget="80%", interval=0.1, esca'),
     ("docs/governor.md", "gov = hivemem.MemoryGovernor("),
