@@ -54,8 +54,6 @@ NO_ASSERT_YET = {
     ("docs/pytest.md", "def test_two_phases(memory_ceiling):"),
     ("docs/pytest.md", "def test_figures(memory):"),
     ("docs/pytest.md", 'with assert_peak_below("64 MiB") as block:'),
-    ("docs/strategies.md", "class ClearMyCache:"),
-    ("docs/strategies.md", 'hivemem.disable_strategy("trim")'),
 }
 
 
