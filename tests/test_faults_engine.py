@@ -24,6 +24,14 @@ from .conftest import linux_only, run_python
 ENGINE_FILE = _engine.__file__
 
 
+@pytest.fixture(autouse=True)
+def _reset_engine_locks() -> object:
+    """A failing test that left the engine lock held must not hang the tests after it."""
+    yield
+    if _engine._lock.locked() or _engine._running_here._is_owned():  # type: ignore[attr-defined]
+        _engine._after_fork_child()  # resets both in place
+
+
 class _Frees:
     """A strategy that 'returns' *amount* bytes through the fake reader."""
 
@@ -233,12 +241,19 @@ def test_module_optimize_rejects_a_non_callable_on_step_before_running() -> None
 
 
 @linux_only
-def test_concurrent_fragmentation_never_moves_fd2_nor_loses_stderr() -> None:
-    """1,000 fragmentation() calls from 4 threads leave fd 2 alone; other threads' stderr all arrives."""
+@pytest.mark.parametrize("path", ["memstream", "fd2-fallback"])
+def test_concurrent_fragmentation_never_moves_fd2_nor_loses_stderr(path: str) -> None:
+    """1,000 fragmentation() calls from 4 threads leave fd 2 alone; other threads' stderr all arrives.
+
+    The fallback (where CPython lacks the FILE * entry point) keeps fd 2 and forked children
+    right too, but may drop a line another thread writes during the few ms of the call.
+    """
     out = run_python(
-        """
+        f"""
         import os, sys, tempfile, threading
-        import hivemem
+        import hivemem, hivemem._native
+        if {path == "fd2-fallback"}:
+            hivemem._native._memstream = False  # as if _PyObject_DebugMallocStats were missing
         def ident(fd):
             st = os.fstat(fd)
             return (st.st_dev, st.st_ino)
@@ -282,7 +297,10 @@ def test_concurrent_fragmentation_never_moves_fd2_nor_loses_stderr() -> None:
               "Small block" not in "".join(lines))
         """
     )
-    assert out.split() == ["True"] * 5, out
+    fd2_same, lossless, wrote, children_ok, stats_hidden = out.split()
+    assert (fd2_same, wrote, children_ok) == ("True", "True", "True"), out
+    if path == "memstream":
+        assert (lossless, stats_hidden) == ("True", "True"), out
 
 
 def test_pymalloc_stats_do_not_touch_fd2() -> None:

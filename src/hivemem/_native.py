@@ -297,23 +297,27 @@ def _stats_through_fd2() -> str | None:  # pragma: no cover - CPython without th
 
         out_fd = os.dup(tempfile.TemporaryFile().fileno())
     try:
-        with _fd2_lock:
-            try:
-                sys.stderr.flush()
-            except (AttributeError, ValueError, OSError):
-                pass
-            saved = os.dup(2)
-            try:
-                os.dup2(out_fd, 2)
-                fn()
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
+        # One line: a multi-line with gets a line event before __exit__ (see _engine's docstring).
+        with _fd2_lock: _redirect_fd2(fn, out_fd)  # noqa: E701  # fmt: skip
         size = os.lseek(out_fd, 0, os.SEEK_END)
         text = os.pread(out_fd, size, 0).decode("ascii", "replace")
     finally:
         os.close(out_fd)
     return _pass_on_foreign_lines(text)
+
+
+def _redirect_fd2(fn: Callable[[], object], out_fd: int) -> None:  # pragma: no cover - fallback
+    try:
+        sys.stderr.flush()
+    except (AttributeError, ValueError, OSError):
+        pass
+    saved = os.dup(2)
+    try:
+        os.dup2(out_fd, 2)
+        fn()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _pass_on_foreign_lines(text: str) -> str:
