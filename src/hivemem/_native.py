@@ -206,7 +206,7 @@ def pymalloc_stats() -> dict[str, int] | None:
     other threads' stderr output and forked children are unaffected. Where
     that function or ``open_memstream`` is missing, the fallback points fd 2
     at a temporary file around ``sys._debugmallocstats()``, one caller at a
-    time and never across a ``fork()`` (see docs/allocator.md).
+    time and never across a ``fork()`` (see docs/measurement.md).
     """
     text = _stats_private()
     if text is _MISSING:
