@@ -169,7 +169,17 @@ class CompressedStore(MutableMapping):  # type: ignore[type-arg]
             )
         if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
             raise InvalidArgument(f"level={level!r}: expected None or an int")
-        if isinstance(min_ratio, bool) or not isinstance(min_ratio, (int, float)) or not min_ratio >= 0:
+        zlib_levels = codec == "zlib" or (codec == "auto" and not zstd_available())
+        low, high = (-1, 9) if zlib_levels else (-(2**17), 22)  # zlib's and zstd's own ranges
+        if level is not None and not low <= level <= high:
+            from hivemem._validate import show
+
+            raise InvalidArgument(f"level={show(level)}: expected {low}..{high} for this codec")
+        if (
+            isinstance(min_ratio, bool)
+            or not isinstance(min_ratio, (int, float))
+            or not 0 <= min_ratio <= 1e6
+        ):
             raise InvalidArgument(f"min_ratio={min_ratio!r}: expected a number >= 0 (1.5 keeps 2/3 or less)")
         self._codec = codec
         self.level = level
@@ -263,6 +273,9 @@ class CompressedStore(MutableMapping):  # type: ignore[type-arg]
         picklable). Other threads may read and write meanwhile: a value
         replaced while it was being compressed is left alone.
         """
+        from hivemem._validate import callable_or_none
+
+        callable_or_none("stop", stop)
         budget = None if nbytes is None else parse_size(nbytes)
         codec = self.codec
         squeeze = _compressor(codec, self.level)

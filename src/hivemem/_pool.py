@@ -288,6 +288,8 @@ class BufferPool:
     def acquire(self, nbytes: int) -> memoryview:
         """A writable view of exactly *nbytes* over a pooled (or new) buffer."""
         _check_count("nbytes", nbytes, 0)
+        if nbytes > 2**63 - 1:  # bytearray() would raise OverflowError
+            raise InvalidArgument(f"nbytes={nbytes!r}: expected at most 2**63 - 1")
         cap = size_class(nbytes)
         buf = None
         with self._lock:

@@ -659,11 +659,18 @@ class Profiler:
         clock: Callable[[], float] | None = None,
     ) -> None:
         from hivemem._errors import InvalidArgument
+        from hivemem._validate import MAX_SECONDS, callable_or_none, show
 
         if interval is not None and (
-            isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not 0 < interval <= MAX_SECONDS  # finite: the sampling thread waits this long
         ):
-            raise InvalidArgument(f"interval must be a positive number of seconds or None, got {interval!r}")
+            raise InvalidArgument(
+                f"interval must be a positive number of seconds (at most {MAX_SECONDS:g}) or None, "
+                f"got {show(interval)}"
+            )
+        callable_or_none("clock", clock)
         for name, value in (("trace", trace), ("uss", uss)):
             if not isinstance(value, bool):
                 raise InvalidArgument(f"{name} must be True or False, got {value!r}")
@@ -1028,7 +1035,9 @@ class Profiler:
         short burst of growth is work, not a leak.
         """
         from hivemem._sizes import parse_size
+        from hivemem._validate import seconds
 
+        seconds("min_duration", min_duration, allow_zero=True)
         tl = self.timeline()
         values = tl.series(metric)
         times = tl.times

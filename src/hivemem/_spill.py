@@ -201,6 +201,8 @@ class SpillStore(MutableMapping):  # type: ignore[type-arg]
         self.strict = strict
         import tempfile
 
+        if directory is not None and not isinstance(directory, (str, os.PathLike)):
+            raise InvalidArgument(f"directory={directory!r}: expected a path (str or os.PathLike) or None")
         parent = None if directory is None else os.fspath(directory)
         try:
             self.directory = tempfile.mkdtemp(prefix="hivemem-spill-", dir=parent)
@@ -348,7 +350,10 @@ class SpillStore(MutableMapping):  # type: ignore[type-arg]
         errors; those values stay in memory and the errors are in
         :attr:`errors`).
         """
+        from hivemem._validate import callable_or_none
+
         self._check_open()
+        callable_or_none("stop", stop)
         budget = None if nbytes is None else parse_size(nbytes)
         moved = spilled = kept = failed = 0
         with self._lock:
