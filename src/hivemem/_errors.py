@@ -56,8 +56,10 @@ class InvalidSize(HivememError, ValueError):
             "'90 MiB' or '1.5GB' (units B, KB/KiB, MB/MiB, GB/GiB, TB/TiB; binary: "
             "1 MB = 2**20 bytes)"
         )
+        from hivemem._validate import show  # 10**400 has 401 digits: shorten it
+
         detail = f" ({reason})" if reason else ""
-        super().__init__(f"invalid size {value!r}{detail}: {accepted}")
+        super().__init__(f"invalid size {show(value)}{detail}: {accepted}")
 
 
 class InvalidArgument(HivememError, ValueError):

@@ -878,6 +878,7 @@ class Profiler:
         from hivemem._errors import InvalidArgument
 
         interval = _validate.seconds("interval", interval, allow_none=True)
+        _validate.callable_or_none("clock", clock)
         for name, value in (("trace", trace), ("uss", uss), ("peak_sites", peak_sites)):
             if not isinstance(value, bool):
                 raise InvalidArgument(f"{name}={_validate.show(value)}: expected True or False")
@@ -1459,7 +1460,9 @@ class Profiler:
         short burst of growth is work, not a leak.
         """
         from hivemem._sizes import parse_size
+        from hivemem._validate import seconds
 
+        seconds("min_duration", min_duration, allow_zero=True)
         tl = self.timeline()
         values = tl.series(metric)
         times = tl.times
