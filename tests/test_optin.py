@@ -53,7 +53,9 @@ def test_compact_rebuilds_only_registered_containers() -> None:
     )
     r = json.loads(out)
     assert r["compact"] == ["aggressive", None], r
-    assert r["reg_moved"] == r["n"] and r["reg_equal"]
+    # A rebuilt item may land at its old address (the old one was freed first): a few equal ids are no proof
+    # of staying. The unregistered twin was never touched, so none of its ids may change.
+    assert r["reg_moved"] >= 0.99 * r["n"] and r["reg_equal"], r
     assert r["unreg_moved"] == 0 and r["unreg_equal"]
 
 

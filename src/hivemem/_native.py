@@ -233,7 +233,9 @@ def _memstream_fns() -> tuple[Any, Any, Any, Any] | None:
             libc = _load_libc()
             stats = ctypes.pythonapi._PyObject_DebugMallocStats  # a PyDLL: the GIL stays held
             open_memstream, fclose, free = libc.open_memstream, libc.fclose, libc.free
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, ImportError, MemoryError):
+            # ImportError/MemoryError: ctypes cannot load under a tight RLIMIT_AS; the
+            # fallback needs no ctypes. _memstream stays False: not retried every call.
             pass
         else:
             stats.argtypes, stats.restype = [ctypes.c_void_p], ctypes.c_int
