@@ -35,12 +35,19 @@ class StepResult(_Frozen):
     ``skipped``       why the step did not run (``None`` if it ran)
     ``error``         ``"ExceptionType: message"`` if ``apply`` raised
     ``summary``, ``stats``  what the strategy said it did
+    ``malloc_released``  malloc in-use bytes before minus after the step (glibc
+                      ``mallinfo2``): what it gave back to malloc, whether or not
+                      RSS fell yet (``None`` where not measured)
+    ``blocks_released``  ``sys.getallocatedblocks()`` before minus after: pymalloc
+                      blocks it gave back (``None`` where not measured)
     """
 
     __slots__ = (
+        "blocks_released",
         "cpu_seconds",
         "error",
         "freed",
+        "malloc_released",
         "name",
         "rss_after",
         "rss_before",
@@ -61,6 +68,8 @@ class StepResult(_Frozen):
     error: str | None
     summary: str
     stats: dict[str, object]
+    malloc_released: int | None
+    blocks_released: int | None
 
     def __init__(
         self,
@@ -74,6 +83,8 @@ class StepResult(_Frozen):
         error: str | None = None,
         summary: str = "",
         stats: dict[str, object] | None = None,
+        malloc_released: int | None = None,
+        blocks_released: int | None = None,
     ) -> None:
         freed = None if rss_before is None or rss_after is None else rss_before - rss_after
         self._set(
@@ -87,6 +98,8 @@ class StepResult(_Frozen):
             error=error,
             summary=summary,
             stats=dict(stats or {}),
+            malloc_released=malloc_released,
+            blocks_released=blocks_released,
         )
 
     @property
