@@ -123,11 +123,14 @@ def _clear(obj: object) -> None:
     fn()
 
 
-def clear_registered() -> dict[str, int]:
-    """Clear every registered cache. Returns counts: caches, entries, busy (lock held), failed."""
+def clear_registered(wait: float = 0.0) -> dict[str, int]:
+    """Clear every registered cache. Returns counts: caches, entries, busy (lock held), failed.
+
+    *wait*: seconds to wait for a cache's lock before leaving it as busy.
+    """
     counts = {"caches": 0, "entries": 0, "busy": 0, "failed": 0}
     for obj, entry in _caches.entries():
-        if not try_lock(entry.lock):
+        if not try_lock(entry.lock, wait):
             counts["busy"] += 1
             continue
         try:

@@ -24,7 +24,10 @@ the rest; ``gc.collect()`` and the source report's recipe (``re.purge()``,
 ``linecache.clearcache()``, 50 collections) reclaim 0.0.
 
 Does nothing when no cache is registered and the standard library caches are
-empty; a registered cache whose lock is held is left for the next pass.
+empty. A registered cache whose lock is held is left for the next pass; in a
+governor pass (``ctx.level`` set) the strategy first waits up to
+``LOCK_WAIT`` (5 ms) for the lock: threads that fill a cache under a lock hold
+it often, and when memory runs out there may be no next pass.
 
 Cost: recomputing what was cached, later. Clearing itself is one
 ``clear()`` per cache (a dict of 1M entries: ~30 ms). Runs at MODERATE.
@@ -37,6 +40,9 @@ from hivemem._strategy import StrategyContext, StrategyResult
 
 __all__ = ["ClearCaches"]
 
+#: Seconds a governor pass waits for a registered cache's lock (the wait releases the GIL).
+LOCK_WAIT = 0.005
+
 
 class ClearCaches:
     """Clear registered caches, imported stdlib caches and (aggressive) allowlisted lru_caches."""
@@ -48,7 +54,7 @@ class ClearCaches:
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         from hivemem._caches import clear_discovered, clear_registered, clear_stdlib, lru_cache_allowlist
 
-        registered = clear_registered()
+        registered = clear_registered(LOCK_WAIT if ctx.level is not None else 0.0)
         stdlib = clear_stdlib()
         stats: dict[str, object] = {
             "registered_caches": registered["caches"],
