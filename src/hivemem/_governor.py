@@ -57,6 +57,9 @@ DEFAULT_MAX_INTERVAL = 1.0
 URGENT_SECONDS = 1.0
 #: Growth slower than this share of the budget per second counts as "not growing".
 GROWING_SHARE = 0.01
+#: After a pass that could not keep up with growth, the next pass at that level waits for the
+#: growth to stop, or at most this many CPU windows (unless the limit comes near).
+FUTILE_WAIT = 6
 
 #: Aggressiveness of the passes run at each pressure level (see docs/governor.md).
 DEFAULT_LEVEL_AGGRESSIVENESS: dict[Pressure, Aggressiveness] = {
@@ -354,7 +357,8 @@ class MemoryGovernor:
         self._urgent = False  # the hard limit is less than URGENT_SECONDS away at this growth
         self._alert = False  # urgent, or growing above the watch mark: the switch interval is low
         self._switch = SwitchInterval(self.switch_interval) if self.switch_interval is not None else None
-        self._futile: dict[Pressure, float] = {}  # pass level -> when its last pass failed during growth
+        # pass level -> (when, RSS before) of its last pass that fell short of its target
+        self._futile: dict[Pressure, tuple[float, int]] = {}
         self._pass_seconds = 0.01  # recent pass wall time (moving average), for the lookahead
         self.last_pass: OptimizationReport | None = None  # the last background pass
 
@@ -586,16 +590,14 @@ class MemoryGovernor:
             # The common case, kept to one RSS read and a little arithmetic: a tick costs the
             # monitor's wake-up and little else (see benchmarks/bench_governor.py, "overhead").
             rate = growth.rate
-            if (
-                rss < below
-                and (rate <= 0.0 or rss + rate * self._lookahead() < below)
-                and (rss < self._watch or rate <= self._growing)
-            ):
-                self.ticks += 1
-                self._wait = next_wait(
+            if rss < below and (rss < self._watch or rate <= self._growing):
+                wait = next_wait(
                     rss, below, self._budget_int, rate, cap=self.max_interval, floor=self.min_interval
                 )
-                return Pressure.NORMAL
+                self._wait = wait
+                if rate <= 0.0 or rss + rate * self._lookahead() < below:
+                    self.ticks += 1
+                    return Pressure.NORMAL
         if not self._lock.acquire(False):
             return self._level
         try:
@@ -607,7 +609,8 @@ class MemoryGovernor:
         return self._level
 
     def _lookahead(self) -> float:
-        """Seconds until a pass decided now could have acted: two waits, one pass, a GIL hand-over."""
+        """Seconds until a pass decided now could have acted: two waits (the next one, already paced
+        from this reading), one pass, a GIL hand-over."""
         return min(2.0 * self._wait + self._pass_seconds + 0.01, URGENT_SECONDS)
 
     def _baseline(self, rss: int, now: float) -> int:
@@ -645,9 +648,10 @@ class MemoryGovernor:
 
     def _set_alert(self, urgent: bool, alert: bool) -> None:
         """*urgent*: the hard limit is under ``URGENT_SECONDS`` away. *alert*: urgent, or growing
-        above the watch mark; the switch interval is low exactly while alert (``_gilswitch.py``)."""
+        above the watch mark; while alert and the monitor runs, the switch interval is low, so the
+        monitor's wake-ups get the GIL at once (``_gilswitch.py``). Manual ticks leave it alone."""
         self._urgent = urgent
-        alert = alert or urgent
+        alert = (alert or urgent) and self._monitor is not None
         if alert == self._alert:
             return
         self._alert = alert
@@ -677,7 +681,7 @@ class MemoryGovernor:
                 want = next((lvl for lvl in th.levels if lvl >= Pressure.HIGH), want)
         if self._urgent:
             window = self._cpu.window
-            while want in self._futile and now - self._futile[want] < window:
+            while want in self._futile and now - self._futile[want][0] < window:
                 higher = next((lvl for lvl in th.levels if lvl > want), None)
                 if higher is None:
                     break
@@ -696,16 +700,22 @@ class MemoryGovernor:
         limit = self._limit_int
         left = growth.seconds_until(rss, limit)
         self._set_alert(left < URGENT_SECONDS, rss >= self._watch and rate > self._growing)
-        want = self._pass_level(level, rss, now, rate, left)
         self._wait = self._pace(level, rss, rate)
+        want = self._pass_level(level, rss, now, rate, left)
         if want == Pressure.NORMAL:
             self._throttled = False
             return None
-        growing = rate > self._growing
-        since = self._futile.get(want)
-        if since is not None and not self._urgent and growing and now - since < self._cpu.window:
-            # Its last pass could not keep up with this growth and nothing is urgent: another one
-            # would spend the CPU budget for nothing. Wait for the growth to stop (or the window).
+        failed = self._futile.get(want)
+        if (
+            failed is not None
+            and not self._urgent
+            and rate > self._growing
+            and rss > failed[1] + self._growing
+            and now - failed[0] < FUTILE_WAIT * self._cpu.window
+        ):
+            # Its last pass fell short, and RSS has risen past where that pass started while the
+            # program keeps growing, with the limit not near: another pass would spend the CPU
+            # budget on live data. Wait for the growth to stop.
             return self._maybe_escalate(now, rss, want, "")
         # CRITICAL may draw on an emergency reserve of one more bucket: the burst doubles, the
         # long-run share (the drain rate) does not change.
@@ -803,8 +813,8 @@ class MemoryGovernor:
         reached = after <= target
         if reached:
             self._futile.pop(want, None)
-        elif rate > self._growing or self._urgent:
-            self._futile[want] = now  # it could not keep up with the growth
+        else:
+            self._futile[want] = (now, before)  # while growth lasts, another pass here would not pay
         self._emit(
             "act",
             rss_before=report.before.rss,
@@ -882,12 +892,12 @@ class MemoryGovernor:
         limit = self._limit_int
         room = 0
         if why:
-            if self._level != Pressure.CRITICAL and want != Pressure.CRITICAL:
+            if self._level != Pressure.CRITICAL:
                 return None
         else:
             top = max(th.levels)
             failed = self._futile.get(top)
-            if failed is None or now - failed >= self._cpu.window:
+            if failed is None or now - failed[0] >= self._cpu.window or self._growth.rate <= self._growing:
                 return None
             room = self.headroom()
             if rss < limit - room:
@@ -904,7 +914,7 @@ class MemoryGovernor:
             "escalate",
             rss_before=rss,
             message=(
-                f"memory stays {max(self._level, want).name.upper()} (RSS {format_size(rss)}, limit "
+                f"memory stays {self._level.name.upper()} (RSS {format_size(rss)}, limit "
                 f"{format_size(limit)}) and {why}: escalation={self.escalation!r}"
             ),
             data={

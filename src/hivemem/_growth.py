@@ -3,7 +3,7 @@
 The governor feeds every reading it takes (``add(time, rss)``, at each tick,
 however the tick was woken) to a :class:`Growth`. The rate is the slope
 between the oldest and the newest reading of a short window (``window``,
-0.5 s by default; at least two readings, however old): a burst after a long
+0.3 s by default; at least two readings, however old): a burst after a long
 idle period shows at its second reading, and a stop shows within one window.
 
 What the governor itself reclaims is not the program's growth: after a pass
@@ -24,7 +24,7 @@ from __future__ import annotations
 __all__ = ["Growth", "headroom"]
 
 #: Readings older than this (seconds) leave the window, as long as two remain.
-WINDOW = 0.5
+WINDOW = 0.3
 #: Below this span (seconds) between the readings, the slope is too noisy to use.
 MIN_SPAN = 0.001
 
@@ -51,7 +51,7 @@ class Growth:
         values.append(rss + self._offset)
         horizon = now - self.window
         drop = 0
-        while drop < len(times) - 2 and times[drop + 1] <= horizon:
+        while drop < len(times) - 2 and times[drop] < horizon:
             drop += 1
         if drop:
             del times[:drop]

@@ -27,7 +27,11 @@ Does nothing when no cache is registered and the standard library caches are
 empty. A registered cache whose lock is held is left for the next pass; in a
 governor pass (``ctx.level`` set) the strategy first waits up to
 ``LOCK_WAIT`` (5 ms) for the lock: threads that fill a cache under a lock hold
-it often, and when memory runs out there may be no next pass.
+it often, and when memory runs out there may be no next pass. A governor pass
+below the aggressive level (MODERATE and HIGH pressure) also empties a
+registered ``dict`` in slices of ``SLICE`` (2 ms), releasing the GIL in
+between, so the program never stops for the whole clearing; CRITICAL passes
+and direct ``optimize()`` calls clear it in one call, which is fastest overall.
 
 Cost: recomputing what was cached, later. Clearing itself is one
 ``clear()`` per cache (a dict of 1M entries: ~30 ms). Runs at MODERATE.
@@ -42,6 +46,9 @@ __all__ = ["ClearCaches"]
 
 #: Seconds a governor pass waits for a registered cache's lock (the wait releases the GIL).
 LOCK_WAIT = 0.005
+#: A governor pass empties a registered dict in slices of this many seconds, releasing the GIL
+#: in between: the program never stops for longer than about one slice.
+SLICE = 0.002
 
 
 class ClearCaches:
@@ -54,7 +61,9 @@ class ClearCaches:
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         from hivemem._caches import clear_discovered, clear_registered, clear_stdlib, lru_cache_allowlist
 
-        registered = clear_registered(LOCK_WAIT if ctx.level is not None else 0.0)
+        background = ctx.level is not None
+        sliced = background and ctx.aggressiveness < AGGRESSIVE
+        registered = clear_registered(LOCK_WAIT if background else 0.0, SLICE if sliced else 0.0)
         stdlib = clear_stdlib()
         stats: dict[str, object] = {
             "registered_caches": registered["caches"],
