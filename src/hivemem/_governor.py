@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from hivemem._limits import MemoryLimit
     from hivemem._measure import MemoryUsage
     from hivemem._monitor import Monitor, WakeSource
+    from hivemem._notify import CgroupThresholds
     from hivemem._registry import Registry
     from hivemem._report import OptimizationReport, StepResult
     from hivemem._thresholds import Thresholds
@@ -57,6 +58,8 @@ DEFAULT_MAX_INTERVAL = 1.0
 URGENT_SECONDS = 1.0
 #: Growth slower than this share of the budget per second counts as "not growing".
 GROWING_SHARE = 0.01
+#: Seconds between checks that the cgroup thresholds still aim at this process's RSS.
+REARM_SECONDS = 5.0
 #: After a pass that could not keep up with growth, the next pass at that level waits for the
 #: growth to stop, or at most this many CPU windows (unless the limit comes near).
 FUTILE_WAIT = 6
@@ -344,6 +347,8 @@ class MemoryGovernor:
         self._escalated_at: float | None = None
         self._monitor: Monitor | None = None
         self._triggers: list[WakeSource] = []
+        self._cgroup_marks: CgroupThresholds | None = None  # re-aimed every REARM_SECONDS
+        self._rearm_at = float("inf")
         self.psi_note = ""
         self.notify_note = ""
         self.ticks = 0
@@ -585,6 +590,8 @@ class MemoryGovernor:
         now = self._clock()
         growth = self._growth
         growth.add(now, rss)
+        if now >= self._rearm_at:
+            self._rearm(now, rss)
         below = self._fast_below
         if below is not None and self._level == Pressure.NORMAL and not self._alert:
             # The common case, kept to one RSS read and a little arithmetic: a tick costs the
@@ -607,6 +614,17 @@ class MemoryGovernor:
         if escalation is not None:
             self._deliver(escalation)
         return self._level
+
+    def _rearm(self, now: float, rss: int) -> None:
+        """Re-aim the cgroup thresholds if the group's usage drifted from this process's RSS."""
+        self._rearm_at = now + REARM_SECONDS
+        src = self._cgroup_marks
+        if src is None:
+            return
+        try:
+            src.rearm(rss, self._budget_int // 20)
+        except (OSError, ValueError):
+            pass  # the group is going away: the monitor drops the source when its fd fails
 
     def _lookahead(self) -> float:
         """Seconds until a pass decided now could have acted: two waits (the next one, already paced
@@ -967,6 +985,7 @@ class MemoryGovernor:
         self.thresholds  # noqa: B018 - resolve now: an impossible setting must not surface in the thread
         self._warm_up()
         triggers = self._open_notifications() + self._open_triggers()
+        self._rearm_at = self._clock() + REARM_SECONDS if self._cgroup_marks is not None else float("inf")
         if self.escalation == "raise":
             _install_sigint_bridge()
         self._triggers = triggers
@@ -1044,7 +1063,9 @@ class MemoryGovernor:
         reasons: list[str] = []
         found: list[WakeSource] = []
         try:
-            found.append(open_thresholds(dirs.get("v1"), self._marks(), self._read_rss()))
+            marks = open_thresholds(dirs.get("v1"), self._marks(), self._read_rss())
+            self._cgroup_marks = marks
+            found.append(marks)
         except Unavailable as exc:
             reasons.append(str(exc))
         try:
@@ -1137,6 +1158,7 @@ class MemoryGovernor:
             return True
         ended = monitor.stop(self.interval)
         self._triggers = []
+        self._cgroup_marks, self._rearm_at = None, float("inf")
         self._set_alert(False, False)
         if self.escalation == "raise":
             _uninstall_sigint_bridge()
@@ -1146,6 +1168,7 @@ class MemoryGovernor:
     def _after_fork_child(self) -> None:
         self._monitor = None
         self._triggers = []
+        self._cgroup_marks, self._rearm_at = None, float("inf")
         self._lock = _thread.allocate_lock()
         self._urgent = self._alert = False  # _gilswitch restores the interval in the child
         if self.after_fork == "restart":

@@ -12,11 +12,12 @@ MiB of the crossing. Closing the eventfd unregisters them all.
 The group's usage is not this process's RSS: it counts page cache, other
 processes of the group, and not the pages charged to the group the process
 was in when it touched them. The bounds are RSS values shifted by the
-usage-minus-RSS gap measured when they are armed, but never shifted up, so a
-wake-up can come early and never late; the governor then judges by RSS as
-always. The file is writable by anyone the group's directory lets in; where
-it is not (or there is no v1 memory controller) :func:`open_thresholds`
-raises :class:`hivemem.Unavailable` with the reason.
+usage-minus-RSS gap measured when they are armed; the governor re-aims them
+when that gap drifts (at most every few seconds), judges by RSS as always,
+and its paced polls bound how late a mis-aimed wake-up can leave it. The
+control file is writable by anyone the group's directory lets in; where it
+is not (or there is no v1 memory controller) :func:`open_thresholds` raises
+:class:`hivemem.Unavailable` with the reason.
 
 **cgroup v2 memory.events** (:class:`CgroupEvents`). v2 has no thresholds.
 Its ``memory.events`` file changes when the group goes over ``memory.high``
@@ -40,18 +41,58 @@ POLLIN, POLLPRI, POLLERR, POLLNVAL = 0x001, 0x002, 0x008, 0x020
 
 
 class CgroupThresholds:
-    """An eventfd the kernel signals when a cgroup v1 group's usage crosses one of ``marks`` (bytes).
+    """An eventfd the kernel signals when a cgroup v1 group's usage crosses one of its marks.
 
-    ``fd``/``mask``/``name``/``drain()``/``close()``/``to_dict()`` are what the
-    monitor uses from every wake source.
+    ``rss_marks`` are the RSS values the governor wants to hear about; ``marks``
+    the usage values armed for them (shifted by ``shift``, usage minus RSS when
+    armed). ``fd``/``mask``/``name``/``drain()``/``close()``/``to_dict()`` are
+    what the monitor uses from every wake source.
     """
 
-    __slots__ = ("_usage_fd", "fd", "group", "marks", "shift")
+    __slots__ = ("_control", "_usage_fd", "fd", "group", "marks", "rearmed", "rss_marks", "shift")
     mask = POLLIN
     name = "cgroup"
 
-    def __init__(self, fd: int, usage_fd: int, group: str, marks: list[int], shift: int) -> None:
-        self.fd, self._usage_fd, self.group, self.marks, self.shift = fd, usage_fd, group, marks, shift
+    def __init__(self, group: str, usage_fd: int, rss_marks: list[int]) -> None:
+        self.group, self._usage_fd, self.rss_marks = group, usage_fd, rss_marks
+        self._control = os.path.join(group, "cgroup.event_control")
+        self.fd, self.shift, self.rearmed = -1, 0, 0
+        self.marks: list[int] = []
+
+    def _arm(self, rss: int) -> int:
+        """A new eventfd with every mark registered for the usage-minus-RSS gap now."""
+        shift = self.usage() - rss
+        marks = sorted({max(m + shift, 1) for m in self.rss_marks})
+        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        try:
+            ctl = os.open(self._control, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                for mark in marks:  # one registration per write
+                    os.write(ctl, f"{efd} {self._usage_fd} {mark}".encode("ascii"))
+            finally:
+                os.close(ctl)
+        except OSError:
+            os.close(efd)
+            raise
+        self.marks, self.shift = marks, shift
+        return efd
+
+    def rearm(self, rss: int, tolerance: int) -> bool:
+        """Re-aim the marks when the usage-minus-RSS gap moved by more than *tolerance* bytes.
+
+        The new eventfd takes over the old descriptor number (``dup2``), so the
+        monitor keeps polling the same fd; the old eventfd's last reference goes,
+        and with it every threshold registered on it. True when re-armed.
+        """
+        if self.fd < 0 or abs(self.usage() - rss - self.shift) <= tolerance:
+            return False
+        efd = self._arm(rss)
+        try:
+            os.dup2(efd, self.fd, inheritable=False)
+        finally:
+            os.close(efd)
+        self.rearmed += 1
+        return True
 
     def drain(self, revents: int) -> bool:
         """Reset the eventfd's counter; ``False`` when the descriptor is no longer usable."""
@@ -65,12 +106,9 @@ class CgroupThresholds:
             return False
         return True
 
-    def usage(self) -> int | None:
-        """The group's ``memory.usage_in_bytes`` now, or ``None``."""
-        try:
-            return int(os.pread(self._usage_fd, 64, 0))
-        except (OSError, ValueError):
-            return None
+    def usage(self) -> int:
+        """The group's ``memory.usage_in_bytes`` now (raises ``OSError``/``ValueError``)."""
+        return int(os.pread(self._usage_fd, 64, 0))
 
     def close(self) -> None:
         for attr in ("fd", "_usage_fd"):
@@ -88,6 +126,7 @@ class CgroupThresholds:
             "group": self.group,
             "marks": list(self.marks),
             "shift": self.shift,
+            "rearmed": self.rearmed,
         }
 
     def __repr__(self) -> str:
@@ -95,43 +134,31 @@ class CgroupThresholds:
 
 
 def open_thresholds(group: str | None, marks: list[int], rss: int) -> CgroupThresholds:
-    """Arm cgroup v1 usage thresholds at *marks* (RSS bytes) on *group* (a v1 memory directory).
+    """Arm cgroup v1 usage thresholds for *marks* (RSS bytes) on *group* (a v1 memory directory).
 
     *rss* is this process's RSS now: with the group's usage it gives the
-    shift applied to every mark (``min(usage - rss, 0)``). Raises
+    shift applied to every mark (usage minus RSS), so a mark fires when this
+    process's RSS reaches it as long as the rest of the group holds still;
+    :meth:`CgroupThresholds.rearm` re-aims them when it does not. Raises
     :class:`hivemem.Unavailable` saying why when they cannot be armed.
     """
     if group is None:
         raise Unavailable("no cgroup v1 memory controller for this process")
-    eventfd = getattr(os, "eventfd", None)
-    if eventfd is None:
+    if getattr(os, "eventfd", None) is None:
         raise Unavailable("os.eventfd is missing (Python >= 3.10 on Linux)")
     usage_path = os.path.join(group, "memory.usage_in_bytes")
-    control = os.path.join(group, "cgroup.event_control")
-    cloexec = getattr(os, "O_CLOEXEC", 0)
     try:
-        usage_fd = os.open(usage_path, os.O_RDONLY | cloexec)
+        usage_fd = os.open(usage_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise Unavailable(f"cannot open {usage_path}: {exc.strerror or exc}") from None
-    efd = -1
+    src = CgroupThresholds(group, usage_fd, list(marks))
     try:
-        efd = eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        usage = int(os.pread(usage_fd, 64, 0))
-        shift = min(usage - rss, 0)
-        armed = sorted({max(m + shift, 1) for m in marks})
-        ctl = os.open(control, os.O_WRONLY | cloexec)
-        try:
-            for mark in armed:
-                os.write(ctl, f"{efd} {usage_fd} {mark}".encode("ascii"))
-        finally:
-            os.close(ctl)
+        src.fd = src._arm(rss)
     except (OSError, ValueError) as exc:
-        for fd in (efd, usage_fd):
-            if fd >= 0:
-                os.close(fd)
+        src.close()
         why = getattr(exc, "strerror", None) or exc
-        raise Unavailable(f"cannot arm cgroup v1 thresholds through {control}: {why}") from None
-    return CgroupThresholds(efd, usage_fd, group, armed, shift)
+        raise Unavailable(f"cannot arm cgroup v1 thresholds through {src._control}: {why}") from None
+    return src
 
 
 class CgroupEvents:
