@@ -90,11 +90,15 @@ def sizes(seed):
         return lambda k: lo + (k * 2654435761 + seed) % (hi - lo + 1)
     return lambda k: size
 
+REFERENCE = P.get("reference", False)  # compute every value, keep none: the answers, cheaply
+
 def get(k, n):
     v = cache.get(k)
     if v is None:
         v = value(k, n)
-        if kind == "unfreeable":
+        if REFERENCE:
+            pass
+        elif kind == "unfreeable":
             keep.append(v)
         else:
             cache[k] = v
@@ -105,8 +109,9 @@ def get_locked(k, n):
         v = cache.get(k)
     if v is None:
         v = value(k, n)
-        with lock:
-            cache[k] = v
+        if not REFERENCE:
+            with lock:
+                cache[k] = v
     return v
 
 def digest_of(v):
@@ -280,18 +285,24 @@ def memory_group(limit_bytes: int, tag: str = "survival") -> Iterator[str]:
 def run(
     params: dict[str, object],
     *,
-    govern: bool,
+    govern: bool = False,
+    reference: bool = False,
     procs: str = "",
     options: dict[str, object] | None = None,
     events: int = 0,
     trace: bool | str = False,
     timeout: float = 300,
 ) -> dict[str, object]:
-    """Run one workload; returns its result plus ``returncode`` and the ``stderr`` tail."""
+    """Run one workload; returns its result plus ``returncode`` and the ``stderr`` tail.
+
+    ``reference=True`` keeps no value (no cache, no list): the answers without the memory.
+    """
     opts = dict(options or {})
     if params["kind"] == "unfreeable":
         opts.setdefault("escalation", "raise")
-    p = dict(params, govern=govern, procs=procs, options=opts, events=events, trace=trace)
+    p = dict(
+        params, govern=govern, procs=procs, options=opts, events=events, trace=trace, reference=reference
+    )
     env = dict(os.environ, PYTHONPATH=SRC)
     t = time.perf_counter()
     proc = subprocess.run(

@@ -149,7 +149,7 @@ def test_an_interrupt_inside_slicing_leaves_the_lock_free_and_the_cache_usable()
 
 @pytest.mark.parametrize(("held_for", "cleared"), [(0.001, True), (0.2, False)])
 def test_a_busy_cache_lock_is_waited_on_briefly(held_for: float, cleared: bool) -> None:
-    """A governor pass waits up to 5 ms for a cache's lock: held 1 ms, the cache is cleared; held
+    """A governor pass waits up to 50 ms for a cache's lock: held 1 ms, the cache is cleared; held
     200 ms, it is left for the next pass (counted busy), and the pass does not wait 200 ms."""
     c = {1: "a", 2: "b"}
     lock = threading.Lock()

@@ -190,3 +190,49 @@ def test_governor_keeps_a_growing_cache_alive_under_a_real_limit() -> None:
     recoveries = recovery_times(governed["events"])  # type: ignore[arg-type]
     assert recoveries, "the workload never reached CRITICAL: the test would prove nothing"
     assert max(recoveries) < 5.0
+
+
+# ----------------------------------------------------------------------------- the survival matrix
+
+#: One smaller variant of each class of tests/survival_workloads.py, in a 256 MiB group (the
+#: benchmark runs the full matrix, 10 times each, and more variants: benchmarks/bench_survival.py).
+_256 = {"limit_mib": 256}
+SMALL = {
+    "cpu": {"kind": "cpu", "size": 2**20, "rate_mib_s": 500, "total_mib": 700} | _256,
+    "sleepy": {"kind": "sleepy", "size": 512 * 1024, "pause": 0.0005, "total_mib": 700} | _256,
+    "strs": {"kind": "strs", "size": 2048, "size2": 6144, "total_mib": 700} | _256,
+    "threads": {"kind": "threads", "size": 256 * 1024, "threads": 4, "total_mib": 700} | _256,
+    "burst": {"kind": "burst", "size": 2**20, "idle": 1.0, "total_mib": 500} | _256,
+    "unfreeable": {
+        "kind": "unfreeable",
+        "size": 2**20,
+        "rate_mib_s": 500,
+        "total_mib": 700,
+        "limit_mib": 256,
+    },
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_default_governor_survives_each_growth_class(name: str) -> None:
+    """hivemem.govern() with default settings: each class finishes with the unconstrained answers, and
+    unfreeable growth with escalation='raise' ends in MemoryLimitExceeded below the limit, not SIGKILL."""
+    from .survival_workloads import NoGroup, limit_of, run, run_limited
+
+    params = SMALL[name]
+    try:
+        governed = run_limited(params, govern=True)
+    except NoGroup as exc:
+        pytest.skip(str(exc))
+    if name == "unfreeable":
+        assert governed["returncode"] == 0, governed.get("stderr")
+        assert governed.get("raised") == "MemoryLimitExceeded"
+        assert int(governed["usage"]) < limit_of(params) == governed["limit"]  # type: ignore[call-overload]
+        assert governed.get("report")  # the last pass's report travels with the exception
+        return
+    reference = run(params, reference=True)
+    assert reference["returncode"] == 0, reference.get("stderr")
+    assert governed["returncode"] == 0, governed.get("stderr")
+    assert governed["digest"] == reference["digest"]
+    assert int(governed["peak_rss"]) < limit_of(params)  # type: ignore[call-overload]

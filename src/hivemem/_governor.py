@@ -28,7 +28,7 @@ from hivemem import _validate as _v
 from hivemem._errors import InvalidArgument, InvalidSize
 from hivemem._holdgil import statm_rss
 from hivemem._levels import Aggressiveness, Pressure
-from hivemem._pacing import next_wait
+from hivemem._pacing import FAR, next_wait
 from hivemem._sizes import format_size, mib_to_bytes, parse_size
 
 TYPE_CHECKING = False
@@ -58,11 +58,13 @@ DEFAULT_MAX_INTERVAL = 1.0
 URGENT_SECONDS = 1.0
 #: Growth slower than this share of the budget per second counts as "not growing".
 GROWING_SHARE = 0.01
-#: Seconds between checks that the cgroup thresholds still aim at this process's RSS.
-REARM_SECONDS = 5.0
+#: Seconds between checks that the cgroup thresholds still aim at this process's RSS, and the
+#: shortest time between two re-aims when the rest of the group keeps crossing them.
+REARM_SECONDS, REARM_SOON = 5.0, 0.5
 #: After a pass that could not keep up with growth, the next pass at that level waits for the
-#: growth to stop, or at most this many CPU windows (unless the limit comes near).
-FUTILE_WAIT = 6
+#: growth to stop, or at most this many CPU windows, as long as the hard limit is more than
+#: FUTILE_HORIZON seconds away at this growth (closer, every pass counts).
+FUTILE_WAIT, FUTILE_HORIZON = 6, 10.0
 
 #: Aggressiveness of the passes run at each pressure level (see docs/governor.md).
 DEFAULT_LEVEL_AGGRESSIVENESS: dict[Pressure, Aggressiveness] = {
@@ -332,6 +334,8 @@ class MemoryGovernor:
         self._headroom_floor = 0
         self._budget_int = 0
         self._watch = 0  # RSS above which growth lowers the switch interval (half the budget)
+        self._mark_gap = 4 * 2**20  # spacing of the cgroup threshold marks
+        self._far = FAR  # the pacing distance rule: 0 while cgroup thresholds wake us at the marks
         self._growing = 0.0  # bytes/s below which memory is "not growing"
         self._configured = budget is not None or thresholds is not None or limit is not None
         if self._configured:
@@ -349,6 +353,7 @@ class MemoryGovernor:
         self._triggers: list[WakeSource] = []
         self._cgroup_marks: CgroupThresholds | None = None  # re-aimed every REARM_SECONDS
         self._rearm_at = float("inf")
+        self._last_rss = 0
         self.psi_note = ""
         self.notify_note = ""
         self.ticks = 0
@@ -444,6 +449,7 @@ class MemoryGovernor:
             )
         self._headroom_floor = max(floor, min(2**20, limit_bytes // 2))  # Go: max(3%, 1 MiB)
         self._budget_int = thresholds.budget
+        self._mark_gap = max(thresholds.budget // 20, 4 * 2**20)
         self._watch = thresholds.budget // 2
         self._growing = GROWING_SHARE * thresholds.budget
         # Below every entry threshold at NORMAL nothing can happen: a tick may stop after one
@@ -590,8 +596,9 @@ class MemoryGovernor:
         now = self._clock()
         growth = self._growth
         growth.add(now, rss)
-        if now >= self._rearm_at:
-            self._rearm(now, rss)
+        if now >= self._rearm_at or (source == "cgroup" and abs(rss - self._last_rss) < self._mark_gap // 2):
+            self._rearm(now, rss)  # due, or woken by the rest of the group rather than by us
+        self._last_rss = rss
         below = self._fast_below
         if below is not None and self._level == Pressure.NORMAL and not self._alert:
             # The common case, kept to one RSS read and a little arithmetic: a tick costs the
@@ -599,7 +606,13 @@ class MemoryGovernor:
             rate = growth.rate
             if rss < below and (rss < self._watch or rate <= self._growing):
                 wait = next_wait(
-                    rss, below, self._budget_int, rate, cap=self.max_interval, floor=self.min_interval
+                    rss,
+                    below,
+                    self._budget_int,
+                    rate,
+                    cap=self.max_interval,
+                    floor=self.min_interval,
+                    far=self._far,
                 )
                 self._wait = wait
                 if rate <= 0.0 or rss + rate * self._lookahead() < below:
@@ -616,13 +629,21 @@ class MemoryGovernor:
         return self._level
 
     def _rearm(self, now: float, rss: int) -> None:
-        """Re-aim the cgroup thresholds if the group's usage drifted from this process's RSS."""
-        self._rearm_at = now + REARM_SECONDS
+        """Re-aim the cgroup thresholds if the group's usage drifted from this process's RSS.
+
+        Every ``REARM_SECONDS``, and at once (at most every ``REARM_SOON``) when a threshold woke
+        us while our own RSS had not moved: page cache or another process crossed the mark, and
+        would again and again (a full page cache sits at the group's limit).
+        """
         src = self._cgroup_marks
         if src is None:
+            self._rearm_at = float("inf")
             return
+        if now < self._rearm_at - REARM_SECONDS + REARM_SOON:
+            return
+        self._rearm_at = now + REARM_SECONDS
         try:
-            src.rearm(rss, self._budget_int // 20)
+            src.rearm(rss, self._mark_gap // 4)
         except (OSError, ValueError):
             pass  # the group is going away: the monitor drops the source when its fd fails
 
@@ -726,14 +747,14 @@ class MemoryGovernor:
         failed = self._futile.get(want)
         if (
             failed is not None
-            and not self._urgent
+            and left > FUTILE_HORIZON
             and rate > self._growing
             and rss > failed[1] + self._growing
             and now - failed[0] < FUTILE_WAIT * self._cpu.window
         ):
             # Its last pass fell short, and RSS has risen past where that pass started while the
-            # program keeps growing, with the limit not near: another pass would spend the CPU
-            # budget on live data. Wait for the growth to stop.
+            # program keeps growing, with the limit more than FUTILE_HORIZON away: another pass
+            # would spend the CPU budget on live data. Wait for the growth to stop.
             return self._maybe_escalate(now, rss, want, "")
         # CRITICAL may draw on an emergency reserve of one more bucket: the burst doubles, the
         # long-run share (the drain rate) does not change.
@@ -758,7 +779,7 @@ class MemoryGovernor:
         th = self.thresholds
         bound = next((e for lvl, (e, _) in th.levels.items() if lvl > level), self._limit_int)
         cap = self.max_interval if level == Pressure.NORMAL and not self._urgent else self.interval
-        return next_wait(rss, bound, th.budget, rate, cap=cap, floor=self.min_interval)
+        return next_wait(rss, bound, th.budget, rate, cap=cap, floor=self.min_interval, far=self._far)
 
     def _eligible(self, agg: Aggressiveness) -> list[str]:
         return [e.name for e, enabled in self.registry.ordered() if enabled and e.aggressiveness <= agg]
@@ -986,6 +1007,7 @@ class MemoryGovernor:
         self._warm_up()
         triggers = self._open_notifications() + self._open_triggers()
         self._rearm_at = self._clock() + REARM_SECONDS if self._cgroup_marks is not None else float("inf")
+        self._far = 0.0 if self._cgroup_marks is not None else FAR
         if self.escalation == "raise":
             _install_sigint_bridge()
         self._triggers = triggers
@@ -1036,13 +1058,15 @@ class MemoryGovernor:
             probe()
 
     def _marks(self) -> list[int]:
-        """RSS bounds worth a wake-up: every entry threshold, every 5% of the budget from half of it,
-        and the escalation floor below the limit."""
+        """RSS bounds worth a wake-up: every entry threshold and the escalation floor below the limit,
+        and from half the budget to the budget a mark every ``_mark_gap`` (5% of the budget, at
+        least 4 MiB): at most a dozen, which give a burst its growth rate on the way up."""
         th = self.thresholds
-        marks = {e for e, _ in th.levels.values()}
-        marks.update(th.budget * k // 20 for k in range(10, 21))
-        marks.add(self._limit_int - self._headroom_floor)
-        return sorted(m for m in marks if 0 < m <= self._limit_int)
+        must = {e for e, _ in th.levels.values()} | {self._limit_int - self._headroom_floor}
+        gap = self._mark_gap
+        steps = range(th.budget // 2, min(th.budget, self._limit_int) + 1, gap)
+        extra = [m for m in steps if all(abs(m - k) >= gap for k in must)]
+        return sorted(m for m in must | set(extra) if 0 < m <= self._limit_int)
 
     def _open_notifications(self) -> list[WakeSource]:
         """Arm the kernel's memory notifications (``_notify.py``); say why where none can be armed."""
@@ -1158,7 +1182,7 @@ class MemoryGovernor:
             return True
         ended = monitor.stop(self.interval)
         self._triggers = []
-        self._cgroup_marks, self._rearm_at = None, float("inf")
+        self._cgroup_marks, self._rearm_at, self._far = None, float("inf"), FAR
         self._set_alert(False, False)
         if self.escalation == "raise":
             _uninstall_sigint_bridge()
@@ -1168,7 +1192,7 @@ class MemoryGovernor:
     def _after_fork_child(self) -> None:
         self._monitor = None
         self._triggers = []
-        self._cgroup_marks, self._rearm_at = None, float("inf")
+        self._cgroup_marks, self._rearm_at, self._far = None, float("inf"), FAR
         self._lock = _thread.allocate_lock()
         self._urgent = self._alert = False  # _gilswitch restores the interval in the child
         if self.after_fork == "restart":

@@ -9,7 +9,9 @@ what was just measured:
 * **distance**: the gap to the next bound above (the next level's entry
   threshold, or the hard limit at the top level), as a share of the budget.
   A gap of ``FAR`` (25%) of the budget or more waits the longest; closer
-  gaps wait proportionally less.
+  gaps wait proportionally less. Where kernel notifications wake the
+  thread at the bound itself, the governor passes ``far=0``: no distance
+  rule, the crossing is not found by polling.
 * **growth**: at the measured rate the gap must take at least ``SAMPLES``
   (4) waits to cross, so the level is seen before it is passed and the rate
   is measured on the way.
@@ -39,15 +41,18 @@ def next_wait(
     *,
     cap: float,
     floor: float,
+    far: float = FAR,
 ) -> float:
     """Seconds to wait before the next reading, from RSS, the next *bound* above it and the growth *rate*.
 
-    *cap* is the longest wait allowed at this level, *floor* the shortest.
+    *cap* is the longest wait allowed at this level, *floor* the shortest; *far*
+    the share of the budget beyond which the distance no longer shortens the wait
+    (0: the distance does not count).
     """
     gap = bound - rss
     if gap <= 0:
         return floor
-    wait = cap * min(gap / (FAR * budget), 1.0) if budget > 0 else cap
+    wait = cap * min(gap / (far * budget), 1.0) if budget > 0 and far > 0 else cap
     if rate > 0.0:
         wait = min(wait, gap / rate / SAMPLES)
     if wait < floor:

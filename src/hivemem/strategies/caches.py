@@ -26,7 +26,7 @@ the rest; ``gc.collect()`` and the source report's recipe (``re.purge()``,
 Does nothing when no cache is registered and the standard library caches are
 empty. A registered cache whose lock is held is left for the next pass; in a
 governor pass (``ctx.level`` set) the strategy first waits up to
-``LOCK_WAIT`` (5 ms) for the lock: threads that fill a cache under a lock hold
+``LOCK_WAIT`` (50 ms) for the lock: threads that fill a cache under a lock hold
 it often, and when memory runs out there may be no next pass. A governor pass
 below the aggressive level (MODERATE and HIGH pressure) also empties a
 registered ``dict`` in slices of ``SLICE`` (2 ms), releasing the GIL in
@@ -44,8 +44,10 @@ from hivemem._strategy import StrategyContext, StrategyResult
 
 __all__ = ["ClearCaches"]
 
-#: Seconds a governor pass waits for a registered cache's lock (the wait releases the GIL).
-LOCK_WAIT = 0.005
+#: Seconds a governor pass waits for a registered cache's lock (the wait releases the GIL). Threads
+#: that fill a cache under its lock hold it often, and one of them may hold it while it waits
+#: for the GIL; when memory runs out the cache is the one thing worth the wait.
+LOCK_WAIT = 0.05
 #: A governor pass empties a registered dict in slices of this many seconds, releasing the GIL
 #: in between: the program never stops for longer than about one slice.
 SLICE = 0.002
