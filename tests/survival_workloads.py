@@ -68,6 +68,8 @@ if P["govern"]:
             sys.stderr.write(f"{time.perf_counter() - t00:7.3f} {e.describe()[:160]} | {steps}\n")
         gov.subscribe(trace)
         if P["trace"] == "ticks":
+            import faulthandler
+            faulthandler.dump_traceback_later(0.25, repeat=True)  # where every thread is, until the end
             orig_tick = gov.tick
             def tick(source="manual"):
                 lvl = orig_tick(source)

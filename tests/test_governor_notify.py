@@ -97,7 +97,7 @@ def test_real_thresholds_fire_on_the_crossing() -> None:
     assert got["early"] is False and got["after_drain"] is False
     # usage counts page charges in per-CPU batches, and the rest of the group (this test runner among
     # them) may allocate meanwhile: the event comes within a few MiB of the mark
-    assert got["fired_at_mib"] is not None and 24 <= got["fired_at_mib"] <= 40, got
+    assert got["fired_at_mib"] is not None and 16 <= got["fired_at_mib"] <= 48, got
 
 
 @linux_only
@@ -131,7 +131,8 @@ def test_thresholds_are_re_aimed_when_the_group_drifts_from_our_rss() -> None:
     )
     got = json.loads(out.strip().splitlines()[-1])
     assert got["same"] is False and got["moved"] is True and got["fd_kept"] is True
-    assert 48 <= got["shifted_mib"] <= 80 and got["fired"] is True and got["rearmed"] == 1
+    # the rest of the group (this test runner among it) may allocate meanwhile: a wide tolerance
+    assert 48 <= got["shifted_mib"] <= 160 and got["fired"] is True and got["rearmed"] == 1
 
 
 # ----------------------------------------------------------------------------- cgroup v2 memory.events

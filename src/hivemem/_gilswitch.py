@@ -10,7 +10,7 @@ grew 60 MiB. With a 0.2 ms interval each wait is at most 0.2 ms.
 The interval is process-wide. While no other thread wants the GIL a short
 interval costs nothing (the holder is never asked to drop it); it costs when
 several threads compete for it, which then switch more often. So it is
-lowered only while the governor is *urgent* (``docs/governor.md``, "Passes
+lowered only while the governor is *alert* (``docs/governor.md``, "Passes
 under a busy GIL") and restored as soon as it is not, and only if nobody else
 changed it meanwhile. A forked child gets the value restored.
 

@@ -847,8 +847,7 @@ class MemoryGovernor:
         changes = self._adapt.record(report.steps, finishers=finishers) if self.adaptive else []
         after = report.after.rss if report.after.rss is not None else rss
         before = report.before.rss if report.before.rss is not None else rss
-        self._growth.reclaimed(before - after)
-        self._growth.add(now, after)
+        self._growth.restart(now, after)  # the readings around a pass say little about the program
         reached = after <= target
         if reached:
             self._futile.pop(want, None)
@@ -885,6 +884,7 @@ class MemoryGovernor:
         new = th.classify(value, self._level, raw=after)
         if new != self._level:
             self._set_level(new, after, value, source)
+        self._wait = self._pace(self._level, after, self._growth.rate)  # from the state after the pass
         if not reached:
             return self._maybe_escalate(now, after, want, "")
         return None

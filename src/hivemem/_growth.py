@@ -25,28 +25,28 @@ __all__ = ["Growth", "headroom"]
 
 #: Readings older than this (seconds) leave the window, as long as two remain.
 WINDOW = 0.3
-#: Below this span (seconds) between the readings, the slope is too noisy to use.
-MIN_SPAN = 0.001
+#: Below this span (seconds) between the readings, the slope is too noisy to use; after a
+#: restart() the rate measured before it stands until the new readings span RESTART_SPAN.
+MIN_SPAN, RESTART_SPAN = 0.001, 0.02
 
 
 class Growth:
     """The program's memory growth rate (bytes per second) from timed RSS readings."""
 
-    __slots__ = ("_offset", "_times", "_values", "window")
+    __slots__ = ("_carry", "_offset", "_times", "_values", "window")
 
     def __init__(self, window: float = WINDOW) -> None:
         self.window = window
         self._times: list[float] = []
         self._values: list[int] = []
         self._offset = 0  # bytes the governor reclaimed since the oldest reading kept
+        self._carry = 0.0  # the rate before a restart(), until new readings give one
 
     def add(self, now: float, rss: int) -> None:
         """Record one reading of RSS at time *now* (seconds)."""
         times, values = self._times, self._values
         if times and now < times[-1]:  # a clock that went back: start over
-            times.clear()
-            values.clear()
-            self._offset = 0
+            self.reset()
         times.append(now)
         values.append(rss + self._offset)
         horizon = now - self.window
@@ -56,9 +56,22 @@ class Growth:
         if drop:
             del times[:drop]
             del values[:drop]
+        if self._carry and times[-1] - times[0] >= RESTART_SPAN:
+            self._carry = 0.0  # the new readings speak for themselves
         if len(times) > 64:  # polled every few ms: thin the middle, the endpoints are what count
             del times[1:-1:2]
             del values[1:-1:2]
+
+    def restart(self, now: float, rss: int) -> None:
+        """Start the window again at this reading, keeping the rate measured so far meanwhile.
+
+        After a long pass the readings around it say little: the program may have
+        been starved of the GIL or blocked on a lock meanwhile. Until the new
+        readings span ``RESTART_SPAN``, the rate stays what it was before the pass.
+        """
+        self._carry = max(self.rate, 0.0)
+        self._times[:] = [now]
+        self._values[:] = [rss + self._offset]
 
     def reclaimed(self, nbytes: int) -> None:
         """The governor just freed *nbytes* of RSS: not a fall in the program's demand."""
@@ -69,11 +82,9 @@ class Growth:
     def rate(self) -> float:
         """Bytes per second over the window (negative when memory falls); 0.0 before two readings."""
         times = self._times
-        if len(times) < 2:
-            return 0.0
-        span = times[-1] - times[0]
-        if span < MIN_SPAN:
-            return 0.0
+        span = times[-1] - times[0] if len(times) > 1 else 0.0
+        if span < (RESTART_SPAN if self._carry else MIN_SPAN):
+            return self._carry
         return (self._values[-1] - self._values[0]) / span
 
     def seconds_until(self, rss: int, bound: int) -> float:
@@ -89,6 +100,7 @@ class Growth:
         self._times.clear()
         self._values.clear()
         self._offset = 0
+        self._carry = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return {"rate": self.rate, "window": self.window, "readings": float(len(self._times))}
