@@ -68,8 +68,14 @@ if P["govern"]:
             sys.stderr.write(f"{time.perf_counter() - t00:7.3f} {e.describe()[:160]} | {steps}\n")
         gov.subscribe(trace)
         if P["trace"] == "ticks":
-            import faulthandler
-            faulthandler.dump_traceback_later(0.25, repeat=True)  # where every thread is, until the end
+            from hivemem import _engine
+            orig_run_one = _engine._run_one
+            def run_one(strategy, name, *a, **k):
+                sys.stderr.write(f"{time.perf_counter() - t00:7.3f}   step {name} start rss={hivemem.rss() >> 20}\n")
+                r = orig_run_one(strategy, name, *a, **k)
+                sys.stderr.write(f"{time.perf_counter() - t00:7.3f}   step {name} end\n")
+                return r
+            _engine._run_one = run_one
             orig_tick = gov.tick
             def tick(source="manual"):
                 lvl = orig_tick(source)

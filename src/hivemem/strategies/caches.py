@@ -60,6 +60,10 @@ class ClearCaches:
     priority = 20
     aggressiveness = MODERATE
 
+    def prepare(self) -> None:
+        """Load what the first pass needs now (a background governor calls this when it starts)."""
+        import hivemem._caches  # noqa: F401
+
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         from hivemem._caches import clear_discovered, clear_registered, clear_stdlib, lru_cache_allowlist
 

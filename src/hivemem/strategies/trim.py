@@ -37,6 +37,12 @@ class MallocTrim:
     aggressiveness = CHEAP
     finisher = True
 
+    def prepare(self) -> None:
+        """Load ctypes and find the allocator now (reads /proc/self/maps once), not in the first pass."""
+        from hivemem._native import trim_unavailable_reason
+
+        trim_unavailable_reason()
+
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         from hivemem._native import malloc_info, malloc_trim, trim_unavailable_reason
 
