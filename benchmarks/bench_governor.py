@@ -392,7 +392,8 @@ if mode != "none":
                  {"critical": (rss + 60 * MiB, rss + 10 * MiB)}
         gov = hivemem.govern(limit=rss + 4096 * MiB, thresholds=levels, psi=False, cpu_budget=0.5)
     acts = []
-    gov.subscribe(lambda e: acts.append((time.perf_counter() - e.seconds, time.perf_counter(), e.level))
+    gov.subscribe(lambda e: acts.append((time.perf_counter() - e.seconds, time.perf_counter(), e.data["pass_level"],
+                                          [(s.name, round(s.seconds * 1000, 1)) for s in e.steps if s.ran]))
                   if e.kind == "act" else None)
 
 def work(n):  # ~1 ms of pure-Python work
@@ -455,13 +456,14 @@ def pauses(rounds: int, requests: int) -> dict[str, object]:
         med = statistics.median(lat)
         acts = [tuple(a) for a in got["acts"]]  # type: ignore[attr-defined]
         worst = 0.0
-        for a0, a1, _level in acts:
+        for a0, a1, _level, _steps in acts:
             for s, dur in zip(starts, lat, strict=True):
                 if s < a1 and s + dur > a0:
                     worst = max(worst, dur - med)
         out[mode] = {
             "passes": len(acts),
             "levels": sorted({str(a[2]) for a in acts}),
+            "steps_ms": [a[3] for a in acts],
             "longest_stall_during_a_pass_ms": 1000 * worst,
             "p99_ms": 1000 * _pct(lat, 0.99),
             "max_ms": 1000 * max(lat),

@@ -71,7 +71,8 @@ if P["govern"]:
             from hivemem import _engine
             orig_run_one = _engine._run_one
             def run_one(strategy, name, *a, **k):
-                sys.stderr.write(f"{time.perf_counter() - t00:7.3f}   step {name} start rss={hivemem.rss() >> 20}\n")
+                now = time.perf_counter() - t00
+                sys.stderr.write(f"{now:7.3f}   step {name} start rss={hivemem.rss() >> 20}\n")
                 r = orig_run_one(strategy, name, *a, **k)
                 sys.stderr.write(f"{time.perf_counter() - t00:7.3f}   step {name} end\n")
                 return r

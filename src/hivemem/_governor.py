@@ -347,6 +347,7 @@ class MemoryGovernor:
         # ----- state
         self._level = Pressure.NORMAL
         self._lock = _thread.allocate_lock()  # one tick at a time
+        self._reading = _thread.allocate_lock()  # one growth reading at a time (the fast path too)
         self._events: list[GovernorEvent] = []
         self._subscribers: list[Callable[[GovernorEvent], object]] = []
         self._window: list[tuple[float, int]] = []  # rolling-minimum candidates (time, rss)
@@ -598,10 +599,14 @@ class MemoryGovernor:
         rss = self._read_rss()
         now = self._clock()
         growth = self._growth
-        growth.add(now, rss)
-        if now >= self._rearm_at or (source == "cgroup" and not self._crossed_a_mark(rss)):
-            self._rearm(now, rss)  # due, or woken by the rest of the group rather than by us
-        self._last_rss = rss
+        if self._reading.acquire(False):  # ticks from several threads: one reading at a time
+            try:
+                growth.add(now, rss)
+                if now >= self._rearm_at or (source == "cgroup" and not self._crossed_a_mark(rss)):
+                    self._rearm(now, rss)  # due, or woken by the rest of the group rather than by us
+                self._last_rss = rss
+            finally:
+                self._reading.release()
         below = self._fast_below
         if below is not None and self._level == Pressure.NORMAL and not self._alert:
             # The common case, kept to one RSS read and a little arithmetic: a tick costs the
@@ -859,7 +864,8 @@ class MemoryGovernor:
         changes = self._adapt.record(report.steps, finishers=finishers) if self.adaptive else []
         after = report.after.rss if report.after.rss is not None else rss
         before = report.before.rss if report.before.rss is not None else rss
-        self._growth.restart(now, after)  # the readings around a pass say little about the program
+        with self._reading:
+            self._growth.restart(now, after)  # the readings around a pass say little about the program
         reached = after <= target
         if reached:
             self._futile.pop(want, None)
@@ -1218,6 +1224,7 @@ class MemoryGovernor:
         self._triggers = []
         self._cgroup_marks, self._rearm_at, self._far = None, float("inf"), FAR
         self._lock = _thread.allocate_lock()
+        self._reading = _thread.allocate_lock()
         self._urgent = self._alert = False  # _gilswitch restores the interval in the child
         if self.after_fork == "restart":
             self.start()
