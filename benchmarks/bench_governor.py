@@ -392,9 +392,12 @@ if mode != "none":
                  {"critical": (rss + 60 * MiB, rss + 10 * MiB)}
         gov = hivemem.govern(limit=rss + 4096 * MiB, thresholds=levels, psi=False, cpu_budget=0.5)
     acts = []
-    gov.subscribe(lambda e: acts.append((time.perf_counter() - e.seconds, time.perf_counter(), e.data["pass_level"],
-                                          [(s.name, round(s.seconds * 1000, 1)) for s in e.steps if s.ran]))
-                  if e.kind == "act" else None)
+    def on_event(e):
+        if e.kind == "act":
+            now = time.perf_counter()
+            steps = [(s.name, round(s.seconds * 1000, 1)) for s in e.steps if s.ran]
+            acts.append((now - e.seconds, now, e.data["pass_level"], steps))
+    gov.subscribe(on_event)
 
 def work(n):  # ~1 ms of pure-Python work
     s = 0
