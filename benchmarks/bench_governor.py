@@ -599,6 +599,11 @@ def recovery(runs: int) -> dict[str, object]:
                     "with_governor_seconds": governed.get("seconds"),
                     "critical_episodes": len(times),
                     "recovery_max_s": max(times) if times else None,
+                    "critical_passes": sum(
+                        1
+                        for e in governed.get("events", [])  # type: ignore[attr-defined]
+                        if e["kind"] == "act" and e["data"]["pass_level"] == "critical"
+                    ),
                 }
             )
     except pytest.skip.Exception as exc:

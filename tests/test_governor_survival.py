@@ -176,7 +176,8 @@ ITEMS, WORK = 300, 6
 
 @pytest.mark.slow
 def test_governor_keeps_a_growing_cache_alive_under_a_real_limit() -> None:
-    """200 MiB cgroup, 300 MiB of cache: killed or MemoryError without; same digest with; recovery < 5 s."""
+    """200 MiB cgroup, 300 MiB of cache: killed or MemoryError without; same digest with; the app's
+    CRITICAL-only strategy ran; any CRITICAL episode ends within 5 s."""
     reference = run_survival("-", govern=False, items=ITEMS, work=WORK)
     assert reference["returncode"] == 0, reference["stderr"]
     with memory_cgroup(LIMIT) as procs:
@@ -187,9 +188,14 @@ def test_governor_keeps_a_growing_cache_alive_under_a_real_limit() -> None:
     assert governed["returncode"] == 0, governed["stderr"]
     assert governed["digest"] == reference["digest"]
     assert governed["budget"] == LIMIT and "cgroup v1" in str(governed["limit_source"])
-    recoveries = recovery_times(governed["events"])  # type: ignore[arg-type]
-    assert recoveries, "the workload never reached CRITICAL: the test would prove nothing"
-    assert max(recoveries) < 5.0
+    events: list[dict[str, object]] = governed["events"]  # type: ignore[assignment]
+    critical_passes = [e for e in events if e["kind"] == "act" and e["data"]["pass_level"] == "critical"]  # type: ignore[index]
+    # The app's strategy runs at CRITICAL only: the workload needed it. The governor usually runs those
+    # passes ahead of the level (growth projected), so CRITICAL itself may never be entered; when it
+    # is, it is left within 5 s.
+    assert critical_passes, "no CRITICAL pass ran: the test would prove nothing"
+    recoveries = recovery_times(events)
+    assert all(r < 5.0 for r in recoveries)
 
 
 # ----------------------------------------------------------------------------- the survival matrix
