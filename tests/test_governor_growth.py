@@ -478,3 +478,36 @@ def test_switch_interval_none_never_touches_it(reader: FakeReader, registry: Reg
         clock.advance(0.01)
         gov.tick()
         assert sys.getswitchinterval() == before
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+def test_start_prepares_each_strategy_and_a_failing_prepare_is_logged(
+    reader: FakeReader, registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """start() calls every strategy's optional prepare() once; one that raises is logged, start goes on."""
+    calls: list[str] = []
+
+    class Ready:
+        name, priority, aggressiveness = "ready", 10, CHEAP
+
+        def prepare(self) -> None:
+            calls.append(self.name)
+
+        def apply(self, ctx: object) -> None:
+            return None
+
+    class Broken(Ready):
+        name = "broken"
+
+        def prepare(self) -> None:
+            raise RuntimeError("no")
+
+    registry.register(Ready())
+    registry.register(Broken())
+    gov = MemoryGovernor(reader=reader, registry=registry, limit="1000MB", psi=False, interval=86400.0)
+    with gov:
+        assert gov.running
+    assert calls == ["ready"]
+    assert "'broken' failed to prepare" in caplog.text

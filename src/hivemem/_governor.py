@@ -718,7 +718,7 @@ class MemoryGovernor:
             else:
                 switch.restore()
 
-    def _pass_level(self, level: Pressure, rss: int, now: float, rate: float, left: float) -> Pressure:
+    def _pass_level(self, level: Pressure, rss: int, now: float, rate: float) -> Pressure:
         """The level whose passes to run now: the measured one, or higher when growth says so.
 
         * projected: where RSS will be after the lookahead at the measured rate;
@@ -757,7 +757,7 @@ class MemoryGovernor:
         left = growth.seconds_until(rss, limit)
         self._set_alert(left < URGENT_SECONDS, rss >= self._watch and rate > self._growing)
         self._wait = self._pace(level, rss, rate)
-        want = self._pass_level(level, rss, now, rate, left)
+        want = self._pass_level(level, rss, now, rate)
         if want == Pressure.NORMAL:
             self._throttled = False
             return None
