@@ -234,6 +234,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cpu-4m-800": {"kind": "cpu", "size": 4 * MiB, "rate_mib_s": 800, "total_mib": 1600},
     "sleepy-64k": {"kind": "sleepy", "size": 64 * 1024, "pause": 0.0002, "total_mib": 900},
     "strs-600": {"kind": "strs", "size": 600, "size2": 1500, "total_mib": 900, "limit_mib": 256},
+    "strs-pymalloc": {"kind": "strs", "size": 120, "size2": 400, "total_mib": 700, "limit_mib": 300},
     "threads-8-64k": {"kind": "threads", "size": 64 * 1024, "threads": 8, "total_mib": 1000},
     "threads-2-1m": {"kind": "threads", "size": MiB, "threads": 2, "total_mib": 1500, "limit_mib": 600},
     "burst-128k": {"kind": "burst", "size": 128 * 1024, "idle": 0.5, "total_mib": 700},
