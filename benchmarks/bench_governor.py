@@ -208,21 +208,28 @@ gov = hivemem.MemoryGovernor(registry=reg, limit=base + 4096 * MiB,
 watch = subprocess.Popen([sys.executable, "-c", watcher, str(os.getpid()), str(enter)],
                          stdout=subprocess.PIPE, text=True)
 time.sleep(0.3)
-waits, probes = [], []
+waits, probes, begins = [], [], []
 for _ in range(trials):
     time.sleep(0.6)  # idle: back to NORMAL and its long paced wait
     blocks.clear()
     n = len(starts)
-    waits.append(gov.status()["wait"])
     if mode == "notify":  # a ramp: 1 MiB per ~1 ms of CPU-bound work (~1 GB/s), GIL never released
+        begins.append(time.monotonic())
+        waits.append(gov.status()["wait"])
         x = 0
         while len(starts) == n and len(blocks) < 200:
             blocks.append(bytearray(b"x") * MiB)
             end = time.perf_counter() + 0.001
             while time.perf_counter() < end:
                 x += 1
-    else:  # a step no pacing can see coming: one allocation across the threshold
-        blocks.append(bytearray(b"x") * (80 * MiB))
+    else:  # polling: creep up to 4 MiB below, stand still (no growth to project), then step across
+        while hivemem.rss() < enter - 4 * MiB and len(starts) == n:
+            blocks.append(bytearray(b"x") * MiB)
+            time.sleep(0.002)
+        time.sleep(0.5)
+        begins.append(time.monotonic())
+        waits.append(gov.status()["wait"])
+        blocks.append(bytearray(b"x") * (8 * MiB))
     t = time.monotonic()
     while len(starts) == n and time.monotonic() - t < 5:
         time.sleep(0.0005)
@@ -232,23 +239,25 @@ for _ in range(trials):
 watch.kill()
 crossings = [float(x) for x in watch.communicate()[0].split()]
 woke = [e.data.get("source") for e in gov.events if e.kind == "act"]
-print(json.dumps({"probes": probes, "crossings": crossings, "waits": waits, "woken_by": woke,
-                  "sources": [s["kind"] for s in gov.sources]}))
+print(json.dumps({"probes": probes, "crossings": crossings, "begins": begins, "waits": waits,
+                  "woken_by": woke, "sources": [s["kind"] for s in gov.sources]}))
 gov.stop()
 """
 
 
-def _reactions(probes: list[float | None], crossings: list[float]) -> tuple[list[float], int, int]:
-    """Pair each trial's probe with the crossing just before it (or after it: acted ahead)."""
+def _reactions(
+    probes: list[float | None], crossings: list[float], begins: list[float]
+) -> tuple[list[float], int, int]:
+    """Pair each trial's probe with the crossing inside the same trial (none: the governor acted ahead)."""
     out, ahead, missed = [], 0, 0
-    for probe in probes:
+    ends = [*begins[1:], float("inf")]
+    for probe, begin, end in zip(probes, begins, ends, strict=True):
         if probe is None:
             missed += 1
             continue
-        before = [c for c in crossings if c <= probe]
-        after = [c for c in crossings if c > probe]
-        if before and (not after or probe - before[-1] < after[0] - probe):
-            out.append(probe - before[-1])
+        inside = [c for c in crossings if begin <= c < end]
+        if inside and inside[0] <= probe:
+            out.append(probe - inside[0])
         else:
             ahead += 1
     return out, ahead, missed
@@ -263,10 +272,11 @@ def reaction(trials: int) -> dict[str, object]:
         "RSS crosses MODERATE's entry (time.monotonic, shared by both processes); a probe strategy "
         "timestamps its start. 'notify': cgroup v1 thresholds, the child in its own unlimited group, "
         "grows 1 MiB per ~1 ms of CPU-bound work (the main thread never releases the GIL). 'paced' "
-        "(default waits) and 'fixed' (interval=0.1) without notifications: the child crosses in one 80 MiB "
-        "allocation after idling (a ramp is projected and acted on before the crossing). Between trials "
-        "the child idles 0.6 s so the governor is back at NORMAL and its long wait. "
-        "acted_before_the_crossing: trials where the probe ran before RSS crossed.",
+        "(default waits) and 'fixed' (interval=0.1) without notifications: the child creeps up to 4 MiB "
+        "below the threshold, stands still 0.5 s (so no growth can be projected) and steps across with one "
+        "8 MiB allocation; the wait in force then is recorded. Between trials the child idles 0.6 s so the "
+        "governor is back at NORMAL. acted_before_the_crossing: trials where the probe ran before RSS "
+        "crossed.",
         "goal": "notify <= 10 ms; polling <= 2 intervals (the wait in force when the growth began)",
     }
     for mode in ("notify", "paced", "fixed"):
@@ -280,7 +290,7 @@ def reaction(trials: int) -> dict[str, object]:
         except NoGroup as exc:
             out[mode] = {"skipped": str(exc)}
             continue
-        found, ahead, missed = _reactions(got["probes"], got["crossings"])  # type: ignore[arg-type]
+        found, ahead, missed = _reactions(got["probes"], got["crossings"], got["begins"])  # type: ignore[arg-type]
         secs = sorted(found) or [0.0]
         waits = [float(w) for w in got["waits"]]  # type: ignore[attr-defined]
         out[mode] = {
@@ -308,12 +318,16 @@ MiB = 2**20
 cache = {}
 hivemem.register_cache(cache)
 base = hivemem.rss()
+size = opts["mib"] * MiB
 gov = hivemem.MemoryGovernor(limit=base + 4096 * MiB, psi=False,
-                             thresholds={"high": (base + opts["mib"] * MiB // 2, base + 8 * MiB)},
-                             **opts["gov"]).start()
+                             thresholds={"high": (base + size // 2, base + size // 8)}, **opts["gov"]).start()
 acts = []
 gov.subscribe(lambda e: acts.append(e) if e.kind == "act" else None)
 rows = []
+
+def cleared(events):
+    return any(s.name == "caches" and s.ran for e in events for s in e.steps)
+
 for trial in range(opts["trials"]):
     n_values = opts["mib"] * MiB // opts["value"]
     for i in range(n_values):
@@ -321,11 +335,12 @@ for trial in range(opts["trials"]):
     n = len(acts)
     t0 = time.perf_counter()
     x = 0
-    while len(acts) == n and time.perf_counter() - t0 < 10:  # CPU-bound until the pass has run
+    while not cleared(acts[n:]) and time.perf_counter() - t0 < 10:  # CPU-bound until the pass has run
         for j in range(100):
             x += j * j
-    if len(acts) > n:
-        e = acts[n]
+    ran = [e for e in acts[n:] if cleared([e])]
+    if ran:  # the pass that cleared the cache (a pass may also find the target reached already)
+        e = ran[0]
         step = next(s for s in e.steps if s.name == "caches")
         rows.append({"pass_s": e.seconds, "pass_cpu_s": e.data["cpu_seconds"], "caches_s": step.seconds,
                      "caches_cpu_s": step.cpu_seconds, "freed": e.rss_before - e.rss_after,
@@ -458,16 +473,26 @@ def pauses(rounds: int, requests: int) -> dict[str, object]:
         starts = [float(x) for x in got["starts"]]  # type: ignore[attr-defined]
         med = statistics.median(lat)
         acts = [tuple(a) for a in got["acts"]]  # type: ignore[attr-defined]
-        worst = 0.0
-        for a0, a1, _level, _steps in acts:
+        worst, by_step = 0.0, {}  # type: ignore[var-annotated]
+        for a0, a1, _level, steps in acts:
+            # the steps ran back to back and ended with the pass: place each in time
+            spans, end = [], a1
+            for name, ms in reversed(steps):  # type: ignore[attr-defined]
+                spans.append((name, end - ms / 1000.0, end))
+                end -= ms / 1000.0
             for s, dur in zip(starts, lat, strict=True):
                 if s < a1 and s + dur > a0:
-                    worst = max(worst, dur - med)
+                    stall = dur - med
+                    worst = max(worst, stall)
+                    for name, b0, b1 in spans:
+                        if s < b1 and s + dur > b0:
+                            by_step[name] = max(by_step.get(name, 0.0), 1000 * stall)
         out[mode] = {
             "passes": len(acts),
             "levels": sorted({str(a[2]) for a in acts}),
             "steps_ms": [a[3] for a in acts],
             "longest_stall_during_a_pass_ms": 1000 * worst,
+            "longest_stall_by_step_ms": by_step,
             "p99_ms": 1000 * _pct(lat, 0.99),
             "max_ms": 1000 * max(lat),
             "median_ms": 1000 * med,
@@ -634,23 +659,23 @@ def main() -> None:
     for stale in ("reaction_polling",):  # replaced by "reaction"
         results.pop(stale, None)
     t = time.perf_counter()
-    if "overhead" in wanted:
-        results["overhead"] = overhead(args.seconds, args.rounds)
-    if "reaction" in wanted:
-        results["reaction"] = reaction(args.trials)
-    if "passes" in wanted:
-        results["passes"] = passes(max(args.trials // 4, 3))
-    if "pauses" in wanted:
-        results["pauses"] = pauses(args.rounds, args.requests)
-    if "psi" in wanted:
-        results["psi"] = psi()
-    if "recovery" in wanted:
-        results["recovery"] = recovery(args.recovery_runs)
-    results["bench_seconds"] = time.perf_counter() - t
-    results["command"] = "python benchmarks/bench_governor.py " + " ".join(sys.argv[1:])
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
-        json.dump(results, f, indent=2)
+    sections = {
+        "overhead": lambda: overhead(args.seconds, args.rounds),
+        "reaction": lambda: reaction(args.trials),
+        "passes": lambda: passes(max(args.trials // 4, 3)),
+        "pauses": lambda: pauses(args.rounds, args.requests),
+        "psi": psi,
+        "recovery": lambda: recovery(args.recovery_runs),
+    }
+    for name, run in sections.items():
+        if name not in wanted:
+            continue
+        results[name] = run()
+        results["bench_seconds"] = time.perf_counter() - t
+        results["command"] = "python benchmarks/bench_governor.py " + " ".join(sys.argv[1:])
+        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+        with open(RESULTS, "w") as f:  # after each section: a failure later keeps what was measured
+            json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))
 
 
