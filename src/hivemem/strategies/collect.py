@@ -57,6 +57,7 @@ class GarbageCollect:
     name = "gc"
     priority = 35
     aggressiveness = CHEAP
+    rerun = "after_release"  # a climbing optimize() runs it again once later steps let go of objects
 
     def __init__(self) -> None:
         self.full_seconds: float | None = None  # the last full collection, measured
