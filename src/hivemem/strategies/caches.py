@@ -24,7 +24,14 @@ the rest; ``gc.collect()`` and the source report's recipe (``re.purge()``,
 ``linecache.clearcache()``, 50 collections) reclaim 0.0.
 
 Does nothing when no cache is registered and the standard library caches are
-empty; a registered cache whose lock is held is left for the next pass.
+empty. A registered cache whose lock is held is left for the next pass; in a
+governor pass (``ctx.level`` set) the strategy first waits up to
+``LOCK_WAIT`` (50 ms) for the lock: threads that fill a cache under a lock hold
+it often, and when memory runs out there may be no next pass. A governor pass
+below the aggressive level (MODERATE and HIGH pressure) also empties a
+registered ``dict`` in slices of ``SLICE`` (2 ms), releasing the GIL in
+between, so the program never stops for the whole clearing; CRITICAL passes
+and direct ``optimize()`` calls clear it in one call, which is fastest overall.
 
 Cost: recomputing what was cached, later. Clearing itself is one
 ``clear()`` per cache (a dict of 1M entries: ~30 ms). Runs at MODERATE.
@@ -37,6 +44,14 @@ from hivemem._strategy import StrategyContext, StrategyResult
 
 __all__ = ["ClearCaches"]
 
+#: Seconds a governor pass waits for a registered cache's lock (the wait releases the GIL). Threads
+#: that fill a cache under its lock hold it often, and one of them may hold it while it waits
+#: for the GIL; when memory runs out the cache is the one thing worth the wait.
+LOCK_WAIT = 0.05
+#: A governor pass empties a registered dict in slices of this many seconds, releasing the GIL
+#: in between: the program never stops for longer than about one slice.
+SLICE = 0.002
+
 
 class ClearCaches:
     """Clear registered caches, imported stdlib caches and (aggressive) allowlisted lru_caches."""
@@ -45,10 +60,16 @@ class ClearCaches:
     priority = 20
     aggressiveness = MODERATE
 
+    def prepare(self) -> None:
+        """Load what the first pass needs now (a background governor calls this when it starts)."""
+        import hivemem._caches  # noqa: F401
+
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         from hivemem._caches import clear_discovered, clear_registered, clear_stdlib, lru_cache_allowlist
 
-        registered = clear_registered()
+        background = ctx.level is not None
+        sliced = background and ctx.aggressiveness < AGGRESSIVE
+        registered = clear_registered(LOCK_WAIT if background else 0.0, SLICE if sliced else 0.0)
         stdlib = clear_stdlib()
         stats: dict[str, object] = {
             "registered_caches": registered["caches"],
