@@ -225,9 +225,26 @@ _memstream: tuple[Any, Any, Any, Any] | bool | None = None
 
 def _memstream_fns() -> tuple[Any, Any, Any, Any] | None:
     """``(_PyObject_DebugMallocStats, open_memstream, fclose, free)`` set up once, or ``None``."""
+    if _memstream is None:
+        # One line: a multi-line with gets a line event before __exit__ (see _engine's docstring).
+        with _memstream_init: _memstream_load()  # noqa: E701  # fmt: skip
+    return _memstream if isinstance(_memstream, tuple) else None
+
+
+_memstream_init = _thread.allocate_lock()
+if hasattr(os, "register_at_fork"):  # a child forked while another thread was loading starts unlocked
+    os.register_at_fork(after_in_child=_memstream_init._at_fork_reinit)  # type: ignore[attr-defined]
+
+
+def _memstream_load() -> None:
+    """Set up :func:`_memstream_fns`'s functions, once; concurrent first callers wait for it.
+
+    Were ``_memstream`` marked as tried before the loading finished, a thread
+    arriving meanwhile would take the fd 2 fallback.
+    """
     global _memstream
     if _memstream is None:
-        _memstream = False
+        loaded: tuple[Any, Any, Any, Any] | bool = False
         try:
             ctypes = _ctypes()
             libc = _load_libc()
@@ -235,7 +252,7 @@ def _memstream_fns() -> tuple[Any, Any, Any, Any] | None:
             open_memstream, fclose, free = libc.open_memstream, libc.fclose, libc.free
         except (OSError, AttributeError, ImportError, MemoryError):
             # ImportError/MemoryError: ctypes cannot load under a tight RLIMIT_AS; the
-            # fallback needs no ctypes. _memstream stays False: not retried every call.
+            # fallback needs no ctypes. Marked False: not retried on every call.
             pass
         else:
             stats.argtypes, stats.restype = [ctypes.c_void_p], ctypes.c_int
@@ -243,8 +260,8 @@ def _memstream_fns() -> tuple[Any, Any, Any, Any] | None:
             open_memstream.restype = ctypes.c_void_p
             fclose.argtypes, fclose.restype = [ctypes.c_void_p], ctypes.c_int
             free.argtypes, free.restype = [ctypes.c_void_p], None
-            _memstream = (stats, open_memstream, fclose, free)
-    return _memstream if isinstance(_memstream, tuple) else None
+            loaded = (stats, open_memstream, fclose, free)
+        _memstream = loaded
 
 
 def _stats_private() -> object:
