@@ -102,18 +102,25 @@ def _memory_limit(limit: object, *, kind: str = "rss", include_fixtures: bool = 
     return {"limit": parse_size(limit), "kind": kind, "include_fixtures": include_fixtures}
 
 
-def _no_leaks(*, warmup: int = 2, repeat: int = 5, tolerance: int | str | None = None) -> dict[str, Any]:
+def _no_leaks(
+    *, warmup: int = 2, repeat: int = 5, tolerance: int | str | None = None, types: bool = True
+) -> dict[str, Any]:
+    from hivemem import _validate
     from hivemem._errors import InvalidArgument
-    from hivemem._sizes import parse_size
+    from hivemem._leaks import MAX_REPEAT, MAX_WARMUP
 
-    for name, value, low in (("warmup", warmup, 0), ("repeat", repeat, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidArgument(f"@pytest.mark.no_leaks: {name} must be an integer >= {low}, got {value!r}")
-    return {
-        "warmup": warmup,
-        "repeat": repeat,
-        "tolerance": None if tolerance is None else parse_size(tolerance),
-    }
+    try:
+        checked = {
+            "warmup": _validate.count("warmup", warmup, minimum=0, maximum=MAX_WARMUP),
+            "repeat": _validate.count("repeat", repeat, minimum=2, maximum=MAX_REPEAT),
+            "tolerance": _validate.size("tolerance", tolerance, allow_none=True),
+        }
+    except ValueError as exc:
+        raise InvalidArgument(f"@pytest.mark.no_leaks: {exc}") from None
+    if not isinstance(types, bool):
+        raise InvalidArgument(f"@pytest.mark.no_leaks: types={_validate.show(types)}: expected True or False")
+    checked["types"] = types
+    return checked
 
 
 class Runner:
@@ -280,26 +287,32 @@ class Runner:
             state.leak_fail = "no_leaks cannot repeat an async test body; call assert_no_leaks yourself"
             return None
         leak = dict(plan.leak or {})
+        config = self.config
 
         def repeated(*args: object, **kwargs: object) -> None:
             from hivemem._leaks import DEFAULT_TOLERANCE, find_leaks
             from hivemem.testing import _describe_leak, _leak_verdict
 
             tolerance = leak["tolerance"]
-            report = find_leaks(
-                func,
-                warmup=leak["warmup"],
-                repeat=leak["repeat"],
-                tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
-                args=args,
-                kwargs=kwargs,
-            )
+            with _WarningsOnce(), _SubtestsOnce(item, kwargs):
+                report = find_leaks(
+                    _fresh_log_capture(func, config),
+                    warmup=leak["warmup"],
+                    repeat=leak["repeat"],
+                    tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+                    args=args,
+                    kwargs=kwargs,
+                    types=leak["types"],
+                )
             summary = {
                 "leaking": _leak_verdict(report),
                 "per_run": list(report.per_run),
+                "per_run_blocks": list(report.per_run_blocks),
                 "warmup_runs": list(report.warmup_runs),
                 "bytes_per_call": report.bytes_per_call,
                 "tolerance": report.tolerance,
+                "verdict": report.verdict,
+                "seconds": report.seconds,
                 "growing_types": [t.to_dict() for t in report.growing_types],
                 "growing_sites": [s.to_dict() for s in report.growing_sites],
             }
@@ -445,6 +458,132 @@ class Runner:
                 f"{format_size(rec['peak']):>11}  {rec['kind']:<6} {rec['duration']:7.3f}s  "
                 f"{rec['outcome']:<7} {rec['nodeid']}{limit}"
             )
+
+
+def _fresh_log_capture(func: Callable[..., object], config: pytest.Config) -> Callable[..., object]:
+    """*func*, emptying pytest's log capture (``caplog`` and the report's) before each call.
+
+    pytest keeps every log record of the call phase, and its text, for the
+    report and for ``caplog``: a body that logs a warning would grow on
+    every repetition. Each repetition now starts with empty handlers, as
+    each test does, and the report shows the last repetition's log.
+    """
+    import functools
+
+    plugin = config.pluginmanager.get_plugin("logging-plugin")
+    handlers: list[Any] = [
+        h
+        for h in (getattr(plugin, "caplog_handler", None), getattr(plugin, "report_handler", None))
+        if callable(getattr(h, "reset", None))
+    ]
+    if not handlers:
+        return func
+
+    @functools.wraps(func)
+    def body(*args: object, **kwargs: object) -> object:
+        for handler in handlers:
+            handler.reset()
+        return func(*args, **kwargs)
+
+    return body
+
+
+class _WarningsOnce:
+    """Show each distinct warning once across the repetitions of a leak check.
+
+    pytest records every warning the call phase shows (``DeprecationWarning``
+    is shown every time under pytest), so a body that warns would grow on
+    every repetition. While this is active a warning already shown from the
+    same place with the same text is dropped; at exit each distinct warning
+    is passed once to the ``warnings.showwarning`` that was in place (pytest's
+    recorder), so the summary lists it as for a single run. Warnings turned
+    into errors by the filters raise as usual.
+    """
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self.module = warnings
+        self.shown: dict[tuple[object, ...], tuple[Any, ...]] = {}
+        self.original = warnings.showwarning
+        shown = self.shown
+
+        def once(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: Any = None,
+            line: str | None = None,
+        ) -> None:
+            key = (category, filename, lineno, str(message))
+            if key not in shown:
+                shown[key] = (message, category, filename, lineno, file, line)
+
+        warnings.showwarning = once
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.showwarning = self.original
+        for args in self.shown.values():
+            self.original(*args)
+        self.shown.clear()
+
+
+class _SubtestsOnce:
+    """Report each distinct subtest once across the repetitions of a leak check.
+
+    pytest keeps a report per subtest (``unittest``'s ``subTest`` and the
+    ``subtests`` fixture) for the terminal summary, so a body with subtests
+    would grow on every repetition, and list each subtest once per
+    repetition. While this is active a subtest report equal to one already
+    passed on (same subtest, same outcome) is dropped.
+    """
+
+    def __init__(self, item: pytest.Item, kwargs: dict[str, Any]) -> None:
+        self.item = item
+        self.fixtures = [v for v in kwargs.values() if hasattr(v, "_ihook") and hasattr(v, "test")]
+        self.seen: set[tuple[object, ...]] = set()
+
+    def __enter__(self) -> None:
+        seen = self.seen
+        original = getattr(self.item, "addSubTest", None)
+        if original is not None:  # a unittest.TestCase method: pytest's result object is the item
+
+            def add_subtest(test_case: Any, test: Any, exc_info: Any) -> None:
+                failure = None if exc_info is None else repr(getattr(exc_info, "type", None) or exc_info[0])
+                key = ("unittest", test.id(), failure)
+                if key not in seen:
+                    seen.add(key)
+                    original(test_case, test, exc_info)
+
+            self.item.addSubTest = add_subtest  # type: ignore[attr-defined]
+        for fixture in self.fixtures:
+            fixture._ihook = _LogreportOnce(fixture._ihook, seen)
+
+    def __exit__(self, *exc: object) -> None:
+        self.item.__dict__.pop("addSubTest", None)
+        for fixture in self.fixtures:
+            relay = fixture._ihook
+            if isinstance(relay, _LogreportOnce):
+                fixture._ihook = relay.relay
+        self.seen.clear()
+
+
+class _LogreportOnce:
+    """A hook relay that passes each distinct report to ``pytest_runtest_logreport`` once."""
+
+    def __init__(self, relay: Any, seen: set[tuple[object, ...]]) -> None:
+        self.relay = relay
+        self.seen = seen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.relay, name)
+
+    def pytest_runtest_logreport(self, *, report: pytest.TestReport) -> None:
+        key = ("fixture", report.nodeid, report.outcome, repr(getattr(report, "context", None)))
+        if key not in self.seen:
+            self.seen.add(key)
+            self.relay.pytest_runtest_logreport(report=report)
 
 
 def _rerun_hint(result: PeakMeasurement) -> str:
