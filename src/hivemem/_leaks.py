@@ -587,14 +587,32 @@ def _growing_sites(before: object, after: object, limit: int = 10) -> list[SiteG
     return out[:limit]
 
 
+def _traced() -> int:
+    import _tracemalloc
+
+    return int(_tracemalloc.get_traced_memory()[0])
+
+
+def _tables() -> int:
+    import _tracemalloc
+
+    return int(_tracemalloc.get_tracemalloc_memory())
+
+
 def _window(
-    fn: Callable[..., object], args: tuple[object, ...], kwargs: Mapping[str, object], number: int
+    fn: Callable[..., object],
+    args: tuple[object, ...],
+    kwargs: Mapping[str, object],
+    number: int,
+    size: Callable[[], int] = _traced,
+    tables: Callable[[], int] = _tables,
 ) -> tuple[int, int, int]:
     """One measured repetition: ``(bytes, blocks, tables)`` grown across *number* calls.
 
-    *bytes* is tracemalloc's traced memory, *blocks* ``sys.getallocatedblocks()``
-    and *tables* the memory of tracemalloc's own tables (a fixed size per
-    traced block), each read after a full collection on both sides.
+    *bytes* is what *size* reads (tracemalloc's traced memory), *blocks*
+    ``sys.getallocatedblocks()`` and *tables* what *tables* reads (the memory
+    of tracemalloc's own tables, a fixed size per traced block), each read
+    after a full collection on both sides.
 
     On CPython 3.11+ a frame object exists only once something asks for it:
     ``sys._getframe(1)``, ``inspect.stack()``, ``warnings.warn(stacklevel=2)``
@@ -605,14 +623,10 @@ def _window(
     with every local already bound, and a function that looks up the stack
     adds nothing that outlives its call.
     """
-    import _tracemalloc
-
     collect = gc.collect
     clear = _clear_type_cache
     settle = _threads.settle
     blocks = sys.getallocatedblocks
-    traced = _tracemalloc.get_traced_memory
-    tables = _tracemalloc.get_tracemalloc_memory
     loop = range(number)
     t0 = t1 = b0 = b1 = m0 = m1 = _ = 0
     sys._getframe().f_locals  # noqa: B018 - materialised before the readings, not inside them
@@ -621,13 +635,13 @@ def _window(
     settle()
     b0 = blocks()
     m0 = tables()
-    t0 = traced()[0]
+    t0 = size()
     for _ in loop:
         fn(*args, **kwargs)
     collect()
     clear()
     settle()
-    t1 = traced()[0]
+    t1 = size()
     m1 = tables()
     b1 = blocks()
     return t1 - t0, b1 - b0, m1 - m0
@@ -650,17 +664,43 @@ def _clear_type_cache() -> None:
 def _typed_window(
     fn: Callable[..., object], args: tuple[object, ...], kwargs: Mapping[str, object], number: int
 ) -> list[TypeGrowth]:
-    """One more measured repetition between two type tables: the types that grew across it."""
+    """One more measured repetition between two type tables: the types that grew across it.
+
+    The heap stays frozen for the repetition and its collections (so they
+    cost what *fn* made, and garbage older than the run, which a finalizer
+    may free only on a later pass, is counted the same in both tables); it
+    is unfrozen only while a table is counted, because the collector lists
+    no frozen object.
+    """
     before: dict[str, int] | None = None
     sys._getframe()  # this frame is counted the same way in both tables
     type_table(objects=())  # fills the ABC caches its Counter checks, which would otherwise show as growth
-    for _ in range(4):  # until nothing is left to collect: a finalizer can free more on the next pass
+    frozen = _freeze_heap()
+    try:
         _clear_type_cache()
-        if not gc.collect():
-            break
-    before = type_table()
-    _window(fn, args, kwargs, number)
-    return _growing_types(before, type_table(skip=before))
+        gc.collect()
+        before = _whole_heap_table(frozen)
+        _window(fn, args, kwargs, number)
+        after = _whole_heap_table(frozen, before)
+    finally:
+        if frozen:
+            _unfreeze_heap()
+    return _growing_types(before, after)
+
+
+def _whole_heap_table(frozen: bool, skip: object = None) -> dict[str, int]:
+    """:func:`type_table` of every object, with the heap unfrozen and the collector paused meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()  # the table allocates a list per million objects: no collection mid-count
+    if frozen:
+        gc.unfreeze()
+    try:
+        return type_table(skip)
+    finally:
+        if frozen:
+            gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 class _Threads:
@@ -718,12 +758,14 @@ def _repetitions(
     args: tuple[object, ...],
     kwargs: Mapping[str, object],
     number: int,
+    size: Callable[[], int] = _traced,
+    tables: Callable[[], int] = _tables,
 ) -> None:
     """Fill *grown* with ``bytes, blocks, tables`` triples, one measured repetition each."""
     i = 0
     sys._getframe().f_locals  # noqa: B018 - this caller's frame too, before the first window
     for i in range(len(grown) // 3):
-        grown[3 * i], grown[3 * i + 1], grown[3 * i + 2] = _window(fn, args, kwargs, number)
+        grown[3 * i], grown[3 * i + 1], grown[3 * i + 2] = _window(fn, args, kwargs, number, size, tables)
 
 
 def _noop() -> None:
@@ -947,6 +989,110 @@ def find_leaks(
         warmup=warmup,
         seconds=seconds,
     )
+
+
+class Screen:
+    """What :func:`screen` measured: whether a leak is possible, with the figures behind it."""
+
+    __slots__ = ("blocks", "clear", "malloc", "seconds", "warmup_blocks")
+
+    def __init__(
+        self, clear: bool, blocks: list[int], malloc: list[int], warmup_blocks: list[int], seconds: float
+    ) -> None:
+        self.clear = clear
+        self.blocks = blocks
+        self.malloc = malloc
+        self.warmup_blocks = warmup_blocks
+        self.seconds = seconds
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "clear": self.clear,
+            "per_run_blocks": self.blocks,
+            "per_run_malloc": self.malloc,
+            "warmup_blocks": self.warmup_blocks,
+            "seconds": self.seconds,
+        }
+
+
+def _malloc_reader() -> Callable[[], int] | None:
+    """glibc's bytes in use (``mallinfo2``: heap and mmapped), or ``None`` where unavailable."""
+    from hivemem import _native
+
+    if _native.trim_unavailable_reason() is not None:
+        return None
+    fn = _native._mallinfo2()
+    if fn is None:
+        return None
+
+    def in_use() -> int:
+        info = fn()
+        return int(info.uordblks) + int(info.hblkhd)
+
+    return in_use
+
+
+def _zero() -> int:
+    return 0
+
+
+def screen(
+    fn: Callable[..., object],
+    *,
+    warmup: int = 2,
+    repeat: int = 5,
+    tolerance: int = DEFAULT_TOLERANCE,
+    args: tuple[object, ...] = (),
+    kwargs: Mapping[str, object] | None = None,
+    number: int = 1,
+) -> Screen | None:
+    """The repetitions of :func:`find_leaks` without tracemalloc: can *fn* leak at all?
+
+    Each window reads ``sys.getallocatedblocks()`` (every object and
+    ``PyMem`` block, exact, frees of old blocks included) and glibc's bytes
+    in use (``mallinfo2``: every ``malloc`` block, where buffers that grow
+    in place live), with the same care as :func:`find_leaks` (frozen heap,
+    frames made beforehand, method cache cleared, exiting threads waited
+    for). *fn* runs at full speed: tracing costs up to six times the
+    function's own time on allocation-heavy code.
+
+    The result is *clear* when at most ``repeat - 2`` measured repetitions
+    kept a new block or more than *tolerance* malloc bytes per call: no
+    rule of :func:`find_leaks` can then call it a leak (both need all
+    repetitions but one to grow, and growth keeps new blocks or, in place,
+    malloc bytes). Otherwise only :func:`find_leaks` can tell. Returns
+    ``None`` where malloc's figures are unavailable (not glibc 2.33+), or
+    when tracemalloc is already tracing (every allocation would be traced
+    anyway): call :func:`find_leaks` then. Arguments are trusted (the
+    caller validated them).
+    """
+    import tracemalloc
+
+    malloc = _malloc_reader()
+    if malloc is None or tracemalloc.is_tracing():
+        return None
+    kw: Mapping[str, object] = {} if kwargs is None else kwargs
+    import array
+
+    with _lock:
+        t_start = time.perf_counter()
+        _threads.reset()
+        _materialize_stack()
+        frozen = False
+        try:
+            frozen = _freeze_heap()
+            cal = [_window(_noop, (), {}, number, malloc, _zero) for _ in range(4)][1:]
+            offset = tuple(sorted(c[k] for c in cal)[1] for k in range(3))
+            warm = [_window(fn, args, kw, number, malloc, _zero)[1] - offset[1] for _ in range(warmup)]
+            grown = array.array("q", bytes(8 * 3 * repeat))
+            _repetitions(grown, fn, args, kw, number, malloc, _zero)
+            sizes, blocks, _ = _calibrated(grown, offset)
+        finally:
+            if frozen:
+                _unfreeze_heap()
+        limit = tolerance * number
+        grew = sum(1 for b, m in zip(blocks, sizes, strict=True) if b > 0 or m > limit)
+        return Screen(grew <= repeat - 2, blocks, sizes, warm, time.perf_counter() - t_start)
 
 
 def _calibrated(grown: array.array[int], offset: tuple[int, ...]) -> tuple[list[int], list[int], list[int]]:
