@@ -542,3 +542,11 @@ def test_screen_defers_to_find_leaks_while_tracing() -> None:
         assert _leaks.screen(_clean) is None
     finally:
         tracemalloc.stop()
+
+
+def test_report_arguments_checked() -> None:
+    """A report built by hand refuses a zero call count or a tolerance that is not a size."""
+    with pytest.raises(hivemem.InvalidArgument, match="number=0"):
+        LeakReport(per_run=[1], per_run_blocks=[1], number=0)
+    with pytest.raises(hivemem.InvalidSize):
+        LeakReport(per_run=[1], per_run_blocks=[1], tolerance="lots")  # type: ignore[arg-type]

@@ -39,10 +39,11 @@ MARKERS: dict[str, tuple[str, str]] = {
         "top allocation sites on failure; a test passes when peak <= limit. hivemem",
     ),
     "no_leaks": (
-        "no_leaks(*, warmup=2, repeat=5, tolerance=32)",
+        "no_leaks(*, warmup=2, repeat=5, tolerance=32, types=True)",
         "run the test body warmup+repeat times (function-scoped fixtures are set up "
-        "once) and fail when traced memory grew by more than `tolerance` bytes on every "
-        "measured run (CPython's refleak rule). hivemem",
+        "once) and fail when memory grew by more than `tolerance` bytes per call on every "
+        "measured run (CPython's refleak rule); types=True names the growing object types "
+        "of a leak (one more run that walks every object). hivemem",
     ),
 }
 
