@@ -68,7 +68,7 @@ def test_formats_exceptions():
 @pytest.mark.no_leaks
 def test_subtests_fixture(subtests):
     for i in range(3):
-        with subtests.test(msg="each", i=i):
+        with subtests.test(msg="each", i=i, obj=object()):  # a parameter whose text differs every call
             assert i < 5
 
 
@@ -76,7 +76,7 @@ class TestUnittest(unittest.TestCase):
     @pytest.mark.no_leaks
     def test_subtest(self):
         for i in range(3):
-            with self.subTest(i=i):
+            with self.subTest(i=i, it=iter(range(i))):  # a parameter whose text differs every call
                 self.assertLess(i, 5)
 """
 

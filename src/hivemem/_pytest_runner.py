@@ -294,10 +294,11 @@ class Runner:
             from hivemem.testing import _describe_leak, _leak_verdict
 
             tolerance = DEFAULT_TOLERANCE if leak["tolerance"] is None else leak["tolerance"]
-            body = _fresh_log_capture(func, config)
-            with _WarningsOnce(), _SubtestsOnce(item, kwargs):
-                # At full speed first: a body that keeps no new block and no malloc bytes
-                # on the repetitions cannot leak, and tracing it would cost up to 6x.
+            subtests = _SubtestsOnce(item, kwargs)
+            body = _each_call_fresh(func, config, subtests)
+            with _WarningsOnce(), subtests:
+                # At full speed first: a body that kept no new block and no malloc bytes on
+                # two measured repetitions cannot leak, and tracing it would cost up to 6x.
                 quick = screen(
                     body,
                     warmup=leak["warmup"],
@@ -475,8 +476,10 @@ class Runner:
             )
 
 
-def _fresh_log_capture(func: Callable[..., object], config: pytest.Config) -> Callable[..., object]:
-    """*func*, emptying pytest's log capture (``caplog`` and the report's) before each call.
+def _each_call_fresh(
+    func: Callable[..., object], config: pytest.Config, subtests: _SubtestsOnce
+) -> Callable[..., object]:
+    """*func*, starting each call with pytest's log capture empty and the subtest count at 0.
 
     pytest keeps every log record of the call phase, and its text, for the
     report and for ``caplog``: a body that logs a warning would grow on
@@ -491,13 +494,12 @@ def _fresh_log_capture(func: Callable[..., object], config: pytest.Config) -> Ca
         for h in (getattr(plugin, "caplog_handler", None), getattr(plugin, "report_handler", None))
         if callable(getattr(h, "reset", None))
     ]
-    if not handlers:
-        return func
 
     @functools.wraps(func)
     def body(*args: object, **kwargs: object) -> object:
         for handler in handlers:
             handler.reset()
+        subtests.index = 0
         return func(*args, **kwargs)
 
     return body
@@ -545,35 +547,46 @@ class _WarningsOnce:
 
 
 class _SubtestsOnce:
-    """Report each distinct subtest once across the repetitions of a leak check.
+    """Report each subtest once across the repetitions of a leak check.
 
     pytest keeps a report per subtest (``unittest``'s ``subTest`` and the
     ``subtests`` fixture) for the terminal summary, so a body with subtests
     would grow on every repetition, and list each subtest once per
-    repetition. While this is active a subtest report equal to one already
-    passed on (same subtest, same outcome) is dropped.
+    repetition. Every repetition runs the same subtests in the same order,
+    so while this is active the n-th subtest of a repetition is passed on
+    only if no earlier repetition passed on an n-th subtest with the same
+    outcome (the parameters are not compared: their text can hold object
+    addresses that differ on every call).
     """
 
     def __init__(self, item: pytest.Item, kwargs: dict[str, Any]) -> None:
         self.item = item
         self.fixtures = [v for v in kwargs.values() if hasattr(v, "_ihook") and hasattr(v, "test")]
         self.seen: set[tuple[object, ...]] = set()
+        self.index = 0
 
-    def __enter__(self) -> None:
-        seen = self.seen
+    def first(self, outcome: object) -> bool:
+        """Whether the current subtest, with this outcome, is the first of its kind; counts it."""
+        key = (self.index, outcome)
+        self.index += 1
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    def __enter__(self) -> _SubtestsOnce:
         original = getattr(self.item, "addSubTest", None)
         if original is not None:  # a unittest.TestCase method: pytest's result object is the item
 
             def add_subtest(test_case: Any, test: Any, exc_info: Any) -> None:
-                failure = None if exc_info is None else repr(getattr(exc_info, "type", None) or exc_info[0])
-                key = ("unittest", test.id(), failure)
-                if key not in seen:
-                    seen.add(key)
+                failure = None if exc_info is None else (getattr(exc_info, "type", None) or exc_info[0])
+                if self.first(failure):
                     original(test_case, test, exc_info)
 
             self.item.addSubTest = add_subtest  # type: ignore[attr-defined]
         for fixture in self.fixtures:
-            fixture._ihook = _LogreportOnce(fixture._ihook, seen)
+            fixture._ihook = _LogreportOnce(fixture._ihook, self)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.item.__dict__.pop("addSubTest", None)
@@ -585,19 +598,17 @@ class _SubtestsOnce:
 
 
 class _LogreportOnce:
-    """A hook relay that passes each distinct report to ``pytest_runtest_logreport`` once."""
+    """A hook relay that passes a subtest report on to ``pytest_runtest_logreport`` once."""
 
-    def __init__(self, relay: Any, seen: set[tuple[object, ...]]) -> None:
+    def __init__(self, relay: Any, once: _SubtestsOnce) -> None:
         self.relay = relay
-        self.seen = seen
+        self.once = once
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.relay, name)
 
     def pytest_runtest_logreport(self, *, report: pytest.TestReport) -> None:
-        key = ("fixture", report.nodeid, report.outcome, repr(getattr(report, "context", None)))
-        if key not in self.seen:
-            self.seen.add(key)
+        if self.once.first(report.outcome):
             self.relay.pytest_runtest_logreport(report=report)
 
 
