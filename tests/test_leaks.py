@@ -514,7 +514,7 @@ def test_screen_clears_clean_code_and_never_a_leak() -> None:
     assert not tracemalloc.is_tracing()
     clean = _leaks.screen(_clean)
     assert clean is not None and clean.clear
-    assert clean.blocks == [0] * 5
+    assert clean.blocks == [0, 0]  # two quiet repetitions settle it: the rest are not run
     for fn in (_leaky, _grow_in_place):
         screened = _leaks.screen(fn)
         assert screened is not None and not screened.clear, fn

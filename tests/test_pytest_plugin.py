@@ -202,9 +202,9 @@ def test_plateau(once):
         _cache[len(_cache)] = bytearray(100_000)
 
 
-def test_fixture_set_up_once_body_run_seven_times():
+def test_fixture_set_up_once_body_run_repeatedly():
     assert SETUPS == [1]
-    assert CALLS[0] == 7
+    assert CALLS[0] in (4, 7)  # 2 warm-ups + 2 quiet runs when the untraced screen settles it
 
 
 class Leaky:
@@ -219,7 +219,7 @@ def test_true_leak():
     result = run(pytester, "-v")
     assert outcomes(result) == {
         "test_plateau": "PASSED",
-        "test_fixture_set_up_once_body_run_seven_times": "PASSED",
+        "test_fixture_set_up_once_body_run_repeatedly": "PASSED",
         "test_true_leak": "FAILED",
     }
     result.stdout.fnmatch_lines(

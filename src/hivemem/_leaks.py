@@ -1059,11 +1059,11 @@ def screen(
     for). *fn* runs at full speed: tracing costs up to six times the
     function's own time on allocation-heavy code.
 
-    The result is *clear* when at most ``repeat - 2`` measured repetitions
-    kept a new block or more than *tolerance* malloc bytes per call: no
-    rule of :func:`find_leaks` can then call it a leak (both need all
-    repetitions but one to grow, and growth keeps new blocks or, in place,
-    malloc bytes). Otherwise only :func:`find_leaks` can tell. Returns
+    The result is *clear* when two measured repetitions kept no new block
+    and no more than *tolerance* malloc bytes per call (it stops measuring
+    there): no rule of :func:`find_leaks` can then call it a leak (both
+    need all repetitions but one to grow, and growth keeps new blocks or,
+    in place, malloc bytes). Otherwise only :func:`find_leaks` can tell. Returns
     ``None`` where malloc's figures are unavailable (not glibc 2.33+), or
     when tracemalloc is already tracing (every allocation would be traced
     anyway): call :func:`find_leaks` then. Arguments are trusted (the
@@ -1088,14 +1088,41 @@ def screen(
             offset = tuple(sorted(c[k] for c in cal)[1] for k in range(3))
             warm = [_window(fn, args, kw, number, malloc, _zero)[1] - offset[1] for _ in range(warmup)]
             grown = array.array("q", bytes(8 * 3 * repeat))
-            _repetitions(grown, fn, args, kw, number, malloc, _zero)
-            sizes, blocks, _ = _calibrated(grown, offset)
+            done = _quiet_repetitions(grown, fn, args, kw, number, malloc, offset, tolerance * number)
+            sizes, blocks, _ = _calibrated(grown[: 3 * done], offset)
         finally:
             if frozen:
                 _unfreeze_heap()
         limit = tolerance * number
-        grew = sum(1 for b, m in zip(blocks, sizes, strict=True) if b > 0 or m > limit)
-        return Screen(grew <= repeat - 2, blocks, sizes, warm, time.perf_counter() - t_start)
+        quiet = sum(1 for b, m in zip(blocks, sizes, strict=True) if b <= 0 and m <= limit)
+        return Screen(quiet >= 2, blocks, sizes, warm, time.perf_counter() - t_start)
+
+
+def _quiet_repetitions(
+    grown: array.array[int],
+    fn: Callable[..., object],
+    args: tuple[object, ...],
+    kwargs: Mapping[str, object],
+    number: int,
+    size: Callable[[], int],
+    offset: tuple[int, ...],
+    limit: int,
+) -> int:
+    """Untraced repetitions into *grown* until two were quiet (no new block, no malloc growth); how many ran.
+
+    Two quiet repetitions already rule out both leak rules, so the rest
+    would only repeat the body: a clean test's body runs ``warmup + 2``
+    times, not ``warmup + repeat``.
+    """
+    i = quiet = 0
+    sys._getframe().f_locals  # noqa: B018 - this caller's frame too, before the first window
+    for i in range(len(grown) // 3):
+        grown[3 * i], grown[3 * i + 1], grown[3 * i + 2] = _window(fn, args, kwargs, number, size, _zero)
+        if grown[3 * i + 1] <= offset[1] and grown[3 * i] - offset[0] <= limit:
+            quiet += 1
+            if quiet == 2:
+                return i + 1
+    return len(grown) // 3
 
 
 def _calibrated(grown: array.array[int], offset: tuple[int, ...]) -> tuple[list[int], list[int], list[int]]:
