@@ -914,7 +914,9 @@ def find_leaks(
     ``"1KB"``) is the growth a repetition may show without counting as
     growth. The verdict follows the refleak hunter's rule (every measured
     repetition grew) or a robust slope with a plateau test; see the module
-    documentation and ``docs/profiler.md``.
+    documentation and ``docs/profiler.md``. When every repetition grew but
+    the growth tailed off (a cache finishing its fill), as many repetitions
+    again are measured and judged instead.
 
     The cost follows what *fn* does, not the size of the heap: the heap is
     frozen for the run (``gc.freeze()``, undone afterwards) so collections
