@@ -63,7 +63,7 @@ class Plan:
 class _State:
     """One test's plan and what was measured, kept in one stash slot (one lookup per hook)."""
 
-    __slots__ = ("catcher", "leak", "leak_fail", "plan", "result", "span", "t0")
+    __slots__ = ("catcher", "leak", "leak_fail", "plan", "result", "span", "t0", "trimmed")
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
@@ -73,6 +73,7 @@ class _State:
         self.result: PeakMeasurement | None = None
         self.leak: dict[str, Any] | None = None
         self.leak_fail: str | None = None
+        self.trimmed = False
 
 
 def _marker_args(func: Callable[..., dict[str, Any]], marker: pytest.Mark) -> dict[str, Any]:
@@ -126,9 +127,14 @@ class Runner:
         raw = config.getoption("memory_limit") or config.getini("memory_limit") or ""
         raw = str(raw).strip()
         try:
-            self.default_limit = None if raw.lower() in ("", "none", "0") else parse_size(raw)
+            self.default_limit = None if raw.lower() in ("", "none") else parse_size(raw)
         except ValueError as exc:
             raise pytest.UsageError(f"--memory-limit / memory_limit: {exc}") from None
+        if self.default_limit == 0:
+            raise pytest.UsageError(
+                f"--memory-limit / memory_limit: {raw!r} is a limit of 0 bytes, which every test whose "
+                "memory rises at all would fail; use 'none' to switch the default limit off"
+            )
         top = config.getoption("hivemem_top")
         if top is None:
             try:
@@ -143,8 +149,10 @@ class Runner:
         report = config.getoption("hivemem_report")
         # Relative to where pytest was started, even if a test changes directory.
         self.report_path = os.path.join(str(config.invocation_params.dir), report) if report else None
+        self.report_summary: dict[str, Any] | None = None  # set once the report is written
         self.every_test = bool(self.default_limit is not None or self.report_path or self.top)
         self.records: dict[str, dict[str, Any]] = {}
+        self._last_parent: object = None
         self.is_worker = hasattr(config, "workerinput")
         self._marks: dict[int, tuple[pytest.Mark, dict[str, Any]]] = {}
         # Imported once here rather than in every per-test hook.
@@ -195,7 +203,7 @@ class Runner:
     def _begin(self, item: pytest.Item, state: _State) -> None:
         plan = state.plan
         clock = self._meter.clock_for(plan.kind)
-        state.span = clock.begin()
+        state.span = clock.begin(gated=True)
         state.t0 = time.perf_counter()
         if plan.kind == "python" and plan.limit is not None:
             code = None
@@ -227,6 +235,7 @@ class Runner:
             if rise > plan.limit:  # before close(): closing may stop tracemalloc
                 sites, note = self._meter.block_sites(span, catcher, rise, "test")
         rise = span.close()
+        state.trimmed = span.trimmed
         state.result = self._measurement(
             kind=plan.kind,
             peak=rise,
@@ -244,6 +253,13 @@ class Runner:
         # A plain hook (not a wrapper) so that a bad marker argument raised here is
         # an ordinary setup error, and so that it runs before fixtures are set up.
         plan = self.plan(item)
+        if plan.measure and plan.kind == "rss":
+            # Before this test's fixtures, after the last one's teardown: the trim gate's
+            # quiet point. A new parent means its class- or module-scoped fixtures were
+            # torn down, which the gate cannot see in the RSS (docs/pytest.md).
+            parent = item.parent
+            self._meter.rss_clock().checkpoint(force=parent is not self._last_parent)
+            self._last_parent = parent
         if plan.measure and plan.include_fixtures:
             self._begin(item, item.stash[_STATE])
 
@@ -339,6 +355,8 @@ class Runner:
             if result is not None:
                 data.update(result.to_dict())
                 data["source"] = state.plan.source
+                if result.kind == "rss":
+                    data["trimmed"] = state.trimmed
         if blocks:
             data["blocks"] = list(blocks)
         if leak is not None:
@@ -361,7 +379,7 @@ class Runner:
 
     # ------------------------------------------------------------------ collecting and reporting
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.is_worker:
+        if self.is_worker or hasattr(report, "context"):  # a subtest's report: its test's report follows
             return
         rec = self.records.get(report.nodeid)
         if rec is None:
@@ -408,6 +426,7 @@ class Runner:
             text = json.dumps(doc, indent=2, sort_keys=False)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
+        self.report_summary = doc["summary"]
 
     def _document(self) -> dict[str, Any]:
         import platform
@@ -421,18 +440,24 @@ class Runner:
             "platform": sys.platform,
             "default_limit": self.default_limit,
             "units": "bytes and seconds; peak is above the start of the measured block",
+            "summary": _summary(tests),
             "tests": tests,
         }
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not self.top:
+        if self.is_worker or not (self.top or self.report_summary):
             return
         from hivemem._sizes import format_size
 
-        measured = [r for r in self.records.values() if r.get("peak") is not None]
-        measured.sort(key=lambda r: (-r["peak"], r["nodeid"]))
         tr = terminalreporter
         tr.write_sep("=", "hivemem")
+        if self.report_summary is not None:
+            tr.write_line(f"report: {_summary_text(self.report_summary)}")
+            tr.write_line(f"written to {self.report_path}")
+        if not self.top:
+            return
+        measured = [r for r in self.records.values() if r.get("peak") is not None]
+        measured.sort(key=lambda r: (-r["peak"], r["nodeid"]))
         if not measured:
             tr.write_line("no test was measured")
             return
@@ -445,6 +470,33 @@ class Runner:
                 f"{format_size(rec['peak']):>11}  {rec['kind']:<6} {rec['duration']:7.3f}s  "
                 f"{rec['outcome']:<7} {rec['nodeid']}{limit}"
             )
+
+
+def _summary(tests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report's headline figures, from its per-test records (one source for JSON, HTML and terminal)."""
+    measured = [t for t in tests if t.get("peak") is not None]
+    worst = max(measured, key=lambda t: (t["peak"], t["nodeid"]), default=None)
+    return {
+        "tests": len(tests),
+        "measured": len(measured),
+        "with_limit": sum(1 for t in measured if t.get("limit") is not None),
+        "over_limit": sum(1 for t in measured if t.get("exceeded")),
+        "failed": sum(1 for t in tests if t.get("outcome") in ("failed", "error")),
+        "worst_peak": None if worst is None else worst["peak"],
+        "worst_peak_test": None if worst is None else worst["nodeid"],
+    }
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    from hivemem._sizes import format_size
+
+    parts = [
+        f"{summary['tests']} tests, {summary['measured']} measured, {summary['with_limit']} with a limit, "
+        f"{summary['over_limit']} over it, {summary['failed']} failed or errored"
+    ]
+    if summary["worst_peak"] is not None:
+        parts.append(f"worst peak {format_size(summary['worst_peak'])} ({summary['worst_peak_test']})")
+    return "; ".join(parts)
 
 
 def _rerun_hint(result: PeakMeasurement) -> str:
@@ -507,7 +559,8 @@ def _html(doc: dict[str, Any]) -> str:
         "<!doctype html><meta charset='utf-8'><title>hivemem test memory report</title>"
         "<style>body{font-family:sans-serif}td,th{padding:2px 8px}"
         "td.n{text-align:right}tr.over{background:#fdd}</style>"
-        f"<h1>hivemem test memory report</h1><p>hivemem {escape(str(doc['hivemem']))}, "
+        f"<h1>hivemem test memory report</h1><p class='summary'>{escape(_summary_text(doc['summary']))}</p>"
+        f"<p>hivemem {escape(str(doc['hivemem']))}, "
         f"Python {escape(str(doc['python']))} on {escape(str(doc['platform']))}; "
         f"peak is above the start of the measured block.</p>"
         f"<table>{head}{''.join(rows)}</table>"
