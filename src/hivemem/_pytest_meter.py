@@ -215,14 +215,16 @@ def _write_clear_refs() -> bool:
     return True
 
 
-TRIM_MARGIN = 768 * 1024
+TRIM_MARGIN = 1024 * 1024
 """RSS growth (bytes) past which the trim gate trims glibc's heap before a per-test baseline.
 
-At most this much memory freed by earlier code can be reused by a test
-without being counted. Under the 1 MiB the peaks are accurate to, less the
-0.25 MiB the kernel's counters move by, and above what a test of the
-benchmark suite (20,000 small dicts) frees into glibc's keeping each time,
-about 550 KiB: a margin below that trimmed before nearly every such test.
+At most this much memory freed by earlier tests can be reused by a test
+without being counted: the 1 MiB the peaks are accurate to. It sits above
+what a test of the benchmark suite (20,000 small dicts) leaves in glibc's
+keeping, 450 to 900 KiB depending on the heap's layout: a smaller margin
+trimmed before every such test, and the trim (about 150 µs in a pytest
+process) and faulting the pages in again cost more than the test's own
+measurement.
 """
 
 

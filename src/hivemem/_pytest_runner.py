@@ -151,6 +151,7 @@ class Runner:
         self.report_path = os.path.join(str(config.invocation_params.dir), report) if report else None
         self.report_summary: dict[str, Any] | None = None  # set once the report is written
         self.every_test = bool(self.default_limit is not None or self.report_path or self.top)
+        self.keep_records = bool(self.report_path or self.top)  # per-test records feed only these
         self.records: dict[str, dict[str, Any]] = {}
         self._last_parent: object = None
         self.is_worker = hasattr(config, "workerinput")
@@ -161,6 +162,12 @@ class Runner:
 
         self._meter = _pytest_meter
         self._measurement = PeakMeasurement
+        self._clocks: dict[str, Any] = {}
+
+    def _clock(self, kind: str) -> Any:
+        # The process-wide clock of a kind, kept here: two lookups per test fewer.
+        clock = self._clocks[kind] = self._meter.clock_for(kind)
+        return clock
 
     # ------------------------------------------------------------------ planning
     def plan(self, item: pytest.Item) -> Plan:
@@ -202,7 +209,7 @@ class Runner:
     # ------------------------------------------------------------------ measuring
     def _begin(self, item: pytest.Item, state: _State) -> None:
         plan = state.plan
-        clock = self._meter.clock_for(plan.kind)
+        clock = self._clocks.get(plan.kind) or self._clock(plan.kind)
         state.span = clock.begin(gated=True)
         state.t0 = time.perf_counter()
         if plan.kind == "python" and plan.limit is not None:
@@ -212,7 +219,7 @@ class Runner:
 
                 code = getattr(inspect.unwrap(item.obj), "__code__", None)
             state.catcher = self._meter.SiteCatcher(
-                clock,  # type: ignore[arg-type]
+                clock,
                 state.span,
                 plan.limit,
                 code=code,
@@ -258,7 +265,8 @@ class Runner:
             # quiet point. A new parent means its class- or module-scoped fixtures were
             # torn down, which the gate cannot see in the RSS (docs/pytest.md).
             parent = item.parent
-            self._meter.rss_clock().checkpoint(force=parent is not self._last_parent)
+            clock = self._clocks.get("rss") or self._clock("rss")
+            clock.checkpoint(force=parent is not self._last_parent)
             self._last_parent = parent
         if plan.measure and plan.include_fixtures:
             self._begin(item, item.stash[_STATE])
@@ -379,7 +387,7 @@ class Runner:
 
     # ------------------------------------------------------------------ collecting and reporting
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.is_worker or hasattr(report, "context"):  # a subtest's report: its test's report follows
+        if not self.keep_records or self.is_worker or hasattr(report, "context"):  # context: a subtest's
             return
         rec = self.records.get(report.nodeid)
         if rec is None:
