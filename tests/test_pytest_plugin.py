@@ -193,33 +193,37 @@ def test_c():
 
 @linux_only
 def test_small_tests_are_not_trimmed_before_each_baseline(pytester: pytest.Pytester) -> None:
-    """Trims follow RSS growth: 60 small tests trim at most 3 times; 8 MiB freed trims before the next."""
-    pytester.makepyfile(
-        TOUCH
-        + KEEP_FREED
-        + """
-@pytest.mark.parametrize("i", range(60))
+    """Trims follow RSS growth: 60 small tests in two modules trim at most 3 times; 8 MiB freed trims."""
+    small = """
+@pytest.mark.parametrize("i", range(30))
 def test_small(i):
     assert [i] * 10
-
+"""
+    pytester.makepyfile(
+        test_1=TOUCH + KEEP_FREED + small,
+        test_2=TOUCH
+        + small
+        + """
 def test_y_frees():
     del touch(8 * MiB)[:]
 
 def test_z_after():
     del touch(8 * MiB)[:]
-"""
+""",
     )
     # A fresh process: the count must not depend on what this test session did before.
     result = pytester.runpytest_subprocess(*QUIET, "--memory-limit=1GiB", "--hivemem-report=r.json")
     result.assert_outcomes(passed=62)
     doc = json.loads((pytester.path / "r.json").read_text())
-    tests = {t["nodeid"].split("::")[1]: t for t in doc["tests"]}
-    small = [t for name, t in tests.items() if name.startswith("test_small")]
-    assert small[0]["trimmed"]  # the first baseline of a module always follows a trim
+    tests = {t["nodeid"]: t for t in doc["tests"]}
+    small_tests = [t for nodeid, t in tests.items() if "test_small" in nodeid]
+    assert tests["test_1.py::test_small[0]"]["trimmed"]  # the session's first baseline always follows a trim
+    # No class- or module-scoped fixture was torn down between the modules: no trim there.
+    assert not tests["test_2.py::test_small[0]"]["trimmed"]
     # pytest's own bookkeeping grows the RSS by a few KiB a test: a trim every ~100 tests here.
-    assert sum(t["trimmed"] for t in small) <= 3, [t["nodeid"] for t in small if t["trimmed"]]
-    assert tests["test_z_after"]["trimmed"]  # test_y_frees left 8 MiB in glibc's keeping
-    assert abs(tests["test_z_after"]["peak"] - 8 * MiB) <= MiB
+    assert sum(t["trimmed"] for t in small_tests) <= 3, [t["nodeid"] for t in small_tests if t["trimmed"]]
+    assert tests["test_2.py::test_z_after"]["trimmed"]  # test_y_frees left 8 MiB in glibc's keeping
+    assert abs(tests["test_2.py::test_z_after"]["peak"] - 8 * MiB) <= MiB
 
 
 def test_trim_gate_decisions(monkeypatch: pytest.MonkeyPatch) -> None:

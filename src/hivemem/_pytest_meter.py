@@ -10,9 +10,9 @@ Two clocks, one per ``kind``:
     ``/proc/self/statm`` when it opens and one ``pread`` of
     ``/proc/self/status`` when it closes, each on a descriptor kept open,
     and no sampling thread or allocation hook. glibc's ``malloc_trim(0)``
-    runs before a baseline only when the RSS has grown by more than
-    :data:`TRIM_MARGIN` since the lowest baseline after the last trim (see
-    :meth:`_RssClock._baseline`), so memory an earlier test freed but glibc
+    runs before a test only when the RSS has grown by more than
+    :data:`TRIM_MARGIN` since the lowest reading after the last trim (see
+    :meth:`_RssClock.checkpoint`), so memory an earlier test freed but glibc
     kept is faulted in again, and counted, when a later test reuses it,
     without a trim (or any heap walk) before every test.
     **Fallback** where ``clear_refs`` cannot be written (other systems, old
@@ -189,13 +189,14 @@ def _drop_proc_fds() -> None:
 def _read_hwm() -> int | None:
     """``VmHWM`` in bytes: one ``pread`` of ``/proc/self/status`` on a kept descriptor.
 
-    ``getrusage().ru_maxrss`` is cheaper (about 1 µs against 10 µs) but the
-    kernel answers it from per-CPU RSS counters read without summing them,
-    and it includes the mark of an exec'd parent, so it is not exact; see
-    ``docs/pytest.md``.
+    ``getrusage().ru_maxrss`` is cheaper (about 1 µs against 10 µs), but
+    the kernel reads its per-CPU RSS counters without summing them for it,
+    and it reports the larger of this mark and one kept across ``exec``
+    that ``clear_refs`` does not reset; see ``docs/pytest.md``.
     """
+    fd = _proc_fds["status"]
     try:
-        data = os.pread(_proc_fd("status", os.O_RDONLY), 8192, 0)
+        data = os.pread(fd if fd >= 0 else _proc_fd("status", os.O_RDONLY), 8192, 0)
     except OSError:
         _drop_proc_fds()
         return None
@@ -207,8 +208,9 @@ def _read_hwm() -> int | None:
 
 def _write_clear_refs() -> bool:
     """``hivemem.reset_peak()`` on a kept descriptor: one ``write`` instead of open, write, close."""
+    fd = _proc_fds["clear_refs"]
     try:
-        os.write(_proc_fd("clear_refs", os.O_WRONLY), b"5")
+        os.write(fd if fd >= 0 else _proc_fd("clear_refs", os.O_WRONLY), b"5")
     except OSError:
         _drop_proc_fds()
         return False
@@ -291,11 +293,11 @@ class _RssClock(_Clock):
         the trim, and ``docs/pytest.md`` for what the gate can miss.
 
         The gate reads only the RSS. Right after a trim glibc holds no free
-        whole page. Memory freed since then and kept by glibc was either faulted in
-        after the trim, and raised the RSS by as much, or was alive at that
-        trim. Checkpoints come before fixtures are set up, so what was alive
-        at a checkpoint trim outlives single tests (imports, caches,
-        wider-scoped fixtures: *force* covers their teardown). So a
+        whole page. Memory freed since then and kept by glibc was either
+        faulted in after the trim, and raised the RSS by as much, or was
+        alive at that trim. Checkpoints come before fixtures are set up, so
+        what was alive at a checkpoint trim outlives single tests (imports,
+        caches, wider-scoped fixtures: *force* covers their teardown). So a
         checkpoint RSS more than :data:`TRIM_MARGIN` above the lowest since
         the last trim (``_floor``) trims; one at or below it means at most
         the margin of freed memory can be reused without being counted,
@@ -305,7 +307,7 @@ class _RssClock(_Clock):
         with self._lock:
             if self._trim is None:
                 return
-            rss = self.current()
+            rss = self._rss()
             floor = self._floor
             if force or floor is None or rss - floor > TRIM_MARGIN:
                 self._floor = self._trimmed_rss()
@@ -332,9 +334,10 @@ class _RssClock(_Clock):
         (``memory_ceiling``, ``MemoryMeter``, ``memory.reset()``) trim every
         time: code inside a test can free what it holds just before one.
         """
-        self._fold()
+        if self._spans:
+            self._fold()
         self._reset()
-        base = self.current()
+        base = self._rss()
         if self._trim is None:
             return base
         ref = self._ref
@@ -347,10 +350,10 @@ class _RssClock(_Clock):
         return base
 
     def _reset(self) -> None:
+        if self._fast_reset is not None and not self._sampled and self._fast_reset():
+            return
         if self._sampled:
             self._sample_max = self.current()
-        elif self._fast_reset is not None and self._fast_reset():
-            pass
         elif not self._hw_reset():
             from hivemem import _measure
 

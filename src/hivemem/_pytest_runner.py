@@ -153,7 +153,7 @@ class Runner:
         self.every_test = bool(self.default_limit is not None or self.report_path or self.top)
         self.keep_records = bool(self.report_path or self.top)  # per-test records feed only these
         self.records: dict[str, dict[str, Any]] = {}
-        self._last_parent: object = None
+        self._last_item: pytest.Item | None = None
         self.is_worker = hasattr(config, "workerinput")
         self._marks: dict[int, tuple[pytest.Mark, dict[str, Any]]] = {}
         # Imported once here rather than in every per-test hook.
@@ -163,6 +163,9 @@ class Runner:
         self._meter = _pytest_meter
         self._measurement = PeakMeasurement
         self._clocks: dict[str, Any] = {}
+        if self.keep_records and not self.is_worker:
+            # Only then: a logreport hook is called three times per test.
+            config.pluginmanager.register(_Recorder(self), "hivemem-records")
 
     def _clock(self, kind: str) -> Any:
         # The process-wide clock of a kind, kept here: two lookups per test fewer.
@@ -243,6 +246,9 @@ class Runner:
                 sites, note = self._meter.block_sites(span, catcher, rise, "test")
         rise = span.close()
         state.trimmed = span.trimmed
+        if not self.keep_records and (plan.limit is None or rise <= plan.limit):
+            state.result = None  # a pass nobody records: no figures to build and send
+            return
         state.result = self._measurement(
             kind=plan.kind,
             peak=rise,
@@ -262,12 +268,13 @@ class Runner:
         plan = self.plan(item)
         if plan.measure and plan.kind == "rss":
             # Before this test's fixtures, after the last one's teardown: the trim gate's
-            # quiet point. A new parent means its class- or module-scoped fixtures were
-            # torn down, which the gate cannot see in the RSS (docs/pytest.md).
-            parent = item.parent
+            # quiet point. Class-, module- or package-scoped fixtures torn down since are
+            # memory the gate cannot see in the RSS (docs/pytest.md): they force a trim.
+            last = self._last_item
+            torn_down = last is None or (last.parent is not item.parent and _wider_fixtures_gone(last, item))
             clock = self._clocks.get("rss") or self._clock("rss")
-            clock.checkpoint(force=parent is not self._last_parent)
-            self._last_parent = parent
+            clock.checkpoint(force=torn_down)
+            self._last_item = item
         if plan.measure and plan.include_fixtures:
             self._begin(item, item.stash[_STATE])
 
@@ -386,8 +393,9 @@ class Runner:
             report.sections.append(("hivemem", text))
 
     # ------------------------------------------------------------------ collecting and reporting
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not self.keep_records or self.is_worker or hasattr(report, "context"):  # context: a subtest's
+    def record(self, report: pytest.TestReport) -> None:
+        """Fold one report into its test's record (``_Recorder`` calls it for every report)."""
+        if hasattr(report, "context"):  # a subtest's report: its test's own report follows
             return
         rec = self.records.get(report.nodeid)
         if rec is None:
@@ -478,6 +486,33 @@ class Runner:
                 f"{format_size(rec['peak']):>11}  {rec['kind']:<6} {rec['duration']:7.3f}s  "
                 f"{rec['outcome']:<7} {rec['nodeid']}{limit}"
             )
+
+
+def _wider_fixtures_gone(last: pytest.Item, item: pytest.Item) -> bool:
+    """Whether *last* used a class-, module- or package-scoped fixture that *item* does not (torn down)."""
+    before, after = _wider_fixtures(last), _wider_fixtures(item)
+    return before is None or after is None or not before <= after
+
+
+def _wider_fixtures(item: pytest.Item) -> set[str] | None:
+    # pytest's own record of the fixtures an item uses; None where it is not there.
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", None)
+    if defs is None:
+        return None
+    return {name for name, fixturedefs in defs.items() if fixturedefs and fixturedefs[-1].scope in _WIDER}
+
+
+_WIDER = ("class", "module", "package")
+
+
+class _Recorder:
+    """Hands every test report to the runner's records, for the report file and the summary."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.runner.record(report)
 
 
 def _summary(tests: list[dict[str, Any]]) -> dict[str, Any]:
