@@ -42,7 +42,9 @@ relative to ``baseline``. Children run with bytecode cached (in the work
 directory, ``PYTHONPYCACHEPREFIX``) as installed packages are, even where the
 environment sets ``PYTHONDONTWRITEBYTECODE``; one untimed warm-up run per
 configuration fills the cache. ``--src DIR`` runs the children against another
-copy of hivemem's ``src`` (an older commit, say) for a before/after comparison.
+copy of hivemem's ``src``; ``--compare-src DIR`` adds an ``rss-compare`` configuration
+running the ceiling with that copy (an older commit, say), interleaved with the others,
+for a before/after comparison under the same load.
 """
 
 from __future__ import annotations
@@ -115,12 +117,12 @@ def test_alloc(n):
 PYTEST_FLAGS = ("-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:xdist")
 
 
-PYCACHE = {"dir": "", "src": os.path.join(ROOT, "src")}
+PYCACHE = {"dir": "", "src": os.path.join(ROOT, "src"), "compare": ""}
 
 
-def _env(base: dict[str, str] | None = None) -> dict[str, str]:
+def _env(base: dict[str, str] | None = None, src: str = "") -> dict[str, str]:
     env = dict(os.environ if base is None else base)
-    env["PYTHONPATH"] = PYCACHE["src"] + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = (src or PYCACHE["src"]) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("PYTEST_ADDOPTS", None)
     # Users run with cached bytecode. This environment sets PYTHONDONTWRITEBYTECODE, which
     # would make every child compile hivemem (an editable install) from source; cache the
@@ -192,14 +194,18 @@ def run_command(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> 
 
 
 def run_suite(
-    directory: str, args: tuple[str, ...], flags: tuple[str, ...] = PYTEST_FLAGS, memray: bool = False
+    directory: str,
+    args: tuple[str, ...],
+    flags: tuple[str, ...] = PYTEST_FLAGS,
+    memray: bool = False,
+    src: str = "",
 ) -> Run:
     """Run pytest on the generated suite in *directory* (timer plugin on, pytest-memray off unless asked)."""
     cmd = [sys.executable, "-m", "pytest", *flags, "-p", "_hivemem_bench_timer", *args]
     if not memray:
         cmd += ["-p", "no:memray"]
     cmd += ["-c", os.devnull, "--rootdir", directory, directory]
-    return run_command(cmd, _env())
+    return run_command(cmd, _env(src=src))
 
 
 def _stats(runs: dict[str, list[Run]], base: str) -> dict[str, dict[str, object]]:
@@ -275,11 +281,16 @@ def overhead(rounds: int, workdir: str, slow_rounds: int) -> dict[str, object]:
         with open(os.path.join(d, "test_suite.py"), "w") as f:
             f.write(SUITE.format(mark=mark, n_tests=N_TESTS, n_dicts=N_DICTS))
         dirs[name] = d
+    timed: dict[str, Callable[[], Run]] = {
+        name: functools.partial(run_suite, dirs[name], configs[name][1], memray=name == "memray")
+        for name in configs
+    }
+    if PYCACHE["compare"]:
+        timed["rss-compare"] = functools.partial(
+            run_suite, dirs["rss"], configs["rss"][1], src=PYCACHE["compare"]
+        )
     runs = interleaved(
-        {
-            name: functools.partial(run_suite, dirs[name], configs[name][1], memray=name == "memray")
-            for name in configs
-        },
+        timed,
         rounds,
         "overhead",
         skip=lambda name, r: name in SLOW and r >= max(slow_rounds, 1),
@@ -388,6 +399,10 @@ def variants(rounds: int, workdir: str, names: list[str]) -> dict[str, object]:
             "plain": functools.partial(run_suite, d, ("-p", "no:hivemem", *extra), flags),
             "rss": functools.partial(run_suite, d, ("--memory-limit=1GiB", *extra), flags),
         }
+        if PYCACHE["compare"]:
+            configs["rss-compare"] = functools.partial(
+                run_suite, d, ("--memory-limit=1GiB", *extra), flags, src=PYCACHE["compare"]
+            )
         runs = interleaved(configs, rounds, name)
         stats = _stats(runs, "plain")
         out[name] = {"suite": what, "pytest_args": list(extra), **stats}
@@ -415,6 +430,15 @@ def real_suites(rounds: dict[str, int], workdir: str, with_memray: bool = False)
             )
             for name, args in which
         }
+        if PYCACHE["compare"]:
+            other = _env(suite.env(), src=PYCACHE["compare"])
+            other["PYTHONPATH"] += os.pathsep + workdir
+            configs["rss-compare"] = functools.partial(
+                run_command,
+                suite.command("-p", "_hivemem_bench_timer", "-p", "no:memray", "--memory-limit=1GiB"),
+                other,
+                str(suite.root),
+            )
         runs = interleaved(configs, n, name)
         stats = _stats(runs, "plain")
         out[name] = {"suite": f"{suite.name} {suite.version}", **stats}
@@ -540,7 +564,8 @@ def runner_per_test(runner, n=2000, tries=7):
                     gen.send(Outcome(rep))
                 except StopIteration:
                     pass
-                runner.pytest_runtest_logreport(rep)
+                if runner.keep_records:
+                    runner.record(rep)
             gen = runner.pytest_runtest_call(item)
             next(gen)
             try:
@@ -554,7 +579,8 @@ def runner_per_test(runner, n=2000, tries=7):
                     gen.send(Outcome(rep))
                 except StopIteration:
                     pass
-                runner.pytest_runtest_logreport(rep)
+                if runner.keep_records:
+                    runner.record(rep)
         low = min(low, (time.perf_counter() - t) / n)
     return low * 1e6
 
@@ -724,6 +750,11 @@ def main() -> None:
     )
     parser.add_argument("--only", default=",".join(PARTS), help=f"parts to run, of {', '.join(PARTS)}")
     parser.add_argument("--src", default=PYCACHE["src"], help="hivemem's src directory for the children")
+    parser.add_argument(
+        "--compare-src",
+        default="",
+        help="another copy of src (an older commit): adds an interleaved rss-compare configuration",
+    )
     parser.add_argument("--no-save", action="store_true", help="print only")
     ns = parser.parse_args()
     parts = [p for p in ns.only.split(",") if p]
@@ -731,12 +762,13 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown parts {unknown}: expected some of {', '.join(PARTS)}")
     PYCACHE["src"] = os.path.abspath(ns.src)
+    PYCACHE["compare"] = os.path.abspath(ns.compare_src) if ns.compare_src else ""
     results: dict[str, object] = {}
     saved = os.path.join(HERE, "results", "pytest_plugin.json")
     if not ns.no_save and os.path.exists(saved):
         with open(saved) as f:
             results = json.load(f)  # parts not run this time keep their figures and their date
-    stamp = {"machine": harness.machine(), "src": PYCACHE["src"]}
+    stamp = {"machine": harness.machine(), "src": PYCACHE["src"], "compare_src": PYCACHE["compare"]}
     with tempfile.TemporaryDirectory(prefix="hivemem-bench-pytest-") as workdir:
         PYCACHE["dir"] = os.path.join(workdir, "pycache")
         with open(os.path.join(workdir, "_hivemem_bench_timer.py"), "w") as f:
