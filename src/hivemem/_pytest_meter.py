@@ -196,12 +196,17 @@ def _read_hwm() -> int | None:
     """
     fd = _proc_fds["status"]
     try:
-        data = os.pread(fd if fd >= 0 else _proc_fd("status", os.O_RDONLY), 8192, 0)
+        if fd < 0:
+            fd = _proc_fd("status", os.O_RDONLY)
+        data = os.pread(fd, 1024, 0)  # VmHWM is in the first lines; the whole file is about 1.5 KiB
+        i = data.find(b"VmHWM:")
+        if i < 0 or data.find(b"kB", i) < 0:  # a long Groups: line pushed it further
+            data = os.pread(fd, 65536, 0)
+            i = data.find(b"VmHWM:")
+            if i < 0:
+                return None
     except OSError:
         _drop_proc_fds()
-        return None
-    i = data.find(b"VmHWM:")
-    if i < 0:
         return None
     return int(data[i + 6 : data.index(b"kB", i)]) * 1024
 

@@ -174,9 +174,8 @@ class Runner:
 
     # ------------------------------------------------------------------ planning
     def plan(self, item: pytest.Item) -> Plan:
-        state = item.stash.get(_STATE, None)
-        if state is not None:
-            return state.plan
+        if _STATE in item.stash:  # ``in`` first: a Stash.get that misses raises and catches a KeyError
+            return item.stash[_STATE].plan
         memory_limit = no_leaks = None
         for marker in item.iter_markers():  # closest first
             if marker.name == "memory_limit" and memory_limit is None:
@@ -280,7 +279,7 @@ class Runner:
 
     @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Result[None], None]:
-        state = item.stash.get(_STATE, None)
+        state = item.stash[_STATE] if _STATE in item.stash else None
         if state is None:  # setup did not run through us
             yield
             return
@@ -290,7 +289,7 @@ class Runner:
             restore = self._wrap_for_leaks(item, plan, state)
         if plan.measure and state.span is None:
             self._begin(item, state)
-        meter = item.stash.get(METER, None)
+        meter = item.stash[METER] if METER in item.stash else None
         if meter is not None:
             meter.reset()
         try:
@@ -351,15 +350,19 @@ class Runner:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, Result[pytest.TestReport], None]:
         outcome = yield
-        if call.when == "teardown":
-            return
-        state = item.stash.get(_STATE, None)
-        blocks = item.stash.get(BLOCKS, None)
-        if state is None and not blocks:
+        when = call.when
+        if when == "teardown":
             return
         report = outcome.get_result()
-        if call.when == "setup":
-            if report.outcome == "passed" or state is None or state.span is None:
+        if when == "setup" and report.outcome == "passed":
+            return
+        stash = item.stash
+        state = stash[_STATE] if _STATE in stash else None
+        blocks = stash[BLOCKS] if BLOCKS in stash else None
+        if state is None and not blocks:
+            return
+        if when == "setup":
+            if state is None or state.span is None:
                 return
             self._end(state)  # setup failed or skipped inside a measured span
         data: dict[str, Any] = {}
