@@ -13,9 +13,11 @@ A scenario is a module in ``benchmarks/scenarios/`` that defines:
                   (``hivemem.compactable(...)``, ``register_cache(...)``),
                   as the application would at start-up; called for every
                   baseline so that registration costs the same everywhere
-``TARGET_MB``     (optional) the target given to ``optimize()``; without it
-                  every strategy allowed at the level runs
-``AGGRESSIVENESS`` (optional) the level for ``optimize()`` (default aggressive)
+``TARGET_MB``     (optional) the target given to ``optimize()`` (default 90:
+                  the README's one-liner, ``hivemem.optimize(target_mb=90)``)
+``AGGRESSIVENESS`` (optional) a ceiling passed to ``optimize()``; by default
+                  none is passed, so the baseline is the default call, which
+                  climbs cheap -> moderate -> aggressive as far as the target needs
 ``WHY``           (optional) an honest sentence for the table when hivemem is
                   not expected to reach reclaim 0.9 on this scenario
 ``GOVERN``        (optional) keyword arguments for ``hivemem.govern()`` in the
@@ -28,7 +30,10 @@ Baselines (each in its own fresh process, same build):
 ``gc``        ``gc.collect()``
 ``recipe``    the source report's recipe: ``gc.set_threshold(10, 1, 1)``,
               50 full collections, ``re.purge()``, ``linecache.clearcache()``
-``optimize``  ``hivemem.optimize(target_mb=...)`` at the given aggressiveness
+``optimize``  ``hivemem.optimize(target_mb=...)``, the default call (plus
+              ``aggressiveness=`` only where the scenario sets a ceiling); the
+              child also records RSS in parts (``_explain.rss_parts()``) right
+              after, for the table that checks the parts add up to RSS
 ``governor``  ``hivemem.govern()`` started before the build and running
               throughout; "after" is read once the build is done and RSS is
               under the budget, or 5 s later (only when this build of hivemem
@@ -53,6 +58,8 @@ import textwrap
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(HERE), "src")
 BASELINES = ("nothing", "gc", "recipe", "optimize", "governor")
+#: The README's one-liner, ``hivemem.optimize(target_mb=90)``: the optimize baseline's default target.
+DEFAULT_TARGET_MB = 90
 
 CHILD = r"""
 import gc, json, os, sys, time
@@ -98,7 +105,8 @@ else:
         linecache.clearcache()
     elif mode == 'optimize':
         import hivemem
-        report = hivemem.optimize(target_mb={target_mb!r}, aggressiveness={aggressiveness!r})
+        options = {{}} if {aggressiveness!r} is None else {{'aggressiveness': {aggressiveness!r}}}
+        report = hivemem.optimize(target_mb={target_mb!r}, **options)
         out['report'] = report.to_dict()
         out['report_text'] = str(report)
     elif mode == 'governor':
@@ -123,6 +131,16 @@ else:
         stop = getattr(governor, 'stop', None)
         if callable(stop):
             stop()
+    if mode in ('nothing', 'optimize'):
+        # RSS in parts, read after the baseline's own figures: do they add up? (docs/optimize.md)
+        from hivemem._explain import SUMMED, rss_parts
+        rss_parts()  # warm up: the first call loads what it needs
+        parts_rss = rss()
+        parts = rss_parts()
+        if parts is not None:
+            out['parts'] = parts
+            out['parts_summed'] = sum(parts.get(k, 0) for k in SUMMED)
+            out['parts_rss'] = (parts_rss + rss()) // 2
     out['checksum_after'] = scenario.checksum(state)
     {after_hook}
 print('@@RESULT@@' + json.dumps(out, default=str))
@@ -153,7 +171,7 @@ def run_child(
     mode: str,
     *,
     target_mb: float | None = None,
-    aggressiveness: str = "aggressive",
+    aggressiveness: str | None = None,
     govern: dict[str, object] | None = None,
     settle: float = 5.0,
     after_hook: str = "",
@@ -208,18 +226,27 @@ def run_scenario(
     """Floor plus every baseline; returns before/after/reclaim/checksum per baseline.
 
     *target_mb* and *aggressiveness* default to the scenario's ``TARGET_MB``
-    and ``AGGRESSIVENESS``. With *repeat* > 1 each baseline runs that many
-    times and the fastest run is kept (timings are noisy on a shared machine).
+    and ``AGGRESSIVENESS``; without either, the baseline is the default call,
+    ``optimize(target_mb=DEFAULT_TARGET_MB)``. A caller that names a level
+    and no target (``bench_strategies.py``: ``aggressiveness="aggressive"``)
+    gets a pass without a target, as before. With *repeat* > 1 each baseline
+    runs that many times and the fastest run is kept (timings are noisy on a
+    shared machine).
     """
     mod = load(name)
+    scenario_target = getattr(mod, "TARGET_MB", None)
+    level = aggressiveness or getattr(mod, "AGGRESSIVENESS", None)
     if target_mb is None:
-        target_mb = getattr(mod, "TARGET_MB", None)
-    level = aggressiveness or getattr(mod, "AGGRESSIVENESS", "aggressive")
+        target_mb = scenario_target
+        if target_mb is None and level is None:
+            target_mb = DEFAULT_TARGET_MB
     floor = run_child(name, "floor")
     govern = getattr(mod, "GOVERN", None)
     if govern is None:
-        # default budget: the target, or 1.5x the floor (CRITICAL, at 0.95 of it, sits above the floor)
-        budget = int(target_mb * 2**20) if target_mb else int(1.5 * int(floor["rss"]))  # type: ignore[call-overload]
+        # default budget: the scenario's target, or 1.5x the floor (CRITICAL, at 0.95 of it, sits above it)
+        budget = (
+            int(scenario_target * 2**20) if scenario_target else int(1.5 * int(floor["rss"]))  # type: ignore[call-overload]
+        )
         govern = {"budget": budget}
     result: dict[str, object] = {
         "scenario": name,

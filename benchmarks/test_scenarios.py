@@ -33,6 +33,13 @@ def test_scenario(scenario: str, bench_results: dict[str, object], bench_repeat:
     opt = baselines["optimize"]
     if res["targeted"] and not res["why"]:
         assert opt["reclaim"] is not None and opt["reclaim"] >= 0.9, opt.get("report_text")
+    for phrase in getattr(harness.load(scenario), "EXPECT_IN_WHY", ()):
+        assert phrase in opt["report"]["explanation"], opt.get("report_text")  # says what would help
+    for mode in ("nothing", "optimize"):  # RSS in parts: they add up to the RSS read around them
+        r = baselines[mode]
+        if "parts" in r:
+            assert r["parts_summed"] == r["parts"]["total"], r["parts"]
+            assert abs(r["parts"]["total"] - r["parts_rss"]) <= 0.01 * r["parts_rss"], r["parts"]
 
 
 def test_composite_reaches_the_headline(

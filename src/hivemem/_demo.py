@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import TextIO
 
-__all__ = ["DEFAULT_SIZE", "App", "answers", "build_app", "build_floor", "main", "register"]
+__all__ = ["DEFAULT_MIX", "DEFAULT_SIZE", "App", "answers", "build_app", "build_floor", "main", "register"]
 
 #: RSS growth the full-size app aims at (bytes).
 DEFAULT_SIZE = 1700 * 2**20
@@ -51,8 +51,19 @@ DEFAULT_SIZE = 1700 * 2**20
 _BYTES_PER_EVENT = 935
 _KINDS = ("click", "view", "buy", "scroll", "login", "logout", "search")
 _CITIES = ("Lyon", "Paris", "Oslo", "Lima", "Pune", "Kyiv", "Rome", "Nice")
-_EVENT_KEEP, _BUFFER_EVERY, _BUFFER_KEEP, _PAGE_EVERY, _SESSION_EVERY = 50, 6, 64, 8, 16
-_EVENTS_PER_LINE, _ROW_KEEP = 4, 8  # one CSV line per 4 events; 1 row in 8 kept
+#: The app's proportions: 1 event in ``event_keep`` kept, a buffer every ``buffer_every``
+#: events (1 in ``buffer_keep`` kept), a rendered page every ``page_every``, a session every
+#: ``session_every``, one CSV line per ``events_per_line`` events (1 row in ``row_keep`` kept).
+#: Benchmarks build variants with other proportions (``benchmarks/scenarios/composite_*.py``).
+DEFAULT_MIX: dict[str, int] = {
+    "event_keep": 50,
+    "buffer_every": 6,
+    "buffer_keep": 64,
+    "page_every": 8,
+    "session_every": 16,
+    "events_per_line": 4,
+    "row_keep": 8,
+}
 
 
 def _render(key: int) -> str:
@@ -90,8 +101,9 @@ def _line(j: int) -> str:
 class App:
     """The application's state: what it keeps (``events``, ``buffers``, ``rows``) and its caches."""
 
-    def __init__(self, n_events: int) -> None:
+    def __init__(self, n_events: int, mix: dict[str, int] | None = None) -> None:
         self.n_events = n_events
+        self.mix = {**DEFAULT_MIX, **(mix or {})}
         self.events: list[dict[str, object]] = []
         self.buffers: list[bytes] = []
         self.rows: list[tuple[str, ...]] = []
@@ -124,59 +136,66 @@ def _count(size: int) -> int:
     return max(1000, size // _BYTES_PER_EVENT)
 
 
-def build_app(size: int = DEFAULT_SIZE, progress: Callable[[str], object] | None = None) -> App:
+def build_app(
+    size: int = DEFAULT_SIZE,
+    progress: Callable[[str], object] | None = None,
+    mix: dict[str, int] | None = None,
+) -> App:
     """Run the service until its RSS has grown by about *size* bytes; return its state.
 
     *progress(phase)* is called after each phase (the caller reads RSS).
+    *mix* overrides :data:`DEFAULT_MIX` (the size is then only roughly *size*).
     """
-    app = App(_count(size))
+    app = App(_count(size), mix)
     with app.lock:
         _run_service(app, progress)
     return app
 
 
 def _run_service(app: App, progress: Callable[[str], object] | None) -> None:
-    n = app.n_events
+    n, mix = app.n_events, app.mix
+    event_keep, page_every, buffer_every = mix["event_keep"], mix["page_every"], mix["buffer_every"]
+    session_every = mix["session_every"]
     sessions: dict[int, _Session] = {}
     buffers: list[bytes] = []
     chunks = 8
     for c in range(chunks):
         for i in range(c * n // chunks, (c + 1) * n // chunks):
             ev = _event(i)
-            if i % _EVENT_KEEP == 0:
+            if i % event_keep == 0:
                 app.events.append(ev)
             app.lookup(i)
-            if i % _PAGE_EVERY == 0:
+            if i % page_every == 0:
                 app.page(i)
-            if i % _BUFFER_EVERY == 0:
+            if i % buffer_every == 0:
                 buffers.append(_buffer(i))
-            if i % _SESSION_EVERY == 0:
+            if i % session_every == 0:
                 sessions[i] = _Session(i)
         if progress is not None:
             progress(f"processed {(c + 1) * n // chunks:,} events")
-    app.buffers = buffers[::_BUFFER_KEEP]
+    app.buffers = buffers[:: mix["buffer_keep"]]
     del buffers
-    lines = [_line(j) for j in range(n // _EVENTS_PER_LINE)]
+    lines = [_line(j) for j in range(n // mix["events_per_line"])]
     for j, text in enumerate(lines):
         fields = tuple(text.split(","))
-        if j % _ROW_KEEP == 0:
+        if j % mix["row_keep"] == 0:
             app.rows.append(fields)
     del lines
     if progress is not None:
-        progress(f"parsed {n // _EVENTS_PER_LINE:,} CSV lines")
+        progress(f"parsed {n // mix['events_per_line']:,} CSV lines")
     sessions.clear()  # the sessions are done: reference cycles, garbage until a full collection
     del sessions
     if progress is not None:
         progress("dropped the sessions (cyclic garbage)")
 
 
-def build_floor(size: int = DEFAULT_SIZE) -> App:
+def build_floor(size: int = DEFAULT_SIZE, mix: dict[str, int] | None = None) -> App:
     """Build only the data :func:`build_app` keeps, directly: the scenario's floor."""
-    app = App(_count(size))
-    n = app.n_events
-    app.events = [_event(i) for i in range(0, n, _EVENT_KEEP)]
-    app.buffers = [_buffer(i) for i in range(0, n, _BUFFER_EVERY * _BUFFER_KEEP)]
-    app.rows = [tuple(_line(j).split(",")) for j in range(0, n // _EVENTS_PER_LINE, _ROW_KEEP)]
+    app = App(_count(size), mix)
+    n, m = app.n_events, app.mix
+    app.events = [_event(i) for i in range(0, n, m["event_keep"])]
+    app.buffers = [_buffer(i) for i in range(0, n, m["buffer_every"] * m["buffer_keep"])]
+    app.rows = [tuple(_line(j).split(",")) for j in range(0, n // m["events_per_line"], m["row_keep"])]
     return app
 
 
@@ -195,7 +214,7 @@ def _answers(app: App) -> str:
     step = max(1, app.n_events // 97)
     for i in range(0, app.n_events, step):
         h.update(repr(app.lookup(i)).encode())
-        if i % _PAGE_EVERY == 0:
+        if i % app.mix["page_every"] == 0:
             h.update(app.page(i).encode())
     return h.hexdigest()
 
@@ -262,11 +281,14 @@ def main(
     target_mb: float | None = 90,
     size: int = DEFAULT_SIZE,
     out: TextIO | None = None,
-    aggressiveness: str = "moderate",
+    aggressiveness: str | None = None,
 ) -> int:
     """Build the app, optimize it toward *target_mb*, verify the answers. Returns the exit code.
 
     ``target_mb=None`` picks :func:`auto_target` (for runs at other sizes).
+    The pass is the README's one-liner, ``hivemem.optimize(target_mb=90)``,
+    with progress callbacks that only print; *aggressiveness* (a ceiling)
+    is passed on only when given.
 
     0: answers identical (whether or not the target was reached; the output
     says which); 1: an answer changed (a bug in a strategy).
@@ -302,7 +324,9 @@ def main(
         f"for about {format_size(live)} of live data (events, buffers, rows kept)"
     )
     say("")
-    say(f"running hivemem.optimize(target_mb={target_mb:.0f}, aggressiveness={aggressiveness!r}) ...")
+    options: dict[str, object] = {} if aggressiveness is None else {"aggressiveness": aggressiveness}
+    shown = "".join(f", {k}={v!r}" for k, v in options.items())
+    say(f"running hivemem.optimize(target_mb={target_mb:.0f}{shown}) ...")
     running: dict[str, float] = {}
 
     def step_start(name: str) -> None:
@@ -310,17 +334,20 @@ def main(
         say(f"  {name:<16} running ...", end="")
 
     def step_done(step: hivemem.StepResult) -> None:
-        if step.name in running and step.skipped is not None:
-            say(f" {step.note()}")
-        elif step.name in running:
+        started = running.pop(step.name, None)
+        level = f"[{step.level}]" if step.level else ""
+        if started is not None and step.skipped is not None:
+            say(f" {level} {step.note()}")
+        elif started is not None:
             freed = format_size(step.freed, signed=True) if step.freed is not None else "-"
-            say(f" done in {step.seconds:.2f} s: RSS {format_size(step.rss_after)} ({freed})  {step.note()}")
+            say(
+                f" {level} done in {step.seconds:.2f} s: RSS {format_size(step.rss_after)} ({freed})  "
+                f"{step.note()}"
+            )
         else:
             say(f"  {step.name:<16} {step.note()}")
 
-    report = hivemem.optimize(
-        target_mb=target_mb, aggressiveness=aggressiveness, on_step_start=step_start, on_step=step_done
-    )
+    report = hivemem.optimize(target_mb=target_mb, **options, on_step_start=step_start, on_step=step_done)  # type: ignore[arg-type]
     say("")
     say(str(report))
     gc.collect()

@@ -111,11 +111,9 @@ def _check_reader(reader: object) -> object:
 
 
 def _seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
-        raise InvalidArgument(f"{name}={value!r}: expected a number of seconds > 0")
-    return float(value)
+    from hivemem._validate import seconds  # finite and at most a day: a wait the thread can make
+
+    return seconds(name, value, allow_none=allow_none)
 
 
 def _count(name: str, value: object) -> int:
@@ -176,7 +174,7 @@ class MemoryGovernor:
         *,
         registry: Registry | None = None,
         reader: object = None,
-        aggressiveness: object = "moderate",
+        aggressiveness: object = None,
         budget: object = None,
         thresholds: dict[object, object] | None = None,
         limit: object = None,
@@ -208,7 +206,11 @@ class MemoryGovernor:
         self.target: int | None = None if target is None else parse_size(target)
         self.registry: Registry = default_registry if registry is None else registry
         self.reader: object = ProcReader() if reader is None else _check_reader(reader)
-        self.aggressiveness: Aggressiveness = Aggressiveness.parse(aggressiveness)
+        # optimize()'s ceiling; None: aggressive with a target, moderate without (docs/optimize.md)
+        self._ceiling_given = aggressiveness is not None
+        self.aggressiveness: Aggressiveness = Aggressiveness.parse(
+            "moderate" if aggressiveness is None else aggressiveness
+        )
         self.last_report: OptimizationReport | None = None
 
         # ----- background options: all validated now, nothing half-applied
@@ -223,7 +225,7 @@ class MemoryGovernor:
         if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255:
             raise InvalidArgument(f"exit_code={exit_code!r}: expected an int in 0..255")
         self.exit_code = exit_code
-        if psi not in ("auto", True, False):
+        if not (isinstance(psi, bool) or psi == "auto"):  # 0 and 1 are not switches
             raise InvalidArgument(f"psi={psi!r}: expected 'auto', True or False")
         self.psi = psi
         from hivemem._psi import parse_trigger
@@ -235,6 +237,8 @@ class MemoryGovernor:
         self.adaptive = adaptive
         self.max_events = _count("max_events", max_events)
         self.level_aggressiveness = dict(DEFAULT_LEVEL_AGGRESSIVENESS)
+        if level_aggressiveness is not None and not isinstance(level_aggressiveness, dict):
+            raise InvalidArgument(f"level_aggressiveness={level_aggressiveness!r}: expected a dict")
         for key, value in (level_aggressiveness or {}).items():
             lvl = Pressure.parse(key)
             if lvl == Pressure.NORMAL:
@@ -389,18 +393,27 @@ class MemoryGovernor:
         """Run one pass and return its :class:`hivemem.OptimizationReport`.
 
         *target_mb* (MiB) or *target* (a size) overrides the governor's
-        target. *strategies* limits the pass to those names (still run in
-        registry order). *aggressiveness* defaults to the governor's.
-        ``dry_run=True`` measures and lists what would run, changing nothing.
-        *on_step_start(name)* and *on_step(step)* report progress live.
-        All arguments are checked before anything runs.
+        target. With a target the pass climbs cheap, moderate, aggressive and
+        stops at the first level that reaches it; *aggressiveness* is the
+        ceiling (default: the governor's, else ``"aggressive"``). Without a
+        target one pass runs at *aggressiveness* (default: the governor's,
+        else ``"moderate"``). *strategies* limits the pass to those names
+        (still run in registry order). ``dry_run=True`` measures and lists
+        what would run, changing nothing. *on_step_start(name)* and
+        *on_step(step)* report progress live. All arguments are checked
+        before anything runs.
         """
         from hivemem._engine import run_pass
 
         goal = _resolve_target(target_mb, target)
         if goal is None:
             goal = self.target
-        level = self.aggressiveness if aggressiveness is None else Aggressiveness.parse(aggressiveness)
+        if aggressiveness is not None:
+            level = Aggressiveness.parse(aggressiveness)
+        elif self._ceiling_given:
+            level = self.aggressiveness
+        else:
+            level = Aggressiveness.AGGRESSIVE if goal is not None else Aggressiveness.MODERATE
         if not isinstance(dry_run, bool):
             raise InvalidArgument(f"dry_run must be True or False, got {dry_run!r}")
         report = run_pass(
@@ -413,6 +426,7 @@ class MemoryGovernor:
             limit=self._limit_bytes(),
             on_step_start=on_step_start,
             on_step=on_step,
+            climb=goal is not None,
         )
         assert report is not None  # blocking passes always run
         self.last_report = report
@@ -962,18 +976,21 @@ def optimize(
     *,
     target: int | str | None = None,
     strategies: Iterable[str] | None = None,
-    aggressiveness: object = "moderate",
+    aggressiveness: object = None,
     dry_run: bool = False,
     on_step_start: Callable[[str], object] | None = None,
     on_step: Callable[[StepResult], object] | None = None,
 ) -> OptimizationReport:
     """Bring this process's memory down toward a target, measuring every step.
 
-    ``hivemem.optimize(target_mb=90)`` runs the registered strategies allowed
-    at *aggressiveness* (``"cheap"``, ``"moderate"`` — the default, safe for
-    a production service — or ``"aggressive"``) in ``(priority, name)``
-    order, reads RSS before and after each, and stops as soon as RSS is at or
-    below the target. Without a target every allowed strategy runs.
+    ``hivemem.optimize(target_mb=90)`` climbs: it runs the strategies allowed
+    at ``"cheap"``, then those added at ``"moderate"``, then at
+    ``"aggressive"``, reading RSS before and after each, and stops as soon as
+    RSS is at or below the target. *aggressiveness* is the ceiling (default
+    ``"aggressive"``: the aggressive strategies act only on what the program
+    registered for them: ``compactable`` containers, ``allow_unload`` modules,
+    allowlisted lru_caches). Without a target one pass runs every strategy
+    allowed at *aggressiveness* (default ``"moderate"``). See docs/optimize.md.
 
     A strategy that raises is recorded in the report; the pass goes on.
     Concurrent calls from several threads are serialized.

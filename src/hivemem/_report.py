@@ -28,8 +28,12 @@ class StepResult(_Frozen):
     """One strategy's turn in a pass.
 
     ``name``          the strategy
+    ``level``         the aggressiveness the step ran at (``"cheap"``, ``"moderate"``,
+                      ``"aggressive"``); ``None`` when it was skipped without being called
     ``freed``         RSS before minus RSS after the step, in bytes, as read by
-                      the governor (negative when RSS grew; ``None`` if it did not run)
+                      the governor (negative when RSS grew); ``None`` when the step
+                      did not run or the strategy declined (RSS that moved meanwhile
+                      moved by itself, and stays in ``rss_before``/``rss_after``)
     ``rss_before``, ``rss_after``   the two readings
     ``seconds``       wall time of ``apply``; ``cpu_seconds`` its thread CPU time
     ``skipped``       why the step did not run (``None`` if it ran)
@@ -41,6 +45,7 @@ class StepResult(_Frozen):
         "cpu_seconds",
         "error",
         "freed",
+        "level",
         "name",
         "rss_after",
         "rss_before",
@@ -52,6 +57,7 @@ class StepResult(_Frozen):
     __module__ = "hivemem"
 
     name: str
+    level: str | None
     freed: int | None
     rss_before: int | None
     rss_after: int | None
@@ -74,10 +80,13 @@ class StepResult(_Frozen):
         error: str | None = None,
         summary: str = "",
         stats: dict[str, object] | None = None,
+        level: str | None = None,
     ) -> None:
-        freed = None if rss_before is None or rss_after is None else rss_before - rss_after
+        measured = skipped is None and rss_before is not None and rss_after is not None
+        freed = rss_before - rss_after if measured else None  # type: ignore[operator]
         self._set(
             name=name,
+            level=level,
             freed=freed,
             rss_before=rss_before,
             rss_after=rss_after,
@@ -118,9 +127,14 @@ class OptimizationReport(_Frozen):
     ``steps``               a tuple of :class:`hivemem.StepResult`, in run order
     ``freed``               ``before.rss - after.rss``
     ``seconds``             wall time of the whole pass
-    ``explanation``         when the target was not reached: why, in words,
-                            from allocator figures measured after the pass
-    ``breakdown``           those allocator figures, bytes (may be empty)
+    ``aggressiveness``      the ceiling: the most aggressive level the pass was allowed
+    ``levels``              the levels the pass climbed, in order: one dict per level with
+                            ``level``, ``rss_before``, ``rss_after`` (bytes) and ``ran``
+                            (the steps that ran there)
+    ``explanation``         when the target was not reached: why, in words, from
+                            figures measured after the pass, and what would help
+    ``breakdown``           those figures, bytes (may be empty): RSS in parts that add
+                            up to ``breakdown["total"]`` (see ``docs/optimize.md``)
     """
 
     __slots__ = (
@@ -131,6 +145,7 @@ class OptimizationReport(_Frozen):
         "dry_run",
         "explanation",
         "level",
+        "levels",
         "reached",
         "seconds",
         "steps",
@@ -149,6 +164,7 @@ class OptimizationReport(_Frozen):
     explanation: str
     breakdown: dict[str, int]
     level: str | None
+    levels: tuple[dict[str, object], ...]
 
     def __init__(
         self,
@@ -163,6 +179,7 @@ class OptimizationReport(_Frozen):
         explanation: str = "",
         breakdown: dict[str, int] | None = None,
         level: str | None = None,
+        levels: tuple[dict[str, object], ...] | list[dict[str, object]] = (),
     ) -> None:
         reached = None
         if target is not None and after.rss is not None:
@@ -179,6 +196,7 @@ class OptimizationReport(_Frozen):
             explanation=explanation,
             breakdown=dict(breakdown or {}),
             level=level,
+            levels=tuple(dict(x) for x in levels),
         )
 
     @property
@@ -188,8 +206,12 @@ class OptimizationReport(_Frozen):
         return self.before.rss - self.after.rss
 
     def step(self, name: str) -> StepResult:
-        """The step for strategy *name* (``KeyError`` when it was not part of the pass)."""
-        for s in self.steps:
+        """The last step of strategy *name* (``KeyError`` when it was not part of the pass).
+
+        A climbing pass may run a strategy at several levels (``gc`` and
+        ``trim`` after later steps released memory); ``steps`` has every run.
+        """
+        for s in reversed(self.steps):
             if s.name == name:
                 return s
         raise KeyError(name)
@@ -198,35 +220,61 @@ class OptimizationReport(_Frozen):
     def errors(self) -> list[StepResult]:
         return [s for s in self.steps if s.error]
 
+    @property
+    def reached_at(self) -> str | None:
+        """The level at which the target was reached (``None`` when it was not, or without a target)."""
+        if not self.reached:
+            return None
+        return str(self.levels[-1]["level"]) if self.levels else self.aggressiveness
+
     def headline(self) -> str:
         before, after = format_size(self.before.rss), format_size(self.after.rss)
         if self.target is None:
             goal = "no target"
+        elif self.reached:
+            at = self.reached_at
+            climbed = len(self.levels) > 1 or at != self.aggressiveness
+            goal = f"target {format_size(self.target)}: reached" + (f" at {at}" if climbed else "")
         else:
-            goal = f"target {format_size(self.target)}: {'reached' if self.reached else 'NOT reached'}"
+            goal = f"target {format_size(self.target)}: NOT reached"
         dry = " (dry run: nothing was changed)" if self.dry_run else ""
         return f"hivemem optimize: RSS {before} -> {after} ({goal}) in {self.seconds:.2f} s{dry}"
 
-    def _rows(self) -> list[tuple[str, str, str, str]]:
+    def climb(self) -> str:
+        """The levels the pass climbed, RSS at each and why one was left early ("" for a single level)."""
+        if len(self.levels) < 2 and not any("left" in x for x in self.levels):
+            return ""
+        parts = []
+        for x in self.levels:
+            text = f"{x['level']} {format_size(x['rss_before'])} -> {format_size(x['rss_after'])}"  # type: ignore[arg-type]
+            if x.get("left"):
+                text += f" ({x['left']})"
+            parts.append(text)
+        return "; ".join(parts)
+
+    def _rows(self) -> list[tuple[str, str, str, str, str]]:
         rows = []
         for s in self.steps:
             freed = format_size(s.freed, signed=True) if s.freed is not None else "-"
             secs = f"{s.seconds:.3f}" if s.ran else "-"
-            rows.append((s.name, freed, secs, s.note()))
+            rows.append((s.name, s.level or "-", freed, secs, s.note()))
         return rows
 
     def __str__(self) -> str:
-        header = ("step", "freed (RSS)", "seconds", "what happened")
+        header = ("step", "level", "freed (RSS)", "seconds", "what happened")
         rows = self._rows()
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+        w = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
         lines = [self.headline()]
-        fmt = "  {0:<{w0}}  {1:>{w1}}  {2:>{w2}}  {3}"
-        lines.append(fmt.format(*header, w0=widths[0], w1=widths[1], w2=widths[2]))
+        fmt = "  {0:<{w0}}  {1:<{w1}}  {2:>{w2}}  {3:>{w3}}  {4}"
+        lines.append(fmt.format(*header, w0=w[0], w1=w[1], w2=w[2], w3=w[3]))
         for r in rows:
-            lines.append(fmt.format(*r, w0=widths[0], w1=widths[1], w2=widths[2]))
+            lines.append(fmt.format(*r, w0=w[0], w1=w[1], w2=w[2], w3=w[3]))
         freed = self.freed
         if freed is not None:
             lines.append(f"  total freed: {format_size(freed, signed=True)}")
+        climb = self.climb()
+        if climb:
+            lines.append(f"  levels: {climb}")
         if self.explanation:
             lines.append(f"  why: {self.explanation}")
         return "\n".join(lines)
@@ -238,16 +286,19 @@ class OptimizationReport(_Frozen):
         yield "after", format_size(self.after.rss)
         yield "target", format_size(self.target) if self.target is not None else None
         yield "reached", self.reached
-        yield "steps", [f"{n}: {f} {note}" for n, f, _, note in self._rows()]
+        yield "steps", [f"{n} ({lvl}): {f} {note}" for n, lvl, f, _, note in self._rows()]
 
     def _repr_html_(self) -> str:
         from html import escape
 
         rows = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in self._rows())
         why = f"<p><b>why:</b> {escape(self.explanation)}</p>" if self.explanation else ""
+        climb = self.climb()
+        if climb:
+            why = f"<p><b>levels:</b> {escape(climb)}</p>" + why
         return (
             f"<div class='hivemem-report'><p>{escape(self.headline())}</p>"
-            "<table><thead><tr><th>step</th><th>freed (RSS)</th><th>seconds</th>"
+            "<table><thead><tr><th>step</th><th>level</th><th>freed (RSS)</th><th>seconds</th>"
             f"<th>what happened</th></tr></thead><tbody>{rows}</tbody></table>{why}</div>"
         )
 
@@ -263,6 +314,8 @@ class OptimizationReport(_Frozen):
             "aggressiveness": self.aggressiveness,
             "dry_run": self.dry_run,
             "level": self.level,
+            "levels": [dict(x) for x in self.levels],
+            "reached_at": self.reached_at,
             "steps": [s.to_dict() for s in self.steps],
             "explanation": self.explanation,
             "breakdown": dict(self.breakdown),

@@ -71,6 +71,7 @@ class ClearCaches:
                 parts.append(f"{found['caches']} allowlisted lru_cache(s) ({found['entries']:,} entries)")
             else:
                 parts.append("allowlisted lru_caches wait for an aggressive pass")
+                stats["more_at"] = "aggressive"  # a climbing optimize() calls it again there
         return StrategyResult("; ".join(parts), stats=stats)
 
     def __repr__(self) -> str:

@@ -40,6 +40,7 @@ class GarbageCollect:
     name = "gc"
     priority = 35
     aggressiveness = CHEAP
+    rerun = "after_release"  # a climbing optimize() runs it again once later steps let go of objects
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         collected = gc.collect()

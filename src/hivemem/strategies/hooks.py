@@ -40,6 +40,21 @@ def pressure_of(ctx: StrategyContext) -> str:
     return _BY_AGGRESSIVENESS.get(int(ctx.aggressiveness), "high")
 
 
+def _more_at(ctx: StrategyContext, module: object) -> dict[str, object]:
+    """``{"more_at": level}`` when a direct pass at a higher aggressiveness would run more hooks.
+
+    A climbing ``optimize()`` reads it to call this strategy again there (the
+    hooks then run again with the higher pressure, as Android's onTrimMemory does).
+    """
+    if ctx.level is not None:
+        return {}
+    now = int(ctx.aggressiveness)
+    above = [int(lvl) for _, lvl in module.hooks() if int(lvl) > now]  # type: ignore[attr-defined]
+    if not above:
+        return {}
+    return {"more_at": ("cheap", "moderate", "aggressive")[min(min(above), 3) - 1]}
+
+
 class ReleaseHooks:
     """Call the ``on_pressure`` callbacks registered at or below this pass's pressure level."""
 
@@ -53,8 +68,9 @@ class ReleaseHooks:
             return StrategyResult.skip("no release hook registered (hivemem.on_pressure)")
         level = pressure_of(ctx)
         ran = module.run_hooks(level)
+        more = _more_at(ctx, module)
         if not ran:
-            return StrategyResult.skip(f"no release hook registered at pressure {level} or below")
+            return StrategyResult.skip(f"no release hook registered at pressure {level} or below", **more)
         failed = [r for r in ran if r.error is not None]
         summary = f"ran {len(ran)} release hook(s) at pressure {level}"
         if failed:
@@ -66,6 +82,7 @@ class ReleaseHooks:
                 "ran": len(ran),
                 "failed": len(failed),
                 "hooks": [r.to_dict() for r in ran],
+                **more,
             },
         )
 

@@ -1,0 +1,8 @@
+"""Sparse survivors, a variant: 3.1M small dicts, 1 in 50 kept in a list registered with compactable."""
+
+from __future__ import annotations
+
+from scenarios.sparse_survivors import make
+
+TARGETED = True
+globals().update(make(3_100_000, 50))  # DESCRIPTION, build, build_floor, prepare, checksum
