@@ -59,7 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SIZE",
         default=None,
         help="default ceiling for every test without a memory_limit marker: peak RSS of the "
-        "test body above its start (e.g. '200 MiB'; ini: memory_limit). Use 'none' to disable.",
+        "test body above its start (e.g. '200 MiB'; ini: memory_limit). Use 'none' to disable "
+        "(a limit of 0 is refused).",
     )
     group.addoption(
         "--hivemem-report",
@@ -113,7 +114,7 @@ def _wants_every_test(config: pytest.Config) -> bool:
     if top is None:
         top = config.getini("hivemem_top")
     return bool(
-        (limit and str(limit).strip().lower() not in ("none", "0", ""))
+        (limit and str(limit).strip().lower() not in ("none", ""))
         or config.getoption("hivemem_report")
         or str(top).strip() not in ("", "0")
     )
