@@ -128,6 +128,160 @@ def test_alloc(n):
         assert abs(peak - n * MiB) <= MiB, (n, peak / MiB)
 
 
+# Frees an mmapped 31 MiB block, which raises glibc's mmap threshold to that size (it stops at
+# 32 MiB): from then on smaller blocks come from glibc's heap, and glibc keeps them when freed.
+KEEP_FREED = """
+_raise = bytearray(31 * MiB)
+del _raise
+"""
+
+
+@linux_only
+def test_fixture_memory_freed_at_teardown_is_counted_when_reused(pytester: pytest.Pytester) -> None:
+    """A fixture's 24 MiB, freed at teardown and kept by glibc, count when the next test body reuses them."""
+    pytester.makepyfile(
+        TOUCH
+        + KEEP_FREED
+        + """
+@pytest.fixture
+def big():
+    yield touch(24 * MiB)
+
+@pytest.mark.memory_limit("64 MiB")
+def test_1_fixture(big):
+    pass
+
+@pytest.mark.memory_limit("12 MiB")
+def test_2_reuses():
+    del touch(24 * MiB)[:]
+"""
+    )
+    result = run(pytester, "-v")
+    assert outcomes(result) == {"test_1_fixture": "PASSED", "test_2_reuses": "FAILED"}
+    result.stdout.fnmatch_lines(["hivemem: test body peak 2?.? MiB is over the memory limit 12.0 MiB*"])
+
+
+@linux_only
+def test_module_fixture_freed_at_module_end_is_counted_when_reused(pytester: pytest.Pytester) -> None:
+    """A module fixture's memory, freed when its module ends, counts when the next module's test reuses it."""
+    pytester.makepyfile(
+        test_1_module=TOUCH
+        + KEEP_FREED
+        + """
+@pytest.fixture(scope="module")
+def shared():
+    yield touch(24 * MiB)
+
+@pytest.mark.memory_limit("64 MiB")
+def test_a(shared):
+    pass
+
+@pytest.mark.memory_limit("64 MiB")
+def test_b(shared):
+    pass
+""",
+        test_2_module=TOUCH
+        + """
+@pytest.mark.memory_limit("12 MiB")
+def test_c():
+    del touch(24 * MiB)[:]
+""",
+    )
+    result = run(pytester, "-v")
+    assert outcomes(result) == {"test_a": "PASSED", "test_b": "PASSED", "test_c": "FAILED"}
+
+
+@linux_only
+def test_small_tests_are_not_trimmed_before_each_baseline(pytester: pytest.Pytester) -> None:
+    """Trims follow RSS growth: 60 small tests in two modules trim at most 3 times; 8 MiB freed trims."""
+    small = """
+@pytest.mark.parametrize("i", range(30))
+def test_small(i):
+    assert [i] * 10
+"""
+    pytester.makepyfile(
+        test_1=TOUCH + KEEP_FREED + small,
+        test_2=TOUCH
+        + small
+        + """
+def test_y_frees():
+    del touch(8 * MiB)[:]
+
+def test_z_after():
+    del touch(8 * MiB)[:]
+""",
+    )
+    # A fresh process: the count must not depend on what this test session did before.
+    result = pytester.runpytest_subprocess(*QUIET, "--memory-limit=1GiB", "--hivemem-report=r.json")
+    result.assert_outcomes(passed=62)
+    doc = json.loads((pytester.path / "r.json").read_text())
+    tests = {t["nodeid"]: t for t in doc["tests"]}
+    small_tests = [t for nodeid, t in tests.items() if "test_small" in nodeid]
+    assert tests["test_1.py::test_small[0]"]["trimmed"]  # the session's first baseline always follows a trim
+    # No class- or module-scoped fixture was torn down between the modules: no trim there.
+    assert not tests["test_2.py::test_small[0]"]["trimmed"]
+    # pytest's own bookkeeping grows the RSS by a few KiB a test: a trim every ~100 tests here.
+    assert sum(t["trimmed"] for t in small_tests) <= 3, [t["nodeid"] for t in small_tests if t["trimmed"]]
+    assert tests["test_2.py::test_z_after"]["trimmed"]  # test_y_frees left 8 MiB in glibc's keeping
+    assert abs(tests["test_2.py::test_z_after"]["peak"] - 8 * MiB) <= MiB
+
+
+def test_trim_gate_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate on a scripted RSS: checkpoints trim past the margin or when forced; explicit blocks always."""
+    from hivemem import _pytest_meter
+
+    margin = _pytest_meter.TRIM_MARGIN
+    rss = [100 * MiB]
+    clock = _pytest_meter._RssClock()
+    trims: list[int] = []
+
+    def trim() -> None:
+        trims.append(rss[0])
+        rss[0] -= freed[0]
+        freed[0] = 0
+
+    freed = [0]  # bytes glibc keeps that the next trim hands back
+    monkeypatch.setattr(clock, "_rss", lambda: rss[0])
+    monkeypatch.setattr(clock, "_trim", trim)
+    monkeypatch.setattr(clock, "_fast_reset", lambda: True)
+    monkeypatch.setattr(clock, "_sampled", False)
+    monkeypatch.setattr(clock, "_hwm", lambda: rss[0])
+
+    def checkpoint(*, force: bool = False) -> bool:
+        n = len(trims)
+        clock.checkpoint(force=force)
+        return len(trims) > n
+
+    assert checkpoint()  # no floor yet
+    rss[0] += margin  # exactly the margin: kept
+    assert not checkpoint()
+    rss[0] += 1
+    freed[0] = margin + 1
+    assert checkpoint()  # past it: trimmed, and the floor is what the trim left
+    assert rss[0] == 100 * MiB
+    rss[0] -= 2 * MiB  # memory handed back to the system lowers the floor ...
+    assert not checkpoint()
+    rss[0] += margin + 1  # ... so growth from there trims, though it is under the old floor
+    assert checkpoint()
+    assert checkpoint(force=True)
+
+    assert clock.begin(gated=True).trimmed  # the forced trim came after the last span began
+    assert not checkpoint()
+    n = len(trims)
+    span = clock.begin(gated=True)  # right after a checkpoint: no growth, no trim
+    assert len(trims) == n and not span.trimmed
+    span.close()
+    rss[0] += margin + 1  # fixture setup grew the RSS past the margin
+    span = clock.begin(gated=True)
+    assert len(trims) == n + 1 and span.trimmed
+    span.close()
+    span = clock.begin()  # an explicit block trims every time
+    assert len(trims) == n + 2 and span.trimmed
+    clock.reset(span)
+    assert len(trims) == n + 3
+    span.close()
+
+
 def test_python_boundary_is_byte_tight(pytester: pytest.Pytester) -> None:
     """kind='python': 8 MiB passes under 8 MiB + 64 KiB and fails under exactly 8 MiB, naming its line."""
     pytester.makepyfile(
@@ -202,9 +356,9 @@ def test_plateau(once):
         _cache[len(_cache)] = bytearray(100_000)
 
 
-def test_fixture_set_up_once_body_run_seven_times():
+def test_fixture_set_up_once_body_run_repeatedly():
     assert SETUPS == [1]
-    assert CALLS[0] == 7
+    assert CALLS[0] in (4, 7)  # 2 warm-ups + 2 quiet runs when the untraced screen settles it
 
 
 class Leaky:
@@ -219,7 +373,7 @@ def test_true_leak():
     result = run(pytester, "-v")
     assert outcomes(result) == {
         "test_plateau": "PASSED",
-        "test_fixture_set_up_once_body_run_seven_times": "PASSED",
+        "test_fixture_set_up_once_body_run_repeatedly": "PASSED",
         "test_true_leak": "FAILED",
     }
     result.stdout.fnmatch_lines(
@@ -227,7 +381,7 @@ def test_true_leak():
             "hivemem: the test body leaks: memory grew on every one of 4 measured runs by more than*",
             "  growth per run:  +1.* KiB, +1.* KiB, +1.* KiB, +1.* KiB  (warm-up runs, not judged: *",
             "  growing types:",
-            "    *Leaky * (+4)",
+            "    *Leaky * (+1)",
             "  growing allocation sites:",
             "*test_leaks.py:33",
         ]
@@ -370,13 +524,19 @@ def test_bad_sizes_and_arguments_are_reported(pytester: pytest.Pytester) -> None
     usage = run(pytester, "--memory-limit=lots")
     assert usage.ret == pytest.ExitCode.USAGE_ERROR
     usage.stderr.fnmatch_lines(["*--memory-limit / memory_limit: invalid size 'lots'*"])
+    for zero in ("0", "0 MiB"):  # a limit of 0 would fail nearly every test: refused, not read as 'none'
+        usage = run(pytester, f"--memory-limit={zero}")
+        assert usage.ret == pytest.ExitCode.USAGE_ERROR
+        usage.stderr.fnmatch_lines(
+            [f"*--memory-limit / memory_limit: '{zero}' is a limit of 0 bytes*'none'*"]
+        )
     result = run(pytester)
     result.assert_outcomes(passed=1, errors=3)
     result.stdout.fnmatch_lines_random(
         [
             "*invalid size '12 parsecs'*",
             "*invalid kind 'heap': expected 'rss' or 'python'*",
-            "*repeat must be an integer >= 2, got 1*",
+            "*no_leaks: repeat=1: expected a whole number between 2 and 1,000*",
         ]
     )
 
@@ -402,11 +562,24 @@ def test_light():
     result.stdout.fnmatch_lines(
         [
             "*= hivemem =*",
+            "report: 2 tests, 2 measured, 1 with a limit, 1 over it, 1 failed or errored; "
+            "worst peak 1?.? MiB (test_*.py::test_heavy)",
+            f"written to {pytester.path / 'out' / 'r.json'}",
             "heaviest 1 of 2 measured tests (peak above start):",
             "*1?.? MiB  rss *failed  test_*.py::test_heavy / limit 8.0 MiB",
         ]
     )
     doc = json.loads((pytester.path / "out" / "r.json").read_text())
+    summary = doc["summary"]
+    assert abs(summary.pop("worst_peak") - 16 * MiB) < 2 * MiB
+    assert summary == {
+        "tests": 2,
+        "measured": 2,
+        "with_limit": 1,
+        "over_limit": 1,
+        "failed": 1,
+        "worst_peak_test": "test_report_json_html_and_summary.py::test_heavy",
+    }
     tests = {t["nodeid"].split("::")[1]: t for t in doc["tests"]}
     assert tests["test_heavy"]["outcome"] == "failed"
     assert tests["test_heavy"]["limit"] == 8 * MiB
@@ -414,9 +587,11 @@ def test_light():
     assert tests["test_light"]["outcome"] == "passed"
     assert tests["test_light"]["limit"] is None
     assert tests["test_light"]["duration"] > 0
-    run(pytester, "--hivemem-report=r.html")
+    html_run = run(pytester, "--hivemem-report=r.html")
+    assert "= hivemem =" in html_run.stdout.str()  # where the report went is said even without --hivemem-top
     html = (pytester.path / "r.html").read_text()
     assert html.startswith("<!doctype html>")
+    assert "<p class='summary'>2 tests, 2 measured, 1 with a limit, 1 over it, 1 failed or errored; " in html
     assert "test_heavy" in html
     assert "class='over'" in html
 

@@ -209,6 +209,30 @@ def test_assert_no_leaks_fails_a_true_leak() -> None:
     assert "grew on every one of 4 measured runs" in text
     assert "growth per run:" in text
     assert "bytes" in text
+    assert "(counted across one more run of 1 call(s))" in text
+
+
+def _inspects_the_stack() -> int:
+    import inspect
+    import sys
+
+    return len(inspect.stack(0)) + (sys._getframe(1) is not None)
+
+
+def test_assert_no_leaks_passes_code_that_inspects_the_stack() -> None:
+    """Creating frame objects of the caller (3.11+) is not growth of the function: no LeakDetected."""
+    report = assert_no_leaks(_inspects_the_stack, number=2)
+    assert report.number == 2
+    assert not report.leaking
+
+
+def test_assert_no_leaks_without_types() -> None:
+    """types=False leaves the type tables (a walk of every object) out of the failure."""
+    with pytest.raises(hivemem.LeakDetected) as info:
+        assert_no_leaks(_leaky, warmup=1, repeat=3, types=False)
+    assert info.value.report.growing_types == ()
+    assert "growing types" not in str(info.value)
+    assert "growing allocation sites" in str(info.value)
 
 
 @linux_only

@@ -6,12 +6,15 @@ Two clocks, one per ``kind``:
     The whole process's resident set size. On Linux the peak is the kernel's
     high-water mark: writing ``5`` to ``/proc/self/clear_refs`` resets
     ``VmHWM`` to the current RSS and ``/proc/self/status`` reports the peak
-    since then, so a measurement costs three small ``/proc`` operations
-    (about 25 µs) and no sampling thread or allocation hook. Before the
-    baseline is read, glibc's ``malloc_trim(0)`` returns the free heap pages
-    left over by earlier code when there are at least 512 KiB of them, so
-    memory an earlier test freed but glibc kept is faulted in again, and
-    counted, when this test reuses it (see :func:`_trimmer`).
+    since then, so a measurement is one ``write`` and one ``pread`` of
+    ``/proc/self/statm`` when it opens and one ``pread`` of
+    ``/proc/self/status`` when it closes, each on a descriptor kept open,
+    and no sampling thread or allocation hook. glibc's ``malloc_trim(0)``
+    runs before a test only when the RSS has grown by more than
+    :data:`TRIM_MARGIN` since the lowest reading after the last trim (see
+    :meth:`_RssClock.checkpoint`), so memory an earlier test freed but glibc
+    kept is faulted in again, and counted, when a later test reuses it,
+    without a trim (or any heap walk) before every test.
     **Fallback** where ``clear_refs`` cannot be written (other systems, old
     kernels, sandboxes): a daemon thread samples :func:`hivemem.rss` every
     millisecond while a measurement is open; ``method`` says so, and a spike
@@ -49,13 +52,15 @@ KINDS = ("rss", "python")
 class Span:
     """One open measurement on a clock: its baseline and the highest mark folded into it."""
 
-    __slots__ = ("baseline", "clock", "folded", "open")
+    __slots__ = ("baseline", "clock", "folded", "open", "trimmed")
 
     def __init__(self, clock: _Clock, baseline: int) -> None:
         self.clock = clock
         self.baseline = baseline
         self.folded = baseline
         self.open = True
+        self.trimmed = clock.trims != clock.trims_seen  # glibc's heap trimmed since the last span began
+        clock.trims_seen = clock.trims
 
     def peak(self) -> int:
         """Highest absolute figure since the span began (bytes)."""
@@ -77,6 +82,8 @@ class Span:
 class _Clock:
     kind = ""
     method = ""
+    trims = 0  # rss: malloc_trim calls so far
+    trims_seen = 0  # ... when the last span began
 
     def __init__(self) -> None:
         self._lock = _thread.allocate_lock()
@@ -92,8 +99,14 @@ class _Clock:
     def _reset(self) -> None:
         raise NotImplementedError
 
-    def _settle(self) -> None:
-        """Called before a baseline is read (rss: hand free heap pages back)."""
+    def _baseline(self, gated: bool) -> int:
+        """Under the lock: fold the mark into open spans, reset it, and return the figure now."""
+        self._fold()
+        self._reset()
+        return self.current()
+
+    def checkpoint(self, *, force: bool = False) -> None:
+        """A quiet point between tests, before the next one's fixtures are set up (rss: the trim gate)."""
 
     def _opened(self) -> None:
         """Called under the lock when the first span opens."""
@@ -109,25 +122,24 @@ class _Clock:
                 if mark > span.folded:
                     span.folded = mark
 
-    def begin(self) -> Span:
-        """Open a span: reset the mark (folding it into open spans first) and read the baseline."""
+    def begin(self, *, gated: bool = False) -> Span:
+        """Open a span: reset the mark (folding it into open spans first) and read the baseline.
+
+        *gated* (the pytest runner's per-test spans, which follow a
+        :meth:`checkpoint`): the rss clock trims glibc's heap first only when
+        the RSS grew since the checkpoint; otherwise it trims every time.
+        """
         with self._lock:
             if not self._spans:
                 self._opened()
-            self._settle()
-            self._fold()
-            self._reset()
-            span = Span(self, self.current())
+            span = Span(self, self._baseline(gated))
             self._spans.append(span)
             return span
 
     def reset(self, span: Span) -> None:
         """Start *span* again from now, without losing the peaks other open spans saw."""
         with self._lock:
-            self._settle()
-            self._fold()
-            self._reset()
-            span.baseline = span.folded = self.current()
+            span.baseline = span.folded = self._baseline(False)
 
     def peak_of(self, span: Span) -> int:
         if not span.open:
@@ -150,30 +162,78 @@ class _Clock:
 # --------------------------------------------------------------------------- rss
 
 
-def _status_peak_reader() -> Callable[[], int | None]:
-    """A fast reader of ``VmHWM`` (bytes): one ``pread`` of ``/proc/self/status`` on a kept descriptor."""
-    state = {"fd": -1, "pid": -1}
+# Descriptors on /proc/self files, kept open for the life of the process: a
+# reset is one write and a peak one pread, with no open/close per test. The
+# at-fork hook below drops them in a child (an inherited descriptor names the
+# parent's /proc/<pid>), so no call has to ask for its pid.
+_proc_fds = {"clear_refs": -1, "status": -1}
 
-    def read() -> int | None:
-        pid = os.getpid()
-        fd = state["fd"]
-        if fd < 0 or state["pid"] != pid:  # a forked child must open its own /proc/self
+
+def _proc_fd(name: str, flags: int) -> int:
+    fd = _proc_fds[name]
+    if fd < 0:
+        fd = _proc_fds[name] = os.open(f"/proc/self/{name}", flags | getattr(os, "O_CLOEXEC", 0))
+    return fd
+
+
+def _drop_proc_fds() -> None:
+    for name, fd in _proc_fds.items():
+        if fd >= 0:
             try:
-                fd = os.open("/proc/self/status", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                os.close(fd)
             except OSError:
-                return None
-            state["fd"], state["pid"] = fd, pid
-        try:
-            data = os.pread(fd, 8192, 0)
-        except OSError:
-            state["fd"] = -1
-            return None
-        i = data.find(b"VmHWM:")
-        if i < 0:
-            return None
-        return int(data[i + 6 : data.index(b"kB", i)]) * 1024
+                pass
+        _proc_fds[name] = -1
 
-    return read
+
+def _read_hwm() -> int | None:
+    """``VmHWM`` in bytes: one ``pread`` of ``/proc/self/status`` on a kept descriptor.
+
+    ``getrusage().ru_maxrss`` is cheaper (about 1 µs against 10 µs), but
+    the kernel reads its per-CPU RSS counters without summing them for it,
+    and it reports the larger of this mark and one kept across ``exec``
+    that ``clear_refs`` does not reset; see ``docs/pytest.md``.
+    """
+    fd = _proc_fds["status"]
+    try:
+        if fd < 0:
+            fd = _proc_fd("status", os.O_RDONLY)
+        data = os.pread(fd, 1024, 0)  # VmHWM is in the first lines; the whole file is about 1.5 KiB
+        i = data.find(b"VmHWM:")
+        if i < 0 or data.find(b"kB", i) < 0:  # a long Groups: line pushed it further
+            data = os.pread(fd, 65536, 0)
+            i = data.find(b"VmHWM:")
+            if i < 0:
+                return None
+    except OSError:
+        _drop_proc_fds()
+        return None
+    return int(data[i + 6 : data.index(b"kB", i)]) * 1024
+
+
+def _write_clear_refs() -> bool:
+    """``hivemem.reset_peak()`` on a kept descriptor: one ``write`` instead of open, write, close."""
+    fd = _proc_fds["clear_refs"]
+    try:
+        os.write(fd if fd >= 0 else _proc_fd("clear_refs", os.O_WRONLY), b"5")
+    except OSError:
+        _drop_proc_fds()
+        return False
+    return True
+
+
+TRIM_MARGIN = 1536 * 1024
+"""RSS growth (bytes) past which the trim gate trims glibc's heap before a per-test baseline.
+
+At most this much memory freed by earlier tests can be reused by a test
+without being counted. It sits above what a test of the benchmark suite
+(20,000 small dicts) leaves in glibc's keeping: 200 KiB or 960 KiB here,
+depending on how the heap was laid out before the first test. A margin of
+1 MiB still trimmed before a third of those tests, and a trim (30 µs to
+3.5 ms, as glibc walks its free chunks) plus faulting the pages in again
+cost more than the rest of the measurement. It sits below what the
+accuracy benchmark's 2 MiB test leaves, so that one is trimmed.
+"""
 
 
 class _RssClock(_Clock):
@@ -186,6 +246,7 @@ class _RssClock(_Clock):
         from hivemem import _measure
 
         self._reader = reader
+        self._fast_reset: Callable[[], bool] | None = None
         if reader is not None:
             self._rss: Callable[[], int] = reader.rss
             self.method = f"peak reported by {reader!r}"
@@ -193,12 +254,12 @@ class _RssClock(_Clock):
             self._hw_reset: Callable[[], bool] = lambda: bool(reader.reset_peak() is not False)
         else:
             self._rss = _measure.rss
-            self._hwm = _status_peak_reader()
+            self._hwm = _read_hwm
             self._hw_reset = _measure.reset_peak
-            self._fast_reset = _clear_refs_writer()
+            self._fast_reset = _write_clear_refs
         self._trim: Callable[[], object] | None = None
-        if reader is not None:
-            self._fast_reset = None
+        self._floor: int | None = None  # lowest checkpoint RSS since the last checkpoint trim
+        self._ref: int | None = None  # RSS at the last checkpoint or trim: glibc held little free memory then
         self._sampled = False
         self._sample_max = 0
         self._sampler_running = False
@@ -222,15 +283,83 @@ class _RssClock(_Clock):
         self._sampled = True
         self.method = f"rss sampled every 1 ms by a thread ({why}); spikes shorter than that can be missed"
 
-    def _settle(self) -> None:
-        if self._trim is not None:
-            self._trim()
+    def _trimmed_rss(self) -> int:
+        assert self._trim is not None
+        self._trim()
+        self.trims += 1
+        rss = self._ref = self.current()
+        return rss
+
+    def checkpoint(self, *, force: bool = False) -> None:
+        """Trim glibc's heap if memory freed since the last checkpoint may still be resident.
+
+        Called by the pytest runner before each measured test's setup, when
+        the previous test's function-scoped fixtures are gone; *force* after
+        wider-scoped fixtures were torn down. See :meth:`_baseline` for why
+        the trim, and ``docs/pytest.md`` for what the gate can miss.
+
+        The gate reads only the RSS. Right after a trim glibc holds no free
+        whole page. Memory freed since then and kept by glibc was either
+        faulted in after the trim, and raised the RSS by as much, or was
+        alive at that trim. Checkpoints come before fixtures are set up, so
+        what was alive at a checkpoint trim outlives single tests (imports,
+        caches, wider-scoped fixtures: *force* covers their teardown). So a
+        checkpoint RSS more than :data:`TRIM_MARGIN` above the lowest since
+        the last trim (``_floor``) trims; one at or below it means at most
+        the margin of freed memory can be reused without being counted,
+        unless the program handed other memory back to the system
+        meanwhile, or freed memory that outlived the tests that made it.
+        """
+        with self._lock:
+            if self._trim is None:
+                return
+            rss = self._rss()
+            floor = self._floor
+            if force or floor is None or rss - floor > TRIM_MARGIN:
+                self._floor = self._trimmed_rss()
+                return
+            if rss < floor:
+                self._floor = rss
+            self._ref = rss
+
+    def _baseline(self, gated: bool) -> int:
+        """Reset the mark and read the baseline, trimming glibc's heap first when needed.
+
+        Why trim: memory that earlier code freed and glibc kept is already
+        resident, so code that reuses it raises no page, and a peak would
+        depend on what ran before. The trim hands those pages back so that
+        reusing them faults them in again, and counts.
+
+        Why not always: the released pages are faulted in again by the next
+        allocations, and a trim walks glibc's free chunks (about 150 µs in
+        a pytest process, more in a fragmented heap), which was most of the
+        cost of a ceiling on suites of small tests. A per-test span is
+        *gated*: it follows a :meth:`checkpoint`, so it trims only when the
+        fixtures' setup raised the RSS by more than :data:`TRIM_MARGIN`
+        since then (memory they freed may be kept). Explicit blocks
+        (``memory_ceiling``, ``MemoryMeter``, ``memory.reset()``) trim every
+        time: code inside a test can free what it holds just before one.
+        """
+        if self._spans:
+            self._fold()
+        self._reset()
+        base = self._rss()
+        if self._trim is None:
+            return base
+        ref = self._ref
+        if gated and ref is not None and base - ref <= TRIM_MARGIN:
+            return base
+        self._trimmed_rss()
+        self._fold()  # another thread may have peaked since the reset above
+        self._reset()
+        base = self._ref = self.current()
+        return base
 
     def _reset(self) -> None:
+        if self._fast_reset is not None and not self._sampled and self._fast_reset():
+            return
         if self._sampled:
             self._sample_max = self.current()
-        elif self._fast_reset is not None and self._fast_reset():
-            pass
         elif not self._hw_reset():
             from hivemem import _measure
 
@@ -268,61 +397,17 @@ class _RssClock(_Clock):
             time.sleep(0.001)
 
 
-def _clear_refs_writer() -> Callable[[], bool] | None:
-    """``hivemem.reset_peak()`` on a kept descriptor: one ``write`` instead of open, write, close."""
-    state = {"fd": -1, "pid": -1}
-
-    def reset() -> bool:
-        pid = os.getpid()
-        if state["fd"] < 0 or state["pid"] != pid:  # a forked child writes its own clear_refs
-            try:
-                state["fd"] = os.open("/proc/self/clear_refs", os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-            except OSError:
-                return False
-            state["pid"] = pid
-        try:
-            os.write(state["fd"], b"5")
-        except OSError:
-            state["fd"] = -1
-            return False
-        return True
-
-    return reset
-
-
-TRIM_ABOVE = 512 * 1024
-"""Free glibc heap bytes (``mallinfo2().fordblks``) at or above which the baseline is preceded by a trim."""
-
-
 def _trimmer() -> Callable[[], object] | None:
-    """Hand glibc's free heap pages back before a baseline, when there are enough to matter.
-
-    Returns ``None`` where glibc's ``malloc_trim`` is unavailable. Where
-    ``mallinfo2`` exists (glibc >= 2.33) the trim runs only when glibc holds
-    at least :data:`TRIM_ABOVE` bytes of free heap memory: below that, at most
-    that much reused memory can go uncounted, and a trim would cost more than
-    it buys (the next allocations fault the released pages in again; about
-    0.1 ms per test in the benchmark suite). Without ``mallinfo2`` it always
-    trims.
+    """glibc's ``malloc_trim(0)``, or ``None`` where it is unavailable (musl, jemalloc, other systems).
 
     The allocator check (``hivemem._native``) scans ``/proc/self/maps`` once
-    per process and caches the answer; the per-test cost is one
-    ``mallinfo2()`` call.
+    per process and caches the answer.
     """
     from hivemem import _native
 
     if _native.trim_unavailable_reason() is not None:
         return None
-    mallinfo = _native._mallinfo2()
-    if mallinfo is None:  # glibc < 2.33: no cheap way to ask first
-        return lambda: _native.malloc_trim(0)
-
-    def settle() -> object:
-        if mallinfo().fordblks >= TRIM_ABOVE:
-            return _native.malloc_trim(0)
-        return 0
-
-    return settle
+    return lambda: _native.malloc_trim(0)
 
 
 # --------------------------------------------------------------------------- python
@@ -599,10 +684,12 @@ def clock_for(kind: str, reader: Any = None) -> _Clock:
 
 
 def _after_fork() -> None:
-    # The child has no sampler thread and no open spans of its own.
+    # The child has no sampler thread and no open spans of its own, and its
+    # /proc/self is not the parent's.
     global _clocks_lock
     _clocks_lock = _thread.allocate_lock()
     _clocks.clear()
+    _drop_proc_fds()  # copies of the parent's descriptors: closing them here leaves the parent's open
 
 
 if hasattr(os, "register_at_fork"):

@@ -39,10 +39,11 @@ MARKERS: dict[str, tuple[str, str]] = {
         "top allocation sites on failure; a test passes when peak <= limit. hivemem",
     ),
     "no_leaks": (
-        "no_leaks(*, warmup=2, repeat=5, tolerance=32)",
+        "no_leaks(*, warmup=2, repeat=5, tolerance=32, types=True)",
         "run the test body warmup+repeat times (function-scoped fixtures are set up "
-        "once) and fail when traced memory grew by more than `tolerance` bytes on every "
-        "measured run (CPython's refleak rule). hivemem",
+        "once) and fail when memory grew by more than `tolerance` bytes per call on every "
+        "measured run (CPython's refleak rule); types=True names the growing object types "
+        "of a leak (one more run that walks every object). hivemem",
     ),
 }
 
@@ -58,7 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SIZE",
         default=None,
         help="default ceiling for every test without a memory_limit marker: peak RSS of the "
-        "test body above its start (e.g. '200 MiB'; ini: memory_limit). Use 'none' to disable.",
+        "test body above its start (e.g. '200 MiB'; ini: memory_limit). Use 'none' to disable "
+        "(a limit of 0 is refused).",
     )
     group.addoption(
         "--hivemem-report",
@@ -112,7 +114,7 @@ def _wants_every_test(config: pytest.Config) -> bool:
     if top is None:
         top = config.getini("hivemem_top")
     return bool(
-        (limit and str(limit).strip().lower() not in ("none", "0", ""))
+        (limit and str(limit).strip().lower() not in ("none", ""))
         or config.getoption("hivemem_report")
         or str(top).strip() not in ("", "0")
     )
