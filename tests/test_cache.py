@@ -864,3 +864,13 @@ def test_import_stays_cheap_and_optimize_does_not_load_the_cache_module() -> Non
         """
     )
     assert json.loads(out) == [False, False, False]
+
+
+def test_default_weigher_samples_long_lists_and_repeats_do_not_multiply() -> None:
+    """A long list is sampled over its length; a list repeating one object weighs about that object once."""
+    row = b"r" * 10_000
+    repeated = [row] * 100_000
+    assert weigh(repeated) < sys.getsizeof(repeated) + 2 * sys.getsizeof(row)
+    mixed = [b"s" * 10 for _ in range(5000)] + [b"L" * 10_000 for _ in range(5000)]
+    true = sys.getsizeof(mixed) + sum(sys.getsizeof(x) for x in mixed)
+    assert abs(weigh(mixed) - true) / true < 0.05  # the first 64 items alone would say half

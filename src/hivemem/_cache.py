@@ -77,7 +77,7 @@ __all__ = ["KEEP", "Cache", "CacheInfo", "cache", "live_caches", "weigh"]
 #: Default share of its bytes a cache keeps, most recently used first, in a pressure pass below CRITICAL.
 KEEP = 0.1
 #: Objects the default weigher looks at in one value, beyond the value itself.
-WALK = 256
+WALK = 64
 #: How deep the default weigher descends into nested containers.
 DEPTH = 8
 
@@ -90,6 +90,7 @@ _SEQUENCES = frozenset({list, tuple, set, frozenset})
 #: Classes, functions, methods and modules are shared with the rest of the program: weighed alone.
 _SHALLOW = (type, type(sys), type(len), type(lambda: None), type(KEEP.__add__))
 _GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
+_BYTES_HEADER = _getsizeof(b"")
 
 
 def _new_lock(cache: Cache[object, object]) -> None:
@@ -122,7 +123,10 @@ def _ndarray(obj: object) -> bool:
 def _children(obj: object, cls: type) -> tuple[int, Iterator[object], int] | None:
     """``(extra bytes, iterator over what obj refers to, how many)`` for the walk; ``None``: a leaf."""
     if cls in _SEQUENCES:
-        return 0, iter(obj), len(obj)  # type: ignore[call-overload, arg-type]
+        n = len(obj)  # type: ignore[arg-type]
+        if n > WALK and (cls is list or cls is tuple):
+            return 0, iter(obj[:: -(-n // WALK)]), n  # type: ignore[index]  # spread over the whole
+        return 0, iter(obj), n  # type: ignore[call-overload]
     if isinstance(obj, dict):
         return 0, itertools.chain.from_iterable(obj.items()), 2 * len(obj)
     if isinstance(obj, _SHALLOW):
@@ -143,7 +147,71 @@ def _children(obj: object, cls: type) -> tuple[int, Iterator[object], int] | Non
     return (extra, iter(refs), len(refs)) if refs or extra else None
 
 
-def _walk(obj: object, seen: set[int], budget: list[int], depth: int) -> float:
+def _node(obj: object, cls: type, seen: set[int], budget: list[int], depth: int) -> float:
+    """The weight of *obj* (not a flat value, already in *seen*) and of what it refers to."""
+    size: float = _sizeof(obj)
+    if cls is memoryview:
+        try:
+            base = obj.obj  # type: ignore[attr-defined]
+        except ValueError:  # a released view holds nothing else
+            return size
+        return size + (_walk_one(base, seen, budget, depth) if base is not None else 0)
+    found: tuple[int, Iterator[object], int] | None
+    if depth <= 0:
+        return size
+    if cls in _SEQUENCES or isinstance(obj, dict):
+        found = _children(obj, cls)
+    elif _ndarray(obj):
+        # getsizeof counts the data an array owns; a view keeps its base (and its data) alive.
+        base = obj.base  # type: ignore[attr-defined]
+        if base is not None:
+            size += _walk_one(base, seen, budget, depth)
+        if not obj.dtype.hasobject:  # type: ignore[attr-defined]
+            return size
+        found = (0, iter(obj.flat), obj.size)  # type: ignore[attr-defined]
+    else:
+        try:
+            found = _children(obj, cls)
+        except Exception:
+            return size
+    if found is None:
+        return size
+    extra, refs, count = found
+    walked = 0
+    total = 0.0
+    first: dict[int, float] = {}  # objects first met in this walk: their weight
+    again: set[int] = set()  # ... met again in it
+    getsizeof, flat, free = _getsizeof, _FLAT, _FREE
+    try:
+        for child in refs:
+            if budget[0] <= 0:
+                break
+            budget[0] -= 1
+            walked += 1
+            ccls = type(child)
+            if ccls in free or (ccls is int and -5 <= child <= 256):  # type: ignore[operator]
+                continue  # a slot that weighs nothing
+            key = id(child)
+            if key in seen:
+                if key in first:
+                    again.add(key)
+                continue
+            seen.add(key)
+            weight = getsizeof(child) if ccls in flat else _node(child, ccls, seen, budget, depth - 1)
+            first[key] = weight
+            total += weight
+    except Exception:  # changed size while walked, or a child that cannot be iterated
+        pass
+    if walked and walked < count:
+        # The items not reached weigh, per slot, what the objects met exactly once weighed per
+        # slot reached (Good-Turing): ``[row] * 1000`` holds one row, not a thousand, while
+        # a thousand distinct rows weigh a thousand times one. The walk is bounded.
+        once = sum(w for k, w in first.items() if k not in again)
+        total += (count - walked) * once / walked
+    return size + extra + total
+
+
+def _walk_one(obj: object, seen: set[int], budget: list[int], depth: int) -> float:
     cls = type(obj)
     if cls in _FREE or (cls is int and -5 <= obj <= 256):  # type: ignore[operator]
         return 0
@@ -152,45 +220,7 @@ def _walk(obj: object, seen: set[int], budget: list[int], depth: int) -> float:
         return 0
     seen.add(key)
     budget[0] -= 1
-    if cls in _FLAT:
-        return _getsizeof(obj)
-    size: float = _sizeof(obj)
-    if cls is memoryview:
-        try:
-            base = obj.obj  # type: ignore[attr-defined]
-        except ValueError:  # a released view holds nothing else
-            return size
-        return size + (_walk(base, seen, budget, depth) if base is not None else 0)
-    if _ndarray(obj):
-        # getsizeof counts the data an array owns; a view keeps its base (and its data) alive.
-        base = obj.base  # type: ignore[attr-defined]
-        if base is not None:
-            size += _walk(base, seen, budget, depth)
-        if not obj.dtype.hasobject or depth <= 0:  # type: ignore[attr-defined]
-            return size
-        found: tuple[int, Iterator[object], int] | None = (0, iter(obj.flat), obj.size)  # type: ignore[attr-defined]
-    else:
-        if depth <= 0 or budget[0] <= 0:
-            return size
-        try:
-            found = _children(obj, cls)
-        except Exception:
-            return size
-    if found is None:
-        return size
-    extra, refs, count = found
-    walked, total = 0, 0.0
-    try:
-        for child in refs:
-            if budget[0] <= 0:
-                break
-            total += _walk(child, seen, budget, depth - 1)
-            walked += 1
-    except Exception:  # changed size while walked, or a child that cannot be iterated
-        pass
-    if walked and walked < count:
-        total *= count / walked  # the rest weighs like the part walked: the walk is bounded
-    return size + extra + total
+    return _getsizeof(obj) if cls in _FLAT else _node(obj, cls, seen, budget, depth)
 
 
 def weigh(value: object) -> int:
@@ -206,17 +236,24 @@ def weigh(value: object) -> int:
     Containers (``list``, ``tuple``, ``set``, ``frozenset``, ``dict``) and
     other objects (through ``__dict__`` and ``__slots__``) are walked, in a
     **bounded walk**: at most :data:`WALK` objects and :data:`DEPTH` levels,
-    each object counted once. Where the walk stops early in a container, the
-    items not reached are taken to weigh as much, on average, as those
-    reached: a list of a million floats costs 256 ``getsizeof`` calls and
-    weighs what the million floats do. Classes, functions and modules are
+    each object counted once. A long list or tuple is sampled at even steps
+    over its whole length; where the walk covers only part of a container,
+    the items not reached are taken to weigh as much, on average, as those
+    reached: a list of a million floats costs 64 ``getsizeof`` calls and
+    weighs what the million floats do. The walk is an estimate for
+    containers whose items differ in size; pass a ``weigher`` when you know
+    better. Classes, functions and modules are
     shared with the rest of the program and weigh their size alone. Never
     raises: an object whose ``__sizeof__`` fails weighs its bare header.
     """
     cls = type(value)
-    if cls is bytes or cls is str or cls is bytearray:
-        return _getsizeof(value)
-    return int(_walk(value, set(), [WALK], DEPTH))
+    if cls is bytes:
+        return _BYTES_HEADER + len(value)  # type: ignore[arg-type]  # what getsizeof says, without the call
+    if cls in _FLAT:
+        return 0 if cls is int and -5 <= value <= 256 else _getsizeof(value)  # type: ignore[operator]
+    if cls in _FREE:
+        return 0
+    return int(_node(value, cls, {id(value)}, [WALK], DEPTH))
 
 
 _weight_of: Callable[[_Entry], int] = operator.attrgetter("weight")
@@ -556,11 +593,18 @@ class Cache(MutableMapping[K, V]):
     def _pop_over_bounds(self, victims: list[_Entry]) -> None:
         """With the lock held: pop least recently used entries until both bounds hold."""
         order, cap, most = self._order, self._max_bytes, self._maxsize
-        while order and ((cap is not None and self._bytes > cap) or (most is not None and len(order) > most)):
-            victims.append(order.popitem(last=False)[0])
-            self._bytes -= victims[-1].weight
-            self._evicted["size"] += 1
-            self._evicted_bytes["size"] += victims[-1].weight
+        total = self._bytes
+        if (cap is None or total <= cap) and (most is None or len(order) <= most):
+            return
+        gone = 0
+        while order and ((cap is not None and total > cap) or (most is not None and len(order) > most)):
+            entry = order.popitem(last=False)[0]
+            victims.append(entry)
+            total -= entry.weight
+            gone += entry.weight
+        self._bytes = total
+        self._evicted["size"] += len(victims)
+        self._evicted_bytes["size"] += gone
 
     def _resync(self) -> None:
         """With the lock held, after an interrupt mid-update: recount the bytes from ``_order``."""
@@ -573,13 +617,16 @@ class Cache(MutableMapping[K, V]):
             self._data.setdefault(key, current)  # a newer entry: put it back
 
     def _forget(self, victims: list[_Entry]) -> None:
-        """Take popped entries out of ``_data``.
+        """Take popped entries out of ``_data`` (:meth:`_discard` for each).
 
         Runs without the lock: the keys' ``__hash__``/``__eq__`` run here, and the values'
         destructors when the caller drops *victims*.
         """
+        data = self._data
         for entry in victims:
-            self._discard(entry.key, entry)
+            current = data.pop(entry.key, None)
+            if current is not None and current is not entry:
+                data.setdefault(entry.key, current)  # a newer entry: put it back
 
     @staticmethod
     def _released(victims: list[_Entry]) -> int:
