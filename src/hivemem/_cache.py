@@ -125,7 +125,11 @@ def _children(obj: object, cls: type) -> tuple[int, Iterator[object], int] | Non
     if cls in _SEQUENCES:
         n = len(obj)  # type: ignore[arg-type]
         if n > WALK and (cls is list or cls is tuple):
-            return 0, iter(obj[:: -(-n // WALK)]), n  # type: ignore[index]  # spread over the whole
+            # One item from each of WALK equal stretches, at a position that varies from stretch to
+            # stretch (a fixed stride would alias with a row of alternating kinds).
+            span = n // WALK
+            picks = [i * span + (i * 2654435761) % span for i in range(WALK)]
+            return 0, map(obj.__getitem__, picks), n  # type: ignore[index]
         return 0, iter(obj), n  # type: ignore[call-overload]
     if isinstance(obj, dict):
         return 0, itertools.chain.from_iterable(obj.items()), 2 * len(obj)
@@ -236,15 +240,17 @@ def weigh(value: object) -> int:
     Containers (``list``, ``tuple``, ``set``, ``frozenset``, ``dict``) and
     other objects (through ``__dict__`` and ``__slots__``) are walked, in a
     **bounded walk**: at most :data:`WALK` objects and :data:`DEPTH` levels,
-    each object counted once. A long list or tuple is sampled at even steps
-    over its whole length; where the walk covers only part of a container,
-    the items not reached are taken to weigh as much, on average, as those
-    reached: a list of a million floats costs 64 ``getsizeof`` calls and
-    weighs what the million floats do. The walk is an estimate for
+    each object counted once. A long list or tuple is sampled over its whole
+    length (one item from each of :data:`WALK` stretches). The items a walk
+    does not reach are weighed from those it did: per item, what the objects
+    met exactly once weighed (so ``[row] * 1000`` weighs about one row, and
+    a list of a million distinct floats, sampled with 64 ``getsizeof``
+    calls, what the million floats do). The walk is an estimate for
     containers whose items differ in size; pass a ``weigher`` when you know
-    better. Classes, functions and modules are
-    shared with the rest of the program and weigh their size alone. Never
-    raises: an object whose ``__sizeof__`` fails weighs its bare header.
+    better. Classes, functions and modules are shared with the rest of the
+    program and weigh their size alone. Never raises: an object whose
+    ``__sizeof__`` fails weighs its bare header. Measured costs are in
+    docs/caches.md ("Which cache to use").
     """
     cls = type(value)
     if cls is bytes:
