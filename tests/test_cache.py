@@ -881,3 +881,39 @@ def test_default_weigher_sampling_does_not_alias_with_alternating_rows() -> None
     row = tuple(float(j) if j % 2 else f"s{j:014d}" for j in range(256))
     true = sys.getsizeof(row) + sum(sys.getsizeof(x) for x in row)
     assert abs(weigh(row) - true) / true < 0.10
+
+
+def test_copy_is_independent_and_pickling_is_refused() -> None:
+    """copy() makes an independent cache with the same entries and order; pickle and deepcopy refuse."""
+    import copy
+    import pickle
+
+    c: hivemem.Cache[int, bytes] = hivemem.Cache("1 MiB", maxsize=10)
+    for k in range(5):
+        c[k] = value_for(k)
+    c[0]
+    twin = copy.copy(c)
+    assert twin.items() == c.items() and twin.bytes == c.bytes and twin.maxsize == 10
+    twin[9] = value_for(9)
+    del twin[1]
+    assert 9 not in c and 1 in c
+    check(c), check(twin)
+    for attempt in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError, match="cannot be pickled"):
+            attempt(c)
+    check(c)
+
+
+def test_typed_keys_do_not_count_the_types() -> None:
+    """typed=True adds the argument types to the key; classes are shared, so they weigh nothing."""
+
+    @hivemem.cache(max_bytes=None, typed=True)
+    def f(x: int) -> int:
+        return x
+
+    @hivemem.cache(max_bytes=None)
+    def g(x: int) -> int:
+        return x
+
+    f(1000), g(1000)
+    assert f.cache_info().bytes - g.cache_info().bytes < 200

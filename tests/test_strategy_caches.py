@@ -527,3 +527,23 @@ def test_register_cache_checks_evict(obj: object, evict: object, match: str) -> 
     with pytest.raises(hivemem.InvalidArgument, match=match):
         hivemem.register_cache(obj, evict=evict)  # type: ignore[arg-type]
     assert len(_caches) == 0 and "myapp.*" not in _patterns
+
+
+@pytest.mark.parametrize(("level", "yields"), [("high", True), ("critical", False), (None, False)])
+@pytest.mark.usefixtures("fresh_caches")
+def test_governor_passes_below_critical_evict_in_slices(
+    monkeypatch: pytest.MonkeyPatch, level: str | None, yields: bool
+) -> None:
+    """Below CRITICAL a governor pass evicts in batches and releases the GIL between slices; same result."""
+    from hivemem._engine import run_pass
+    from hivemem.strategies import caches as strategy
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(strategy, "SLICE", 0.0)  # every batch ends a slice
+    monkeypatch.setattr(strategy.time, "sleep", sleeps.append)
+    c = mib_cache(1000)
+    reader = TrackingReader(0, [c])  # type: ignore[list-item]
+    run_pass(caches_only(), reader, target=400 * MiB, aggressiveness=MODERATE, level=level)
+    assert list(c) == list(range(600, 1000))
+    assert c.info().evicted_pressure == 600
+    assert (len(sleeps) >= 600 // strategy.BATCH - 1) is yields and (not sleeps) is not yields

@@ -133,8 +133,6 @@ def _children(obj: object, cls: type) -> tuple[int, Iterator[object], int] | Non
         return 0, iter(obj), n  # type: ignore[call-overload]
     if isinstance(obj, dict):
         return 0, itertools.chain.from_iterable(obj.items()), 2 * len(obj)
-    if isinstance(obj, _SHALLOW):
-        return None
     extra, refs = 0, list[object]()
     attrs = getattr(obj, "__dict__", None)
     if isinstance(attrs, dict):
@@ -153,6 +151,8 @@ def _children(obj: object, cls: type) -> tuple[int, Iterator[object], int] | Non
 
 def _node(obj: object, cls: type, seen: set[int], budget: list[int], depth: int) -> float:
     """The weight of *obj* (not a flat value, already in *seen*) and of what it refers to."""
+    if isinstance(obj, _SHALLOW):
+        return 0  # a class, function or module: shared with the program, freed with no entry
     size: float = _sizeof(obj)
     if cls is memoryview:
         try:
@@ -248,7 +248,7 @@ def weigh(value: object) -> int:
     calls, what the million floats do). The walk is an estimate for
     containers whose items differ in size; pass a ``weigher`` when you know
     better. Classes, functions and modules are shared with the rest of the
-    program and weigh their size alone. Never raises: an object whose
+    program and weigh nothing. Never raises: an object whose
     ``__sizeof__`` fails weighs its bare header. Measured costs are in
     docs/caches.md ("Which cache to use").
     """
@@ -717,19 +717,29 @@ class Cache(MutableMapping[K, V]):
         budget = _validate.size("nbytes", nbytes)
         share = _validate.fraction("keep", keep, allow_zero=True)
         assert budget is not None
-        return self._evict(budget, int(self._bytes * share))
+        got = self._evict(budget, int(self._bytes * share))
+        del got["more"]
+        return got
 
-    def _evict(self, budget: int, floor: int) -> dict[str, int]:
-        """``shrink`` with the floor in bytes (a pass fixes it once, however often it asks)."""
-        if budget and floor <= 0 and budget >= self._bytes:
+    def _evict(self, budget: int, floor: int, most: int | None = None) -> dict[str, int]:
+        """``shrink`` with the floor in bytes (a pass fixes it once, however often it asks).
+
+        *most* bounds the entries evicted in this call (a pass slicing its work asks
+        again); ``more`` in the result says the call stopped there, not at the
+        budget, the floor or an empty cache.
+        """
+        if budget and floor <= 0 and budget >= self._bytes and most is None:
             entries, weight, released = self._drop_all("pressure")
-            return {"entries": entries, "bytes": weight, "released": released}
+            return {"entries": entries, "bytes": weight, "released": released, "more": 0}
         victims: list[_Entry] = []
-        gone = 0
+        gone = more = 0
         with self._lock:
             try:
                 order = self._order
                 while order and gone < budget:
+                    if most is not None and len(victims) >= most:
+                        more = 1
+                        break
                     entry = order.popitem(last=False)[0]
                     if self._bytes - entry.weight < floor:  # it would go below the floor: put it back
                         order[entry] = None
@@ -744,7 +754,7 @@ class Cache(MutableMapping[K, V]):
                 self._resync()
                 raise
         self._forget(victims)
-        return {"entries": len(victims), "bytes": gone, "released": self._released(victims)}
+        return {"entries": len(victims), "bytes": gone, "released": self._released(victims), "more": more}
 
     # ------------------------------------------------------------------ reports
     def info(self) -> CacheInfo:
@@ -783,6 +793,23 @@ class Cache(MutableMapping[K, V]):
 
     # A cache is a mapping, compared by content like a dict; it is not hashable.
     __hash__ = None  # type: ignore[assignment]
+
+    def copy(self) -> Cache[K, V]:
+        """A new cache with the same bounds, weigher and entries (same recency order), fresh statistics."""
+        weigher: Callable[[V], int] | None = self._weigher  # type: ignore[assignment]
+        twin: Cache[K, V] = Cache(self._max_bytes, maxsize=self._maxsize, weigher=weigher, keep=self.keep)
+        for entry in self._snapshot():
+            twin._put(entry.key, entry.value)
+        return twin
+
+    __copy__ = copy
+
+    def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
+        # Copying the instance dict would share its tables and lock between two caches.
+        raise TypeError(
+            "a hivemem.Cache cannot be pickled or deep-copied (it holds a lock and live tables); "
+            "use cache.copy(), or dict(cache.items()) for its contents"
+        )
 
 
 # --------------------------------------------------------------------------- the decorator

@@ -224,21 +224,24 @@ def estimate_bytes(d: dict[object, object], sample: int = 16) -> int:
     return int(n * sum(_pair_weight(k, v) for k, v in first) / len(first))
 
 
-def evict_oldest(d: dict[object, object], nbytes: int, *, keep: int = 0) -> dict[str, int]:
+def evict_oldest(
+    d: dict[object, object], nbytes: int, *, keep: int = 0, most: int | None = None
+) -> dict[str, int]:
     """Remove *d*'s oldest inserted entries until *nbytes* of weight are gone or *keep* entries are left.
 
     Weights are ``hivemem._cache.weigh`` of key and value. Each removal is one
     ``d.pop(key)``, so a thread writing to the dict meanwhile never sees it
     half-changed; keys are read in batches that double in size (popping from
     the front of a dict leaves holes that every new iterator steps over).
-    Returns ``entries`` and ``bytes`` evicted, and ``released``: the weight
-    of values nothing else referenced.
+    *most* bounds the entries removed in this call (``more`` in the result
+    says it stopped there). Returns ``entries`` and ``bytes`` evicted, and
+    ``released``: the weight of values nothing else referenced.
     """
     missing = object()
     getrefcount = sys.getrefcount
-    gone = weight = released = 0
+    gone = weight = released = more = 0
     batch, retries = 64, 8
-    while weight < nbytes and len(d) > keep:
+    while weight < nbytes and len(d) > keep and not more:
         try:
             keys = list(itertools.islice(d, batch))
         except RuntimeError:  # another thread resized it while we read: read again, a few times
@@ -251,6 +254,9 @@ def evict_oldest(d: dict[object, object], nbytes: int, *, keep: int = 0) -> dict
         for key in keys:
             if weight >= nbytes or len(d) <= keep:
                 break
+            if most is not None and gone >= most:
+                more = 1
+                break
             value = d.pop(key, missing)
             if value is missing:
                 continue
@@ -261,7 +267,7 @@ def evict_oldest(d: dict[object, object], nbytes: int, *, keep: int = 0) -> dict
                 released += w
             del value
         batch = min(batch * 2, 65_536)
-    return {"entries": gone, "bytes": weight, "released": released}
+    return {"entries": gone, "bytes": weight, "released": released, "more": more}
 
 
 # ------------------------------------------------------------------ standard library
