@@ -490,9 +490,9 @@ def size_of(k):
     return size
 
 def keys(count, offset=0):
-    # mostly new keys; every 4th request re-reads a recent one: hits when recent entries stay
+    # mostly new keys; every 4th request re-reads one stored 7 requests before: a hit if it stayed
     for i in range(count):
-        yield offset + (i if i % 4 else max(i - 8, 0))
+        yield offset + (i if i % 4 else max(i - 7, 0))
 
 def digest_of(v):
     raw = v if isinstance(v, bytes) else v.encode()

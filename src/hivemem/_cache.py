@@ -430,7 +430,7 @@ class Cache(MutableMapping[K, V]):
         self._evicted = {"size": 0, "pressure": 0}
         self._evicted_bytes = {"size": 0, "pressure": 0}
         self._too_large = 0
-        # The hit path's two C calls, bound once (docs/caches.md, "Cost").
+        # The hit path's two C calls, bound once (docs/caches.md, "Which cache to use").
         self._touch: Callable[[_Entry], None] = self._order.move_to_end if _GIL else self._locked_touch
         _live.add(self)  # type: ignore[arg-type]
 
