@@ -24,6 +24,7 @@ from .conftest import run_python
 @pytest.fixture(autouse=True)
 def _clean_registrations() -> object:
     saved = list(_patterns)
+    _caches.clear()  # a test elsewhere may have left a registration behind
     yield
     _caches.clear()
     _patterns[:] = saved
