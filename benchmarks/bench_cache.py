@@ -167,14 +167,23 @@ from hivemem import _cache
 from hivemem._engine import run_pass
 A = ARGS
 MODE = A["mode"]  # "shrink": a hivemem.Cache; "clear": a clear-only cache registered as before
-rng = random.Random(A["seed"])
+import threading
 n = A["keys"]
-weights = [1 / (k + 1) ** A["s"] for k in range(n)]
+if A.get("dist", "zipf") == "zipf":
+    weights = [1 / (k + 1) ** A["s"] for k in range(n)]
+else:  # "hotset": 90% of requests to a tenth of the keys, spread evenly on each side
+    hot = n // 10
+    weights = [0.9 / hot if k < hot else 0.1 / (n - hot) for k in range(n)]
 cdf, acc = [], 0.0
 for w in weights:
     acc += w
     cdf.append(acc)
-def draw():
+import itertools
+local, streams = threading.local(), itertools.count()
+def draw():  # each thread draws from its own seeded stream; a new thread gets a new stream
+    rng = getattr(local, "rng", None)
+    if rng is None:
+        rng = local.rng = random.Random(A["seed"] * 1000 + next(streams))
     return bisect.bisect_left(cdf, rng.random() * acc)
 sizes = A["sizes"]
 def make(k):
@@ -184,7 +193,7 @@ def weight(k, v):  # what a hivemem.Cache with the default weigher counts for th
     return _cache.weigh(v) + _cache.weigh(k) + _cache.ENTRY_OVERHEAD
 cap = int(n * A["fraction"] * sum(weight(k, make(k)) for k in range(len(sizes))) / len(sizes))
 if MODE == "shrink":
-    cache = hivemem.Cache(cap)
+    cache = hivemem.Cache(cap, weigher=len if A.get("weigher") == "len" else None)
 else:
     from collections import OrderedDict
     class ClearOnly:
@@ -227,8 +236,26 @@ def request():
             hits.append(0)
         else:
             hits.append(1)
-for _ in range(A["warmup"]):
-    request()
+def run(count):  # count requests, spread over A["threads"] threads
+    nthreads = A.get("threads", 1)
+    if nthreads == 1:
+        for _ in range(count):
+            request()
+        return
+    lock = threading.Lock() if MODE == "clear" else None  # the clear-only cache needs one
+    def work():
+        for _ in range(count // nthreads):
+            if lock is None:
+                request()
+            else:
+                with lock:
+                    request()
+    threads = [threading.Thread(target=work) for _ in range(nthreads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+run(A["warmup"])
 before_window = hits[-A["before"]:]
 entries_before, bytes_before = len(cache), cache.bytes
 settle()
@@ -252,8 +279,7 @@ else:
 after_rss = rss()
 entries_after, bytes_after = len(cache), cache.bytes
 start = len(hits)
-for _ in range(A["after"]):
-    request()
+run(A["after"])
 after_window = hits[start:]
 step = report.step("caches")
 print("@@" + json.dumps({
@@ -290,6 +316,9 @@ HITRATE_VARIANTS: dict[str, dict[str, object]] = {
     "need-10%": {"need": 0.1},
     "need-50%": {"need": 0.5},
     "fifth-of-5k-256k": {"keys": 5_000, "sizes": [256 * KiB], "warmup": 60_000, "before": 10_000},
+    "hotset-90-10": {"dist": "hotset"},
+    "4-threads": {"threads": 4},
+    "weigher-len": {"weigher": "len"},
 }
 
 
