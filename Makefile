@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m hivemem demo
 
+# Xvfb, headless Chromium and Graphviz are installed with apt-get when missing and possible (root,
+# online); otherwise the tests that need them skip and say why.
 test: $(STAMP)
 	-./scripts/ensure-xvfb.sh
+	-./scripts/ensure-chromium.sh
+	-./scripts/ensure-graphviz.sh
 	$(BIN)/python -m pytest
 
 # pytest benchmarks/ (fresh interpreters per scenario and baseline), then docs/benchmarks.md from the JSON.

@@ -157,7 +157,7 @@ def test_run_with_target_records_a_final_optimize_and_html(tmp_path: Path) -> No
     proc = hivemem_cli("run", "--target", "1GB", "--report", str(out), script)
     assert proc.returncode == 0, proc.stderr
     page = out.read_text()
-    assert page.startswith("<!doctype html>")
+    assert page.lower().startswith("<!doctype html>")
     assert "target 1.0 GiB: reached" in page
 
 
@@ -207,6 +207,97 @@ def test_run_profile_html_is_the_profilers_page(tmp_path: Path) -> None:
     assert "hivemem run " in proc.stderr and "peak" in proc.stderr
 
 
+@pytest.mark.parametrize("shape", ["early_small_blocks", "late_big_brief", "thread_dicts", "in_a_module"])
+def test_run_profile_lists_the_scripts_own_line_at_the_peak(shape: str, tmp_path: Path) -> None:
+    """--profile lists the script's allocating line first: sites at the peak, not after the frees."""
+    from .peak_workloads import write
+
+    script, line = write(shape, str(tmp_path), 48)
+    out = tmp_path / "r.json"
+    proc = hivemem_cli("run", "--profile", "--report", str(out), script, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    profile = json.loads(out.read_text())["profile"]
+    first = profile["top"]["rows"][0]
+    assert first["where"] == line, profile["top"]["rows"][:3]
+    # the kept snapshot holds at least half of the largest traced memory sampled (a loaded machine
+    # samples less often), unless the snapshots' CPU budget ran out first: then the report says so
+    sampled = max(profile["timeline"]["traced"])
+    skipped = profile["peak"]["sites_skipped"] or ""
+    assert profile["peak"]["sites_traced"] >= 0.45 * sampled or "CPU budget" in skipped, (sampled, skipped)
+    assert first["size"] >= 8 * 2**20
+    assert profile["top"]["label"] == profile["peak"]["sites"] == "peak"
+    # the terminal summary lists the same line first (it prints to stderr only without --report)
+    proc = hivemem_cli("run", "--profile", script, cwd=str(tmp_path))
+    sites = proc.stderr.split("top allocation sites in snapshot", 1)[1].splitlines()
+    assert sites[1].endswith(f"  {line}"), proc.stderr
+
+
+def test_options_after_the_script_are_hivemems_and_said_so(tmp_path: Path) -> None:
+    """The README's form works: run job.py --govern --report out.html governs, writes the page, says so."""
+    import re
+    import time
+
+    script = _script(tmp_path, "import sys\nprint('argv', sys.argv[1:])\nx = bytearray(5 * 2**20)\n")
+    before = time.time()
+    proc = hivemem_cli("run", script, "--govern", "--report", "out.html", cwd=str(tmp_path))
+    after = time.time()
+    assert proc.returncode == 0, proc.stderr
+    assert "argv []" in proc.stdout
+    assert "--govern, --report out.html after the script are hivemem's" in proc.stderr
+    assert "report written to out.html" in proc.stderr
+    page = (tmp_path / "out.html").read_text()
+    assert "<h2>Governor events</h2>" in page and "{'time'" not in page and "'kind'" not in page
+    times = re.findall(r"<td>(\d\d:\d\d:\d\d\.\d{3})</td>", page)
+    assert len(times) >= 2  # the governor's start and stop events, as wall-clock times
+    for text in times:
+        hms = time.strftime("%H:%M:%S", time.localtime(before))
+        end = time.strftime("%H:%M:%S", time.localtime(after + 1))
+        assert hms <= text[:8] <= end or end < hms  # (a run across midnight wraps)
+    assert re.search(r"<h1>[^<]*</h1><p class='hivemem-summary good' role='status'>", page)
+
+
+@pytest.mark.parametrize(
+    ("args", "argv"),
+    [
+        (["{script}", "--", "--govern", "--report", "x.html"], ["--govern", "--report", "x.html"]),
+        (["--", "{script}", "--day", "1"], ["--day", "1"]),
+        (["{script}", "--day", "1", "--", "--", "--target"], ["--day", "1", "--", "--target"]),
+        (["{script}", "--verbose", "-m", "x"], ["--verbose", "-m", "x"]),
+    ],
+)
+def test_everything_after_double_dash_is_the_scripts(
+    args: list[str], argv: list[str], tmp_path: Path
+) -> None:
+    """After a bare --, hivemem's option names go to the script; other unknown options always do."""
+    script = _script(tmp_path, "import sys, json\nprint(json.dumps(sys.argv[1:]))\n")
+    proc = hivemem_cli("run", *[a.format(script=script) for a in args], cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == argv
+    assert "after the script are hivemem's" not in proc.stderr
+    assert not list(tmp_path.glob("*.html")) and "governor" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["{script}", "--target"], "--target after the script needs a value"),
+        (["--govern", "{script}", "--govern"], "--govern is given twice"),
+        (["{script}", "--report=r.txt"], "expected a file name ending in .json or .html"),
+        (["{script}", "--interval", "inf"], "--interval=inf: expected a number of seconds > 0"),
+        (["{script}", "--interval", "0"], "--interval=0.0: expected a number of seconds > 0"),
+        (["{script}", "--target=lots"], "invalid size 'lots'"),
+    ],
+)
+def test_bad_options_after_the_script_fail_loudly(args: list[str], needle: str, tmp_path: Path) -> None:
+    """A bad hivemem option after the script is a one-line usage error (exit 2); the script never runs."""
+    script = _script(tmp_path, "open('ran', 'w').close()\n")
+    proc = hivemem_cli("run", *[a.format(script=script) for a in args], cwd=str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert not (tmp_path / "ran").exists()
+
+
 # --------------------------------------------------------------------------- status
 
 
@@ -220,6 +311,52 @@ def test_status_of_this_process_shows_usage_limit_pressure_and_mappings(
     assert out.startswith(f"process {os.getpid()} ")
     for needle in ("usage   rss=", "limit   ", "pressure ", "largest mappings", "python  "):
         assert needle in out
+
+
+@linux_only
+def test_status_lists_the_rlimits_it_mentions() -> None:
+    """status PID lists the process's own RLIMIT_AS/RSS/DATA, soft and hard, in the table and JSON."""
+    code = (
+        "import resource, time; resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, resource.RLIM_INFINITY)); "
+        "time.sleep(30)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        import time
+
+        time.sleep(0.5)
+        table = hivemem_cli("status", str(child.pid))
+        data = hivemem_cli("status", str(child.pid), "--json")
+    finally:
+        child.kill()
+        child.wait()
+    assert table.returncode == 0, table.stderr
+    assert "its own rlimits are listed below" in table.stdout
+    assert (
+        "rlimits RLIMIT_AS soft=3.0 GiB hard=unlimited  RLIMIT_RSS soft=unlimited hard=unlimited"
+        in table.stdout
+    )
+    rlimits = json.loads(data.stdout)["limit"]["rlimits"]
+    assert rlimits["RLIMIT_AS"] == {"soft": 3 * 2**30, "hard": None}
+    assert set(rlimits) == {"RLIMIT_AS", "RLIMIT_RSS", "RLIMIT_DATA"}
+
+
+def test_cli_errors_are_in_hivemems_tree() -> None:
+    """The errors the CLI's modules raise are hivemem errors, catchable as InvalidArgument or Unavailable."""
+    from hivemem import _clireport, _runner, _status
+
+    assert issubclass(_status.NoSuchProcess, hivemem.InvalidArgument)
+    assert issubclass(_status.NotAvailable, hivemem.Unavailable)
+    assert issubclass(_runner.NotAvailable, hivemem.Unavailable)
+    assert issubclass(_clireport.UnknownReport, hivemem.InvalidArgument)
+    with pytest.raises(hivemem.InvalidArgument, match="no process with pid"):
+        _status.collect(999_999_999)
+    with pytest.raises(hivemem.InvalidArgument, match="--top=-1"):
+        _status.collect(os.getpid(), top=-1)
+    with pytest.raises(hivemem.InvalidArgument, match="not a hivemem report"):
+        _clireport.render_text({"some": "thing"})
+    with pytest.raises(hivemem.InvalidArgument, match="--interval=inf"):
+        _runner.prepare(interval=float("inf"))
 
 
 @linux_only
@@ -309,21 +446,39 @@ def test_report_renders_benchmark_results(tmp_path: Path, capsys: pytest.Capture
 # --------------------------------------------------------------------------- bench
 
 
-def test_bench_outside_a_checkout_says_where_it_lives(tmp_path: Path) -> None:
-    """``hivemem bench`` run from an installed copy with no benchmarks/ gives one clear line."""
-    from hivemem import _cli
+def test_bench_outside_a_checkout_is_unavailable(tmp_path: Path) -> None:
+    """An installed copy without benchmarks/ exits 3 ("feature unavailable") with one line naming the fix."""
+    import shutil
 
-    here = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        try:
-            path = _cli._find_benchmarks()
-        except _cli.CliError as exc:
-            assert "source checkout" in str(exc)
-        else:  # running from the source tree: found next to the package
-            assert os.path.isfile(os.path.join(path, "harness.py"))
-    finally:
-        os.chdir(here)
+    site = tmp_path / "site"
+    shutil.copytree(os.path.join(SRC, "hivemem"), site / "hivemem")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "hivemem", "bench", "--quick"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "feature unavailable" in lines[0] and "source checkout" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--quick", "no_such_scenario"], "no such scenario 'no_such_scenario': expected one of"),
+        (["caches", "nope"], "no such scenario 'nope'"),
+        (["--repeat", "0"], "--repeat 0: expected 1 or more"),
+    ],
+)
+def test_bench_usage_errors_exit_2_before_running(args: list[str], needle: str) -> None:
+    """An unknown scenario or a bad --repeat is a usage error (2), found before pytest starts."""
+    proc = hivemem_cli("bench", *args, cwd=os.path.dirname(SRC))
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 # --------------------------------------------------------------------------- the demo app

@@ -62,7 +62,13 @@ def test_ratio_threshold_keeps_incompressible_values() -> None:
     store["noise"] = noise
     store["text"] = b"GET /index.html 200\n" * 4000
     done = store.compress()
-    assert done == {"compressed": 1, "raw_bytes": 80000, "stored_bytes": done["stored_bytes"], "kept": 1}
+    assert done == {
+        "compressed": 1,
+        "raw_bytes": 80000,
+        "stored_bytes": done["stored_bytes"],
+        "kept": 1,
+        "failed": 0,
+    }
     assert store["noise"] is noise
     assert "below min_ratio 1.5" in store.status("noise")
     assert store.compress()["compressed"] == 0  # the verdict is remembered until the value changes

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,8 +16,10 @@ from hivemem._htmlreport import _MAX_POINTS, render, svg_timeline
 from hivemem._leaks import LeakReport
 from hivemem._profiler import LeakWatch, Overhead, Peak, ProfileReport, SiteDiff, Timeline, TopSites
 
+from .conftest import SRC
+from .pngpixels import Image, bands, bbox, chromium, filled_box, run_chromium, screenshot
+
 SECRET = "hunter2-TOP-SECRET"
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
 
 
 class Page(HTMLParser):
@@ -195,61 +197,138 @@ def test_every_report_has_to_json() -> None:
         assert isinstance(json.loads(part.to_json()), dict)  # type: ignore[union-attr]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (/usr/bin/chromium)")
-def test_renders_in_headless_chromium(tmp_path: Path) -> None:
-    """A real browser loads the page offline and its DOM holds the SVG, the tables and the peak."""
+needs_chromium = pytest.mark.skipif(
+    chromium() is None,
+    reason="headless Chromium is not installed (make test runs scripts/ensure-chromium.sh)",
+)
+
+# The colours the pages draw with (src/hivemem/_htmlreport.py, src/hivemem/_render.py).
+RSS_BLUE, TRACED_ORANGE, PEAK_RED = (0x15, 0x65, 0xC0), (0xEF, 0x6C, 0x00), (0xC6, 0x28, 0x28)
+TH_GREY, SUMMARY_BLUE, SUMMARY_GREEN = (0xF5, 0xF5, 0xF5), (0xE3, 0xF2, 0xFD), (0xE8, 0xF5, 0xE9)
+PLOT_GREY = (0xFA, 0xFA, 0xFA)
+
+
+def _assert_timeline_drawn(img: Image) -> tuple[int, int, int, int]:
+    """Inside the plot's box (its #fafafa background), the RSS series is a line across the plot and the
+    peak a dashed horizontal line; returns the box."""
+    plot = filled_box(img.where(PLOT_GREY, tolerance=1), min_per_row=300)
+    left, top, right, bottom = plot
+    assert right - left >= 600 and bottom - top >= 150, f"the plot's box {plot}"
+
+    def inside(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [(x, y) for x, y in points if left <= x <= right and top <= y <= bottom]
+
+    blue = inside(img.where(RSS_BLUE))
+    assert len(blue) >= 300, f"{len(blue)} pixels of the RSS line's colour in the plot"
+    b_left, b_top, b_right, b_bottom = bbox(blue)
+    assert b_right - b_left >= 0.6 * (right - left) and b_bottom - b_top >= 15, bbox(blue)  # spans, varies
+    # the peak line is 1 px and anti-aliased: a wider tolerance; it lies above the highest sample
+    red = [p for p in inside(img.where(PEAK_RED, tolerance=45)) if p[1] <= b_top + 2]
+    assert len(red) >= 100, f"{len(red)} pixels of the peak line"
+    r_left, r_top, r_right, r_bottom = bbox(red)
+    assert r_right - r_left >= 0.6 * (right - left) and r_bottom - r_top <= 3, bbox(red)
+    return plot
+
+
+def _assert_tables_below(img: Image, y: int, at_least: int) -> None:
+    """Table headers (grey) and rows of text are painted below *y*."""
+    heads = [p for p in img.where(TH_GREY, tolerance=3) if p[1] > y]
+    assert len(heads) >= 2000, f"{len(heads)} pixels of table headers below y={y}"
+    assert bands(sorted({p[1] for p in heads})) >= at_least, "table header rows"
+    assert bands(img.dark_rows(below=y)) >= 6, "rows of text in the tables"
+
+
+@needs_chromium
+def test_profile_page_in_headless_chromium(tmp_path: Path) -> None:
+    """Chromium paints the profile page offline: the summary first, the timeline's lines, then the tables."""
+    page = tmp_path / "report.html"
+    sample_report().to_html(page, events=[2.0], leaks=[LeakReport(per_run=[0] * 3, per_run_blocks=[0] * 3)])
+    img = screenshot(page, tmp_path / "shot.png")
+    summary = [p for p in img.where(SUMMARY_BLUE, tolerance=3) if p[1] < 200]
+    assert len(summary) >= 5000, "the summary band at the top"
+    _, top, _, bottom = _assert_timeline_drawn(img)
+    assert bbox(summary)[3] < top
+    assert img.where(TRACED_ORANGE), "the traced series"
+    _assert_tables_below(img, bottom, at_least=2)
+
+
+@needs_chromium
+def test_dom_in_headless_chromium(tmp_path: Path) -> None:
+    """A real browser loads the page offline and its DOM holds the SVG, the tables, the peak and summary."""
     path = tmp_path / "report.html"
     sample_report().to_html(path, events=[2.0], leaks=[LeakReport(per_run=[0] * 3, per_run_blocks=[0] * 3)])
-    assert CHROMIUM is not None
-    home = tmp_path / "home"
-    home.mkdir()
-    proc = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--dump-dom",
-            path.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HOME": str(home)},
-    )
+    proc = run_chromium(["--dump-dom", path.as_uri()], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = proc.stdout
     assert "<svg" in dom and "series-rss" in dom and 'class="peak"' in dom
     assert "Top allocation sites" in dom and "find_leaks" in dom
-    assert "160.0 MiB" in dom
+    assert "160.0 MiB" in dom and 'class="hivemem-summary' in dom
 
 
-def test_chromium_screenshot_if_available(tmp_path: Path) -> None:
-    """Where Chromium exists, a screenshot of the page is a non-trivial PNG (the page paints)."""
-    if CHROMIUM is None or shutil.which(CHROMIUM) is None:
-        pytest.skip("headless Chromium is not installed (/usr/bin/chromium)")
-    path = tmp_path / "report.html"
-    sample_report().to_html(path)
-    shot = tmp_path / "shot.png"
-    subprocess.run(
+@needs_chromium
+def test_run_page_in_headless_chromium(tmp_path: Path) -> None:
+    """hivemem run --profile --govern --report x.html: Chromium paints its summary, timeline and tables."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import time\nrows = [bytearray(1000) for _ in range(20_000)]\ntime.sleep(0.3)\ndel rows\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.run(
         [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1000,900",
-            path.as_uri(),
+            sys.executable,
+            "-m",
+            "hivemem",
+            "run",
+            "--profile",
+            "--govern",
+            "--report",
+            "run.html",
+            str(script),
         ],
         capture_output=True,
-        timeout=120,
-        env={**os.environ, "HOME": str(tmp_path)},
-        check=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
     )
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert proc.returncode == 0, proc.stderr
+    img = screenshot(tmp_path / "run.html", tmp_path / "run.png", height=2200)
+    summary = [p for p in img.where(SUMMARY_GREEN, tolerance=3) if p[1] < 250]
+    assert len(summary) >= 5000, "the green summary band at the top"
+    _assert_timeline_drawn(img)
+    _assert_tables_below(img, 0, at_least=3)  # the run's figures, the sites at the peak, the events
+
+
+@needs_chromium
+def test_pytest_report_in_headless_chromium(tmp_path: Path) -> None:
+    """The --hivemem-report page of a pytest run paints its table: one row of text per test at least."""
+    (tmp_path / "test_a.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.memory_limit('200MB')\n"
+        "def test_small():\n    assert len(bytearray(1000)) == 1000\n"
+        "def test_other():\n    assert sum(range(10)) == 45\n"
+        "def test_third():\n    assert 'x' * 3 == 'xxx'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--hivemem-report=report.html",
+            "test_a.py",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    img = screenshot(tmp_path / "report.html", tmp_path / "report.png", height=900)
+    text = img.dark_rows()
+    assert bands(text) >= 1 + 1 + 3, "a title, a header row and three test rows of text"
+    assert img.height == 900 and len(text) < img.height / 2  # text lines, not a black page

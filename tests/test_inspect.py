@@ -220,7 +220,7 @@ def test_top_by_size_and_count() -> None:
         del keep
     finally:
         tracemalloc.stop()
-    with pytest.raises(hivemem.InvalidArgument, match="by must be"):
+    with pytest.raises(hivemem.InvalidArgument, match=r"by='age': expected 'size' or 'count'"):
         hivemem.top(by="age")
 
 
@@ -385,3 +385,219 @@ def test_inspect_not_loaded_by_import() -> None:
         "print(sorted(m for m in ('pympler', 'objgraph') if m in sys.modules))"
     )
     assert out.strip() == "[]"
+
+
+# ----------------------------------------------------------------- lru_cache sizes
+
+
+def test_sizeof_an_lru_cache_counts_its_entries_like_status() -> None:
+    """sizeof(lru_cache wrapper) includes the entries the C cache hides, the same figure status() cites."""
+
+    @functools.lru_cache(maxsize=None)  # noqa: UP033 - the spelling the issue measured
+    def load(i: int) -> bytes:
+        return b"%d" % i * 100
+
+    for i in range(2000):
+        load(i)
+    result = hivemem.sizeof(load)
+    payload = sum(sys.getsizeof(load(i)) for i in range(2000))
+    assert result.cache is not None and result.cache >= payload
+    assert result.size >= result.cache + result.flat
+    assert "2,000 entries" in result.note and "2,000 entries" in repr(result)
+    figures = {name: size for name, size, _, _ in lru_caches() if name.endswith("load")}
+    assert list(figures.values()) == [result.cache]
+    assert result.to_dict()["cache"] == result.cache
+
+
+def test_sizeof_a_method_with_an_lru_cache_counts_the_shared_cache() -> None:
+    """A bound method of an lru_cache'd method reports the class-wide cache and says it is shared."""
+
+    class Repo:
+        @functools.lru_cache(maxsize=64)  # noqa: B019 - the pattern under test
+        def get(self, i: int) -> str:
+            return "v" * i
+
+    repo = Repo()
+    for i in range(50):
+        repo.get(i)
+    result = hivemem.sizeof(repo.get)
+    assert result.cache is not None and result.cache >= sum(sys.getsizeof("v" * i) for i in range(50))
+    assert "shared by every instance" in result.note
+
+
+def test_sizeof_of_other_objects_has_no_cache_figure() -> None:
+    """Plain objects keep the pympler figure; cache is None and no note is added."""
+    result = hivemem.sizeof([1, 2, 3])
+    assert result.cache is None and result.note == ""
+    assert repr(result).endswith(")") and ";" not in repr(result)
+
+
+# ----------------------------------------------------------------- the heap walk
+
+
+def test_type_table_counts_each_untracked_object_once() -> None:
+    """Unique, shared and repeated untracked referents are each counted once (complex: an untracked type)."""
+    from hivemem._inspect import type_table
+
+    before = type_table(sizes=True).get(complex, [0, 0])[0]
+    unique = [complex(i, 1) for i in range(5000)]
+    shared = [complex(i, 2) for i in range(3000)]
+    also = list(shared)  # each held by two lists
+    one = complex(7, 7)
+    repeated = [one] * 100  # one object, 100 references from one list
+    table = type_table(sizes=True)
+    count, size = table[complex]
+    assert count - before == 5000 + 3000 + 1
+    assert size >= (count - before) * sys.getsizeof(one)
+    del unique, shared, also, repeated
+
+
+def test_concurrent_walks_are_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight threads calling top()/growth()/status() at once cost at most two heap walks, not eight."""
+    import threading
+    import time
+
+    from hivemem import _inspect
+
+    walks: list[int] = []
+    real = _inspect._walk_heap
+
+    def slow_walk(sizes: bool) -> dict[type, list[int]]:
+        walks.append(threading.get_ident())
+        time.sleep(0.5)
+        return real(sizes)
+
+    monkeypatch.setattr(_inspect, "_walk_heap", slow_walk)
+    start = threading.Barrier(8)
+    results: list[object] = []
+
+    def call(fn: object) -> None:
+        start.wait()
+        results.append(fn())  # type: ignore[operator]
+
+    calls = [hivemem.top] * 4 + [lambda: hivemem.status(advice=False)] * 2 + [hivemem.growth] * 2
+    threads = [threading.Thread(target=call, args=(fn,)) for fn in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 8
+    assert 1 <= len(walks) <= 2, f"{len(walks)} walks for 8 concurrent callers"
+
+
+def test_an_interrupted_walk_does_not_strand_the_callers_waiting_on_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the walking thread is interrupted, threads waiting on its result walk themselves, promptly."""
+    import threading
+    import time
+
+    from hivemem import _inspect
+
+    real = _inspect._walk_heap
+    first = threading.Event()
+
+    def interrupted_once(sizes: bool) -> dict[type, list[int]]:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.3)
+            raise KeyboardInterrupt("simulated Ctrl-C in the walking thread")
+        return real(sizes)
+
+    monkeypatch.setattr(_inspect, "_walk_heap", interrupted_once)
+    errors: list[BaseException] = []
+
+    def leader() -> None:
+        try:
+            hivemem.top()
+        except KeyboardInterrupt as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=leader)
+    t.start()
+    first.wait(5)
+    t0 = time.monotonic()
+    joined = hivemem.top(3)  # waits on the leader's walk, which dies
+    assert time.monotonic() - t0 < 10
+    t.join(5)
+    assert errors and len(joined.rows) == 3
+    assert not _inspect._walk_lock.locked()
+
+
+@pytest.fixture
+def free_walk_locks() -> object:
+    """Release the inspection locks a failing test left held, so the next test fails instead of hanging."""
+    from hivemem import _inspect
+
+    yield
+    for lock in (_inspect._walk_lock, _inspect._growth_lock):
+        if lock.locked():
+            lock.release()
+
+
+def _inspect_free() -> None:
+    import threading
+
+    from hivemem import _inspect
+
+    assert not _inspect._walk_lock.locked(), "the heap-walk lock was left held"
+    assert not _inspect._growth_lock.locked(), "the growth lock was left held"
+    done: list[object] = []
+    t = threading.Thread(target=lambda: done.extend([hivemem.top(2), hivemem.growth(2)]), daemon=True)
+    t.start()
+    t.join(30)
+    assert len(done) == 2, "top()/growth() did not finish in 30 s after an interrupt"
+
+
+@pytest.mark.parametrize("call", ["top", "growth"])
+def test_an_interrupt_at_any_line_of_the_walk_leaves_no_lock_held(
+    call: str, monkeypatch: pytest.MonkeyPatch, free_walk_locks: None
+) -> None:
+    """KeyboardInterrupt at every line of the walk's locking code leaves no lock held; calls run after."""
+    from hivemem import _inspect
+
+    # The walk itself holds no lock; a small fixed table keeps a few hundred runs fast.
+    monkeypatch.setattr(_inspect, "_walk_heap", lambda sizes: {int: [3, 84], str: [2, 100], list: [1, 56]})
+
+    watched = {"type_table", "_lead_walk", "growth", "_growth_locked", "top"}
+    here = _inspect.__file__
+
+    def run(at: int) -> int:
+        # Loops repeat lines thousands of times: inject at the first event of each distinct step
+        # (previous line -> line) in each function. A step, not a line: leaving a with block goes back
+        # to the with statement's line, and that second visit is the one that matters.
+        lines: set[tuple[str, int, int]] = set()
+        previous: dict[int, int] = {}
+
+        def local(frame: object, event: str, arg: object) -> object:
+            if event == "line":
+                code, line = frame.f_code, frame.f_lineno  # type: ignore[attr-defined]
+                where = (code.co_name, previous.get(id(frame), 0), line)
+                previous[id(frame)] = line
+                if where not in lines:
+                    lines.add(where)
+                    if len(lines) == at:
+                        raise KeyboardInterrupt(f"injected at line {where}")
+            return local
+
+        def tracer(frame: object, event: str, arg: object) -> object:
+            code = frame.f_code  # type: ignore[attr-defined]
+            if event == "call" and code.co_filename == here and code.co_name in watched:
+                return local
+            return None
+
+        old = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            getattr(hivemem, call)()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(old)
+        return len(lines)
+
+    total = run(0)
+    assert total >= 8
+    for n in range(1, total + 1):
+        run(n)
+        _inspect_free()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tracemalloc
 
@@ -128,6 +129,7 @@ def test_leak_watch_suspects_steady_growth() -> None:
         ([100_000_000 + min(t, 40) * 500_000 for t in range(60)], "plateaued"),  # a cache that filled
         ([100_000_000 + (7_000 if t % 2 else -7_000) for t in range(60)], "no significant growth"),
         ([100_000_000 + 1_000 * t for t in range(60)], "growth below the threshold"),  # 60 KB in a minute
+        ([100_000_000 + 2_000_000 * t for t in range(59)] + [100_500_000], "returned"),  # built, then freed
     ],
 )
 def test_leak_watch_no_false_alarm(values: list[int], why: str) -> None:
@@ -194,6 +196,173 @@ def test_snapshots_top_and_diff() -> None:
     assert report.overhead.tracemalloc_memory and report.overhead.tracemalloc_memory > 0
 
 
+_peak_holder: list[object] = []
+
+
+def _build_peak() -> None:
+    _peak_holder.append([bytearray(1000) for _ in range(5000)])  # ~5 MiB in 5000 blocks
+
+
+def _after_peak() -> list[str]:
+    return [str(i) for i in range(3000)]
+
+
+def test_report_sites_come_from_the_peak_not_from_stop() -> None:
+    """Sites freed before stop() still lead the report: a "peak" snapshot was kept while they lived."""
+    assert not tracemalloc.is_tracing()
+    with Profiler(trace=True, interval=None) as prof:
+        _build_peak()
+        prof.sample()  # traced memory doubled since "start": a "peak" snapshot is kept
+        _peak_holder.clear()
+        later = _after_peak()
+        prof.sample()
+    assert later
+    assert prof.snapshots == ("start", "peak", "stop")
+    peak_line = f"{os.path.basename(__file__)}:{_build_peak.__code__.co_firstlineno + 1}"
+    report = prof.report()
+    assert report.top is not None and report.top.label == "peak"
+    assert report.top.rows[0][0].endswith(peak_line)
+    assert report.top.rows[0][1] >= 5000 * 1000 and report.top.rows[0][2] >= 5000
+    stop = prof.top(5, snapshot="stop")
+    assert not any(row[0].endswith(peak_line) for row in stop.rows)  # what the report showed before
+    peak = report.peak
+    assert peak.sites == "peak" and peak.sites_traced == report.top.total
+    assert peak.traced is not None and peak.sites_traced is not None
+    assert 0.8 * peak.traced <= peak.sites_traced <= peak.traced
+    assert "sites from snapshot 'peak'" in peak.sites_note and "of the exact traced peak" in peak.sites_note
+    assert report.overhead.snapshots == 1 and report.overhead.snapshot_cpu > 0
+    assert json.loads(peak.to_json())["sites"] == "peak"
+    assert "snapshot peak" in [label for _, label in prof.timeline().marks]
+
+
+def test_peak_snapshot_is_replaced_only_by_a_larger_one() -> None:
+    """Growth of a quarter that has stopped, or a doubling, replaces "peak"; a smaller heap never does."""
+    with Profiler(trace=True, interval=None) as prof:
+        _build_peak()
+        prof.sample()
+        first = prof.peak().sites_traced
+        prof.sample()  # no growth: nothing new
+        assert prof.overhead().snapshots == 1
+        _peak_holder.append([bytearray(1000) for _ in range(2000)])  # +40%
+        prof.sample()  # still growing since the last sample: not yet
+        assert prof.overhead().snapshots == 1
+        prof.sample()  # stopped growing, 25% above the last "peak": the top of a plateau
+        assert prof.overhead().snapshots == 2
+        second = prof.peak().sites_traced
+        _peak_holder.clear()
+        prof.sample()
+    assert first is not None and second is not None and second >= first + 1_900_000
+    assert prof.report().peak.sites == "peak" and prof.report().top.total == second  # type: ignore[union-attr]
+
+
+def test_check_peak_never_blocks_or_raises() -> None:
+    """check_peak() does nothing when not due, tracing or running; it gives up while its lock is held."""
+    prof = Profiler(trace=True, interval=None)
+    assert prof.check_peak() is False  # not running
+    with prof:
+        assert prof.check_peak() is False  # nothing grew
+        _build_peak()
+        with prof._lock:  # as if a signal arrived inside the profiler's own critical section
+            assert prof.check_peak() is False
+        assert prof.check_peak() is True
+        assert prof.check_peak() is False
+        _peak_holder.clear()
+    assert prof.check_peak() is False
+    assert Profiler(trace=True, interval=None, peak_sites=False).start().check_peak() is False
+    tracemalloc.stop()
+
+
+def test_peak_sites_off_keeps_start_and_stop_only() -> None:
+    """peak_sites=False takes no "peak" snapshot: only "start" and "stop" are kept."""
+    with Profiler(trace=True, interval=None, peak_sites=False) as prof:
+        _build_peak()
+        prof.sample()
+        _peak_holder.clear()
+    assert prof.snapshots == ("start", "stop") and prof.overhead().snapshots == 0
+
+
+def test_peak_snapshot_skipped_over_budget_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over its CPU budget, or when the copy of the traces would not fit the limit, it skips and says why."""
+    from hivemem import _limits, _profiler
+
+    monkeypatch.setattr(_profiler, "_PEAK_CPU_GRACE", -1.0)
+    with Profiler(trace=True, interval=None) as prof:
+        _build_peak()
+        prof.sample()
+        _peak_holder.clear()
+    peak = prof.report().peak
+    assert prof.overhead().snapshots == 0 and peak.sites != "peak"
+    assert peak.sites_skipped == "its CPU budget was spent"
+    assert "a later snapshot was skipped: its CPU budget was spent" in peak.sites_note
+    monkeypatch.undo()
+
+    monkeypatch.setattr(_limits, "memory_limit", lambda: hivemem.MemoryLimit(hivemem.rss(), "test"))
+    with Profiler(trace=True, interval=None) as prof:
+        _build_peak()
+        prof.sample()
+        _peak_holder.clear()
+    skipped = prof.report().peak.sites_skipped or ""
+    assert prof.overhead().snapshots == 0
+    assert "traces at 160 bytes each would pass 90% of the memory limit" in skipped
+
+
+@linux_only
+def test_peak_checks_from_a_signal_handler_never_deadlock() -> None:
+    """A 1 kHz SIGPROF tick calling check_peak() while the main thread marks the timeline (holding the
+    profiler's lock) and a 1 kHz sampler snapshots too: the run ends, the sites are the program's."""
+    out = run_python(
+        """
+        import time, hivemem
+        from hivemem import _runner
+        _runner.PROFILE_INTERVAL = 0.001
+        prof = hivemem.Profiler(trace=True, interval=0.001).start()
+        stop = _runner._peak_ticker(prof)
+        t0 = time.monotonic()
+        kept = []
+        while time.monotonic() - t0 < 1.5:
+            block = [bytearray(500) for _ in range(2000)]  # PEAK
+            prof.mark("m")
+            if len(kept) < 40:
+                kept.append(block)
+            else:
+                kept.clear()
+        stop()
+        prof.stop()
+        report = prof.report()
+        print(report.top.rows[0][0], report.overhead.snapshots)
+        """,
+        timeout=120,
+    )
+    where, snapshots = out.split()
+    assert where == "<string>:10" and int(snapshots) >= 1
+
+
+def test_site_grouping_matches_tracemalloc_statistics() -> None:
+    """Sites grouped by hivemem equal tracemalloc's own Snapshot.statistics(), for every grouping."""
+    from hivemem._profiler import _HERE, _group, _Sites, _where
+
+    tracemalloc.start(4)
+    try:
+        held = [_secret_work(), [bytearray(i % 700) for i in range(20_000)], {i: str(i) for i in range(5000)}]
+        snap = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    assert held
+    sites = _Sites(0.0, _group(snap)[0], 0)
+    kept = snap.filter_traces(
+        (tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, _HERE + "*"))
+    )
+    assert sites.total == sum(t.size for t in kept.traces)
+    for by, key in (("lineno", "lineno"), ("file", "filename"), ("traceback", "traceback")):
+        theirs = {}
+        for stat in kept.statistics(key):
+            frames = tuple((f.filename, f.lineno) for f in reversed(stat.traceback))
+            where = frames[0][0] if by == "file" else frames[:1] if by == "lineno" else frames
+            theirs[_where(where, by)] = (stat.size, stat.count)
+        ours = {_where(k, by): (v[0], v[1]) for k, v in sites.grouped(by).items()}
+        assert ours == theirs, by
+
+
 def test_tracemalloc_left_on_when_already_tracing() -> None:
     """A profiler that did not start tracemalloc leaves it tracing."""
     tracemalloc.start()
@@ -224,11 +393,16 @@ def test_snapshot_errors() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"interval": 0}, "interval must be a positive number"),
-        ({"interval": "fast"}, "interval must be a positive number"),
-        ({"trace": 1}, "trace must be True or False"),
-        ({"frames": 0}, "frames must be an integer"),
-        ({"max_samples": 4}, "max_samples must be an integer >= 16"),
+        ({"interval": 0}, "interval=0: expected a number of seconds > 0"),
+        ({"interval": "fast"}, "interval='fast': expected a number of seconds"),
+        ({"interval": float("inf")}, "interval=inf: expected a number of seconds > 0 and <= 86400"),
+        ({"interval": 10**400}, r"interval=1000.*: expected a number of seconds"),
+        ({"interval": 1e12}, "interval=1000000000000.0: expected"),
+        ({"trace": 1}, "trace=1: expected True or False"),
+        ({"peak_sites": "yes"}, "peak_sites='yes': expected True or False"),
+        ({"frames": 0}, "frames=0: expected a whole number between 1 and 65,535"),
+        ({"frames": 70_000}, "frames=70000: expected a whole number between 1 and 65,535"),
+        ({"max_samples": 4}, "max_samples=4: expected a whole number between 16 and"),
         ({"reader": object()}, "must have rss"),
     ],
 )
@@ -256,7 +430,7 @@ def test_thread_samples_and_reports_its_cost() -> None:
         time.sleep(0.3)
         assert prof.running and "running" in repr(prof)
     tl = prof.timeline()
-    assert len(tl) >= 8  # ~30 ticks expected; a loaded machine may skip some
+    assert len(tl) >= 4  # ~30 ticks expected; a loaded machine (load 12 on 2 cores seen) skips many
     assert len(tl.uss) == len(tl) and all(v > 0 for v in tl.uss)
     ov = prof.overhead()
     assert ov.samples >= len(tl) - 2 and ov.sampler_cpu > 0
@@ -385,6 +559,63 @@ def test_load_ext_in_ipython(tmp_path: object) -> None:
     )
     assert out.split() == ["ProfileReport", "50000", "True", "Status"]
     assert os.path.getsize(f"{tmp_path}/cell.html") > 1000
+
+
+def test_typed_magics_in_a_real_ipython_shell(tmp_path: object) -> None:
+    """Cells typed as a user types them: %load_ext, %%hivemem (its sites at the peak), %hivemem top, and
+    a cell that raises shows its error while the profiler and tracemalloc stop."""
+    pytest.importorskip("IPython")
+    out = run_python(
+        """
+        import json, tracemalloc
+        from IPython.core.interactiveshell import InteractiveShell
+        sh = InteractiveShell.instance()
+        assert sh.run_cell("%load_ext hivemem").success
+        cell = "%%hivemem --trace --top 3\\ndata = [bytearray(1000) for _ in range(8000)]\\ndel data\\n"
+        r = sh.run_cell(cell)
+        report = sh.user_ns["_"]  # the displayed output (a cell magic's value is not in r.result)
+        bad = sh.run_cell("%%hivemem --trace\\nraise ValueError('cell failed')\\n")
+        sh.run_cell("%hivemem top")
+        top = sh.user_ns["_"]
+        print(json.dumps({
+            "ok": r.success, "type": type(report).__name__, "first": report.top.rows[0][0],
+            "label": report.top.label, "rows": len(report.top.rows),
+            "bad": type(bad.error_in_exec).__name__, "bad_msg": str(bad.error_in_exec),
+            "tracing": tracemalloc.is_tracing(), "top": type(top).__name__,
+        }))
+        """
+    )
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["ok"] and res["type"] == "ProfileReport" and res["rows"] == 3
+    assert res["label"] == "peak" and res["first"].endswith(":1")  # the cell's line, freed before the end
+    assert res["bad"] == "ValueError" and res["bad_msg"] == "cell failed"
+    assert res["tracing"] is False and res["top"] == type(hivemem.top()).__name__
+
+
+def test_ipython_command_line_runs_the_cell_magic() -> None:
+    """python -m IPython --ext=hivemem -c '%%hivemem ...' profiles the cell and prints the report."""
+    pytest.importorskip("IPython")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    env["PYTHONPATH"] = os.path.join(os.path.dirname(os.path.dirname(__file__)), "src")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "IPython",
+            "--no-banner",
+            "--colors=NoColor",
+            "--ext=hivemem",
+            "-c",
+            "%%hivemem --trace --top 2\nx = [bytearray(1000) for _ in range(5000)]\n",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ProfileReport:" in proc.stdout and "TopSites by lineno" in proc.stdout
+    assert "<ipython-input-" in proc.stdout  # the cell's own line is the top site
 
 
 def test_profiler_module_not_loaded_by_import() -> None:

@@ -13,6 +13,7 @@ EXPECTED = [
     "CHEAP",
     "Cache",
     "CompressedStore",
+    "CorruptedValue",
     "Fragmentation",
     "GCPauses",
     "GovernorEvent",
@@ -122,6 +123,7 @@ def test_error_tree() -> None:
     assert issubclass(hivemem.UnknownStrategy, LookupError)
     assert issubclass(hivemem.StrategyError, TypeError)
     assert issubclass(hivemem.Unavailable, OSError)
+    assert issubclass(hivemem.CorruptedValue, (hivemem.HivememError, OSError))
     assert issubclass(hivemem.PluginWarning, hivemem.HivememWarning)
     assert issubclass(hivemem.HivememWarning, UserWarning)
     err = hivemem.MemoryLimitExceeded("over", usage=5, limit=4)

@@ -15,7 +15,9 @@ def test_trim_returns_fragmented_glibc_heap() -> None:
     """~600 MB of 1-4 KiB bytes, 63 of 64 freed: optimize() returns >= 90% of the freed memory.
 
     The freed amount is the RSS growth minus the survivors' bytes. Tolerance: the
-    90% floor from the issue; the time limit is 1 s for the whole optimize().
+    90% floor; the whole optimize() must cost under 1 s of CPU (CPU time, not wall
+    time: on a shared machine wall time measures the neighbours; the wall-clock
+    figure is a benchmark, benchmarks/bench_strategies.py).
     """
     out = run_python(
         """
@@ -25,9 +27,9 @@ def test_trim_returns_fragmented_glibc_heap() -> None:
         keep = build_fragmented_heap(600)
         live = sum(map(len, keep))
         grown = hivemem.rss() - base
-        t = time.perf_counter()
+        t = time.process_time()
         report = hivemem.optimize(target_mb=1)
-        secs = time.perf_counter() - t
+        secs = time.process_time() - t
         print(json.dumps({"grown": grown, "live": live, "freed": report.freed, "secs": secs,
                           "trim": report.step("trim").freed, "report": str(report)}))
         """

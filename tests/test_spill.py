@@ -55,14 +55,14 @@ def test_round_trip_is_bit_identical(value: object, tmp_path_factory: pytest.Tem
 
 
 def test_private_directory_and_file_modes(tmp_path: Path) -> None:
-    """The spill directory is 0700, each file 0600, and no temporary file is left behind."""
+    """The spill directory is 0700, each file 0400 (read-only), and no temporary file is left behind."""
     store = hivemem.SpillStore(directory=tmp_path)
     store["a"] = b"a" * 10_000
     store.spill()
     d = Path(store.directory)
     assert d.parent == tmp_path and stat.S_IMODE(d.stat().st_mode) == 0o700
     files = list(d.iterdir())
-    assert len(files) == 1 and stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    assert len(files) == 1 and stat.S_IMODE(files[0].stat().st_mode) == 0o400
     assert not any(f.name.endswith(".tmp") for f in files)
     store.close()
 
@@ -130,11 +130,11 @@ def test_failed_write_keeps_value_and_reports(tmp_path: Path, monkeypatch: pytes
     value = b"v" * 100_000
     store["a"] = value
 
-    def full(f: object, kind: str, v: object) -> None:
+    def full(f: object, data: object, mutable: bool) -> int:
         f.write(b"partial")  # type: ignore[attr-defined]
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_spill, "_write", full)
+    monkeypatch.setattr(_spill, "_write_buffer", full)
     ctx = hivemem.StrategyContext(target=None, aggressiveness=hivemem.MODERATE, reader=FakeReader("1GB"))
     result = SpillValues().apply(ctx)
     assert result.stats["failed"] == 1 and "No space left" in result.summary

@@ -295,3 +295,32 @@ def test_string_pool_round_trip(values: list[str]) -> None:
     by_value: dict[str, int] = {}
     for v in out:
         assert by_value.setdefault(v, id(v)) == id(v)
+
+
+ODD = [None, -1, 0, 1.5, float("nan"), float("inf"), 10**400, 1e308, "10", "10MB", True, [], object()]
+
+
+@pytest.mark.parametrize("value", ODD)
+@pytest.mark.parametrize("name", ["max_size", "max_length"])
+def test_string_pool_bounds_work_or_raise_hivemem_error(name: str, value: object) -> None:
+    """Every odd bound either builds a working pool or raises InvalidArgument naming it, at the call."""
+    try:
+        pool = hivemem.StringPool(**{name: value})  # type: ignore[arg-type]
+    except hivemem.InvalidArgument as exc:
+        assert name in str(exc)
+        return
+    assert value is None or (type(value) is int and 0 <= value <= 10**9)
+    assert pool(fresh("ab")) == "ab"
+
+
+@pytest.mark.parametrize("value", [*ODD, 1, "yes"])
+def test_register_container_keys_works_or_raises_hivemem_error(value: object) -> None:
+    """keys= must be a bool; anything else is refused at the call, nothing registered."""
+    rows: list[object] = []
+    try:
+        hivemem.register_container(rows, keys=value)  # type: ignore[arg-type]
+    except hivemem.InvalidArgument as exc:
+        assert "keys=" in str(exc) and len(str(exc)) < 300
+        assert len(registered) == 0
+        return
+    assert isinstance(value, bool)

@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "CHEAP": "hivemem._levels",
     "Cache": "hivemem._cache",
     "CompressedStore": "hivemem._compress",
+    "CorruptedValue": "hivemem._errors",
     "Fragmentation": "hivemem._containers",
     "GCPauses": "hivemem._gctools",
     "GovernorEvent": "hivemem._events",
@@ -114,6 +115,7 @@ __all__ = [
     "CHEAP",
     "Cache",
     "CompressedStore",
+    "CorruptedValue",
     "Fragmentation",
     "GCPauses",
     "GovernorEvent",
@@ -229,6 +231,9 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._containers import unregister_container as unregister_container
     from hivemem._engine import subscribe as add_listener
     from hivemem._engine import unsubscribe as remove_listener
+    from hivemem._errors import (
+        CorruptedValue as CorruptedValue,
+    )
     from hivemem._errors import (
         HivememError as HivememError,
     )

@@ -96,14 +96,11 @@ def lru_caches(min_size: int = 0) -> list[tuple[str, int, int, int | None]]:
         return []
     from pympler import asizeof
 
+    from hivemem._inspect import lru_cache_contents
+
     out = []
     for obj, info in found:
-        skip = {id(obj.__dict__), id(getattr(obj, "__wrapped__", None))}
-        held = [
-            r
-            for r in gc.get_referents(obj)
-            if id(r) not in skip and not isinstance(r, type) and not callable(r) and type(r) is not object
-        ]
+        held = lru_cache_contents(obj) or []  # the same figure hivemem.sizeof(obj).cache gives
         size = asizeof.asizeof(*held) if held else 0  # type: ignore[no-untyped-call]
         if size >= min_size:
             out.append((_qualname(obj), size, info.currsize, info.maxsize))

@@ -30,8 +30,8 @@ EXIT_CODES = {
     EXIT_CHECK_FAILED: "the command ran but its check failed (demo: an answer changed; bench: a "
     "scenario failed); `hivemem run` instead exits with the script's own status",
     EXIT_USAGE: "usage error: bad option or size, missing script or file, no such process",
-    EXIT_UNAVAILABLE: "a requested feature is not available here (e.g. --govern before hivemem.govern "
-    "exists, /proc missing)",
+    EXIT_UNAVAILABLE: "a requested feature is not available here (e.g. `hivemem bench` outside a source "
+    "checkout, /proc missing)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
@@ -39,7 +39,11 @@ _EPILOG = "exit status:\n" + "\n".join(f"  {code:<4} {text}" for code, text in E
 
 
 class CliError(Exception):
-    """A user error: printed as ``hivemem <command>: error: <message>``, exit with ``code``."""
+    """A user error: printed as ``hivemem <command>: error: <message>``, exit with ``code``.
+
+    Internal to the command line: :func:`main` turns it into a message and an
+    exit status, so it never reaches a caller (and importing the CLI stays light).
+    """
 
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
@@ -86,17 +90,82 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- run
 
 
+# hivemem run's own options, recognised after the script name too (until a bare "--").
+_RUN_FLAGS = {"--govern": "govern", "--profile": "profile"}
+_RUN_VALUES = {"--target": "target", "--interval": "interval", "--report": "report"}
+
+
+def _split_run_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Take hivemem's own options out of what follows the script; returns (script args, taken).
+
+    argparse stops at the script name; everything after it is scanned here:
+    ``--govern``, ``--profile``, ``--target SIZE``, ``--interval S`` and
+    ``--report FILE`` (or ``--name=value``) are hivemem's, anything else is
+    the script's, and everything after a bare ``--`` is the script's as
+    written. The script name itself may follow a ``--``.
+    """
+    rest = list(args.script)
+    if args.module is None and rest[:1] == ["--"]:
+        rest = rest[1:]
+    head = [] if args.module is not None else rest[:1]
+    script_args: list[str] = []
+    taken: list[str] = []
+    i = len(head)
+    while i < len(rest):
+        word = rest[i]
+        if word == "--":
+            script_args += rest[i + 1 :]
+            break
+        name, eq, value = word.partition("=")
+        if name in _RUN_FLAGS and not eq:
+            dest, value = _RUN_FLAGS[name], "true"
+        elif name in _RUN_VALUES:
+            dest = _RUN_VALUES[name]
+            if not eq:
+                if i + 1 >= len(rest):
+                    raise CliError(
+                        f"{name} after the script needs a value (or pass it to the script after --)"
+                    )
+                i += 1
+                value = rest[i]
+        else:
+            script_args.append(word)
+            i += 1
+            continue
+        if getattr(args, dest) not in (None, False):
+            raise CliError(f"{name} is given twice (pass the script's own {name} after --)")
+        if dest in ("govern", "profile"):
+            setattr(args, dest, True)
+        elif dest == "target":
+            try:
+                setattr(args, dest, _size(value))
+            except argparse.ArgumentTypeError as exc:
+                raise CliError(f"argument --target: {exc}") from None
+        elif dest == "interval":
+            try:
+                setattr(args, dest, float(value))
+            except ValueError:
+                raise CliError(f"argument --interval: invalid float value: {value!r}") from None
+        else:
+            setattr(args, dest, value)
+        taken.append(f"{name} {value}" if dest in _RUN_VALUES.values() else name)
+        i += 1
+    return head + script_args, taken
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from hivemem import _runner
+    from hivemem._errors import HivememError
 
+    words, taken = _split_run_args(args)
     if args.module is None:
-        if not args.script:
-            raise CliError("give a script to run (hivemem run script.py [args]) or -m module")
-        target_path, script_args = args.script[0], args.script[1:]
+        if not words:
+            raise CliError("give a script to run (hivemem run [options] script.py [args]) or -m module")
+        target_path, script_args = words[0], words[1:]
         if not os.path.isfile(target_path):
             raise CliError(f"no such script: {target_path!r}")
     else:
-        target_path, script_args = args.module, args.script
+        target_path, script_args = args.module, words
     if args.report is not None and not args.report.endswith((".json", ".html", ".htm")):
         raise CliError(f"--report {args.report!r}: expected a file name ending in .json or .html")
     if args.report is not None:
@@ -109,15 +178,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     except _runner.NotAvailable as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    except HivememError as exc:  # a bad --interval
+        raise CliError(str(exc)) from None
+    if taken:
+        # said out loud: a script that has an option of the same name gets it only after --
+        names = ", ".join(taken)
+        _say(f"hivemem run: {names} after the script are hivemem's (the script's own go after --)", err=True)
     result = run.execute(target_path, script_args, module=args.module is not None)
     report = result.to_dict()
-    if args.report is None:
-        _say(_runner.render_text(report), err=True)
-    elif args.report.endswith((".html", ".htm")) and hasattr(result.profile, "to_html"):
-        # profiled: the profiler's own page (timeline, allocation sites); the run summary goes to stderr
-        result.profile.to_html(args.report)
-        _say(_runner.render_text(report), err=True)
-    else:
+    _say(_runner.render_text(report), err=True)
+    if args.report is not None:
         from hivemem._clireport import write_report
 
         write_report(report, args.report)
@@ -132,13 +202,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from hivemem import _status
 
     pid = os.getpid() if args.pid is None else args.pid
+    from hivemem._errors import HivememError, InvalidArgument
+
     try:
         info = _status.collect(pid, top=args.top)
-    except _status.NoSuchProcess as exc:
-        raise CliError(str(exc)) from None
     except _status.NotAvailable as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
-    from hivemem._errors import HivememError
+    except InvalidArgument as exc:  # no such process, a bad --top
+        raise CliError(str(exc)) from None
     from hivemem._signals import status_extras  # last kept report, --children (issue 9)
 
     try:
@@ -167,17 +238,33 @@ def _find_benchmarks() -> str:
         if os.path.isfile(os.path.join(path, "harness.py")):
             return path
     raise CliError(
-        "the benchmark suite is not here: run `hivemem bench` from a hivemem source checkout "
-        "(it needs the benchmarks/ directory)"
+        "feature unavailable: the benchmark suite is not installed with hivemem; run `hivemem bench` "
+        "from a hivemem source checkout (it needs the benchmarks/ directory next to src/ or in the "
+        "current directory)",
+        EXIT_UNAVAILABLE,
     )
 
 
+def _scenarios(bench: str) -> list[str]:
+    folder = os.path.join(bench, "scenarios")
+    return sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_"))
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import importlib.util
     import subprocess
 
-    bench = _find_benchmarks()
     if args.repeat < 1:
         raise CliError(f"--repeat {args.repeat}: expected 1 or more")
+    bench = _find_benchmarks()
+    known = _scenarios(bench)
+    unknown = [name for name in args.scenario if name not in known]
+    if unknown:
+        raise CliError(f"no such scenario {unknown[0]!r}: expected one of {', '.join(known)}")
+    if importlib.util.find_spec("pytest") is None:
+        raise CliError(
+            "feature unavailable: `hivemem bench` runs pytest, which is not installed", EXIT_UNAVAILABLE
+        )
     cmd = [sys.executable, "-m", "pytest", bench, "-q", f"--bench-repeat={args.repeat}"]
     if args.quick:
         cmd.append("--bench-quick")
@@ -272,19 +359,21 @@ def build_parser() -> argparse.ArgumentParser:
         "Run SCRIPT as __main__ (like `python SCRIPT ARGS`) and report its memory: RSS at start, "
         "exact peak, at exit. --govern keeps it under --target with hivemem's background governor, "
         "--profile records where memory went; --target alone runs one measured optimize() pass when "
-        "the script ends. Options go before the script; everything after it is the script's.",
+        "the script ends. hivemem's options may come before or after the script name; every other "
+        "argument, and everything after a bare --, is the script's (hivemem run job.py --govern "
+        "--report out.html -- --verbose).",
     )
     run.add_argument("--target", type=_size, help="budget for --govern; target of the final pass")
     run.add_argument("--govern", action="store_true", help="run under hivemem.govern() the whole time")
     run.add_argument(
         "--profile",
         action="store_true",
-        help="run under hivemem.Profiler(trace=True): timeline and allocation sites",
+        help="run under hivemem.Profiler(trace=True): timeline, and the allocation sites at the peak",
     )
     run.add_argument("--interval", type=float, default=None, help="governor poll interval in seconds")
     run.add_argument("--report", metavar="FILE", help="write the report to FILE (.json or .html)")
     run.add_argument("-m", dest="module", metavar="MODULE", help="run a module, like python -m")
-    run.add_argument("script", nargs=argparse.REMAINDER, metavar="script.py [args]")
+    run.add_argument("script", nargs=argparse.REMAINDER, metavar="script.py [args] [-- script args]")
     run.set_defaults(func=_cmd_run)
 
     status = add(

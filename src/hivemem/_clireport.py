@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from html import escape
 
+from hivemem._errors import InvalidArgument
+from hivemem._render import html_page, html_table
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
@@ -20,8 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["UnknownReport", "kind_of", "render_html", "render_text", "write_report"]
 
 
-class UnknownReport(Exception):
-    """The JSON is none of the report kinds hivemem writes."""
+class UnknownReport(InvalidArgument):
+    """The JSON is none of the report kinds hivemem writes (a :class:`hivemem.InvalidArgument`)."""
 
 
 def kind_of(data: object) -> str:
@@ -115,6 +117,11 @@ def render_text(data: Any) -> str:
         from hivemem._runner import render_text as run_text
 
         text = run_text(data)
+        events = _event_rows(data)
+        if events:
+            text += "\n  governor events:\n" + "\n".join(
+                _table(_EVENT_HEADER, [r[:1] + r[2:] for r in events])
+            )
         opt = data.get("optimize")
         if isinstance(opt, dict):
             text += "\n" + "\n".join(
@@ -132,60 +139,233 @@ def render_text(data: Any) -> str:
     return "\n".join([head, *_table(_BENCH_HEADER, _bench_rows(data))])
 
 
-def _html_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+_EVENT_HEADER = ("time", "kind", "level", "RSS before", "RSS after", "what happened")
+
+
+def _clock(wall: object) -> str:
+    import time
+
+    if not isinstance(wall, (int, float)):
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall * 1000) % 1000:03d}"
+
+
+def _event_rows(data: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Governor events as rows: wall-clock time, seconds since the run started, kind, level, RSS, message."""
+    gov = data.get("governor")
+    if not isinstance(gov, dict):
+        return []
+    started = data.get("started")
+    rows: list[tuple[str, ...]] = []
+    for event in gov.get("events") or []:
+        if not isinstance(event, dict):
+            rows.append(("-", "-", "?", "", "", "", str(event)))
+            continue
+        wall = event.get("wall_time")
+        since = (
+            f"+{wall - started:.3f} s"
+            if isinstance(wall, (int, float)) and isinstance(started, (int, float))
+            else "-"
+        )
+        before, after = event.get("rss_before"), event.get("rss_after")
+        rows.append(
+            (
+                _clock(wall),
+                since,
+                str(event.get("kind", "")),
+                str(event.get("level", "")),
+                format_size(before) if before is not None else "",
+                format_size(after) if after is not None else "",
+                str(event.get("message") or ""),
+            )
+        )
+    return rows
+
+
+def _run_summary(data: dict[str, Any]) -> tuple[str, bool | None]:
+    status = data.get("exit_status")
+    start, end = data.get("start") or {}, data.get("end") or {}
+    text = (
+        f"{data.get('script')}: exit status {status} after {float(data.get('seconds') or 0):.2f} s; "
+        f"RSS {format_size(_rss(start))} at start, peak {format_size(data.get('peak'))}, "
+        f"{format_size(_rss(end))} at exit"
+    )
+    ok = status == 0
+    gov = data.get("governor")
+    if isinstance(gov, dict):
+        text += f"; governor: {len(gov.get('events') or [])} events"
+    opt = data.get("optimize")
+    if isinstance(opt, dict):
+        reached = bool(opt.get("reached"))
+        text += (
+            f"; final optimize {'reached' if reached else 'did NOT reach'} {format_size(data.get('target'))}"
+        )
+        ok = ok and reached
+    profile = data.get("profile")
+    if isinstance(profile, dict):
+        rows = (profile.get("top") or {}).get("rows") or []
+        if rows:
+            text += f"; top site at the peak {rows[0].get('where')} ({format_size(rows[0].get('size'))})"
+    return text, ok
+
+
+def _run_facts(data: dict[str, Any]) -> list[tuple[str, str]]:
+    start, end = data.get("start") or {}, data.get("end") or {}
+    rows = [
+        ("script", f"{'-m ' if data.get('module') else ''}{data.get('script')}"),
+        ("arguments", " ".join(map(str, data.get("argv") or [])) or "(none)"),
+        ("started", _clock(data.get("started"))),
+        (
+            "wall / CPU time",
+            f"{float(data.get('seconds') or 0):.2f} s / {float(data.get('cpu_seconds') or 0):.2f} s",
+        ),
+        ("exit status", str(data.get("exit_status"))),
+        ("RSS at start", format_size(_rss(start))),
+        ("peak RSS (exact)", format_size(data.get("peak"))),
+        ("RSS at exit", format_size(_rss(end))),
+    ]
+    if data.get("error"):
+        rows.append(("the script raised", str(data["error"])))
+    limit = data.get("limit")
+    if isinstance(limit, dict) and limit.get("bytes"):
+        rows.append(("memory limit", f"{format_size(limit['bytes'])} from {limit.get('source')}"))
+    rows.append(("python, pid", f"{data.get('python')}, {data.get('pid')}"))
+    return rows
+
+
+def _profile_html(profile: dict[str, Any], data: dict[str, Any]) -> str:
+    """The profile of a run, from its JSON: timeline (with governor events), peak, sites, growth, cost."""
+    from hivemem._htmlreport import svg_timeline
+    from hivemem._profiler import Timeline
+
+    if profile.get("error"):
+        return f"<h2>Profile</h2><p class='leak'>the profile failed: {escape(str(profile['error']))}</p>"
+    parts = ["<h2>Profile</h2>"]
+    tl = profile.get("timeline") or {}
+    peak = profile.get("peak") or {}
+    try:
+        timeline = Timeline(
+            times=tl.get("times") or [],
+            rss=tl.get("rss") or [],
+            uss=tl.get("uss") or [],
+            traced=tl.get("traced") or [],
+            marks=[(m["time"], m["label"]) for m in tl.get("marks") or []],
+            interval=tl.get("interval"),
+            stride=int(tl.get("stride") or 1),
+        )
+        events = []
+        started = profile.get("started")
+        for event in ((data.get("governor") or {}).get("events") or []) if isinstance(started, float) else []:
+            if isinstance(event, dict) and isinstance(event.get("wall_time"), (int, float)):
+                if event.get("kind") not in ("start", "stop"):
+                    events.append(event["wall_time"] - started)
+        rss_peak = peak.get("rss") if peak.get("rss") is not None else peak.get("sampled_rss")
+        parts.append(svg_timeline(timeline, peak=rss_peak, events=events))
+    except (KeyError, TypeError, ValueError) as exc:
+        parts.append(f"<p class='muted'>no timeline: {escape(str(exc))}</p>")
+    peak_rows = [("peak RSS (exact)", format_size(peak.get("rss")), str(peak.get("rss_source") or ""))]
+    if peak.get("traced") is not None:
+        peak_rows.append(
+            ("peak traced (exact)", format_size(peak["traced"]), "tracemalloc's peak since start")
+        )
+    parts.append(html_table(("peak", "bytes", "source"), peak_rows, caption="peak"))
+    top = profile.get("top") or {}
+    if top.get("rows"):
+        note = f"snapshot {top.get('label')!r}"
+        if peak.get("sites_at") is not None:
+            note += f" at {float(peak['sites_at']):.2f} s"
+        note += f", {format_size(top.get('total'))} traced"
+        if peak.get("traced"):
+            note += f" of an exact traced peak of {format_size(peak['traced'])}"
+        if peak.get("sites_skipped"):
+            note += f"; a later snapshot was skipped: {peak['sites_skipped']}"
+        total = top.get("total") or 0
+        rows = [
+            (
+                str(r.get("where")),
+                format_size(r.get("size")),
+                str(r.get("count")),
+                f"{100 * (r.get('size') or 0) / total:.1f}%" if total else "-",
+            )
+            for r in top["rows"]
+        ]
+        parts.append(
+            html_table(("where", "size", "blocks", "share"), rows, caption=f"top allocation sites ({note})")
+        )
+    growth = profile.get("growth") or {}
+    if growth.get("rows"):
+        rows = [
+            (
+                str(r.get("where")),
+                format_size(r.get("size_diff"), signed=True),
+                f"{int(r.get('count_diff') or 0):+d}",
+                format_size(r.get("size")),
+            )
+            for r in growth["rows"]
+        ]
+        caption = f"what grew from {growth.get('a')!r} to {growth.get('b')!r}"
+        parts.append(html_table(("where", "grew", "blocks", "now"), rows, caption=caption))
+    leak = profile.get("leak") or {}
+    if leak.get("evidence"):
+        klass = "leak" if leak.get("suspected") else "ok"
+        parts.append(f"<p class='{klass}'>leak watch: {escape(str(leak['evidence']))}</p>")
+    over = profile.get("overhead") or {}
+    if over:
+        cost = (
+            f"profiler cost: sampler {100 * float(over.get('core_fraction') or 0):.2f}% of one core; "
+            f"tracemalloc {format_size(over.get('tracemalloc_memory'))}; "
+            f"{over.get('snapshots', 0)} peak snapshots in {float(over.get('snapshot_cpu') or 0):.2f} s CPU, "
+            f"holding up to {format_size(over.get('snapshot_rss') or 0)} RSS while taken"
+        )
+        parts.append(f"<p class='muted'>{escape(cost)}</p>")
+    return "".join(parts)
 
 
 def render_html(data: Any) -> str:
-    """A self-contained HTML page for any report kind."""
+    """A self-contained HTML page for any report kind, opening with a one-line summary."""
     kind = kind_of(data)
     assert isinstance(data, dict)
     parts: list[str] = []
     if kind == "run":
-        from hivemem._runner import render_text as run_text
-
-        parts.append(f"<pre>{escape(run_text(data))}</pre>")
+        title = f"hivemem run {data.get('script')}"
+        summary, verdict = _run_summary(data)
+        parts.append(html_table(("figure", "value"), _run_facts(data), caption="run"))
+        if isinstance(data.get("profile"), dict):
+            parts.append(_profile_html(data["profile"], data))
+        events = _event_rows(data)
+        if events:
+            gov = data.get("governor") or {}
+            parts.append("<h2>Governor events</h2>")
+            parts.append(f"<p class='muted'>{escape(str(gov.get('repr', '')))}</p>")
+            header = (_EVENT_HEADER[0], "since start", *_EVENT_HEADER[1:])
+            parts.append(html_table(header, events, caption=f"{len(events)} events, wall-clock times"))
         opt = data.get("optimize")
         if isinstance(opt, dict):
             parts.append(f"<h2>{escape(_optimize_headline(opt))}</h2>")
-            parts.append(
-                _html_table(("step", "freed (RSS)", "seconds", "what happened"), _optimize_rows(opt))
-            )
-        gov = data.get("governor")
-        if isinstance(gov, dict) and gov.get("events"):
-            parts.append(
-                "<h2>governor events</h2><pre>" + escape("\n".join(map(str, gov["events"]))) + "</pre>"
-            )
-        if isinstance(data.get("profile"), dict):
-            import json
-
-            parts.append(
-                "<h2>profile</h2><pre>"
-                + escape(json.dumps(data["profile"], indent=1, default=str))
-                + "</pre>"
-            )
-        title = f"hivemem run {data.get('script')}"
+            parts.append(html_table(("step", "freed (RSS)", "seconds", "what happened"), _optimize_rows(opt)))
+            if opt.get("explanation"):
+                parts.append(f"<p><b>why:</b> {escape(str(opt['explanation']))}</p>")
     elif kind == "optimize":
-        title = _optimize_headline(data)
-        parts.append(_html_table(("step", "freed (RSS)", "seconds", "what happened"), _optimize_rows(data)))
+        title = "hivemem optimize"
+        summary, verdict = (
+            _optimize_headline(data),
+            (bool(data.get("reached")) if data.get("target") else None),
+        )
+        parts.append(html_table(("step", "freed (RSS)", "seconds", "what happened"), _optimize_rows(data)))
         if data.get("explanation"):
             parts.append(f"<p><b>why:</b> {escape(str(data['explanation']))}</p>")
     else:
         machine = data.get("machine") or {}
         title = "hivemem benchmarks"
-        parts.append(f"<p>{escape(str(machine))}</p>")
-        parts.append(_html_table(_BENCH_HEADER, _bench_rows(data)))
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "td:first-child,td:last-child{text-align:left}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-        f"<style>{style}</style></head><body><h1>{escape(title)}</h1>{''.join(parts)}</body></html>\n"
-    )
+        rows = _bench_rows(data)
+        changed = sum(1 for r in rows if r[-1] != "ok")
+        summary = f"{len(data.get('scenarios') or [])} scenarios, {len(rows)} baselines; " + (
+            "every answer identical" if not changed else f"{changed} baselines CHANGED an answer"
+        )
+        verdict = not changed
+        parts.append(f"<p class='muted'>{escape(', '.join(f'{k}: {v}' for k, v in machine.items()))}</p>")
+        parts.append(html_table(_BENCH_HEADER, rows))
+    return html_page(title, "".join(parts), summary=summary, verdict=verdict)
 
 
 def write_report(data: object, path: str) -> None:

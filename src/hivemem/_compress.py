@@ -13,6 +13,14 @@ lone surrogates included) are compressed as their bytes; everything else
 5. A value that cannot be pickled, is smaller than *min_size*, or does not
 compress by at least *min_ratio* stays as it is, and :meth:`status` says why.
 
+Every compressed blob carries a CRC-32 taken when it was made (and zstd
+frames their own content checksum; zlib streams always have one). Reading
+checks the blob, the codec's check and the decompressed length before
+anything is decoded; a mismatch raises :class:`hivemem.CorruptedValue`
+naming the key and never returns the wrong data. A pickled value is loaded
+back once when it is compressed: one that pickles but cannot be unpickled
+stays as it is, and :meth:`status` says why.
+
 A mutable value (a ``bytearray``, a list) is captured when it is compressed:
 mutating the original object afterwards does not change what the store
 returns. Read it back through the store after a pass, or store immutable
@@ -21,34 +29,34 @@ values.
 
 from __future__ import annotations
 
-import _thread
+import math
 import sys
-from collections import OrderedDict
-from collections.abc import MutableMapping
+import zlib
 
+from hivemem import _validate
 from hivemem._errors import InvalidArgument
 from hivemem._live import LiveSet
-from hivemem._sizes import format_size, parse_size
+from hivemem._lrustore import MISSING, LRUStore, StoreEntry, dumps
+from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Iterator
+    from collections.abc import Callable, Hashable
 
-__all__ = ["CompressedStore", "live_stores"]
+__all__ = ["MAX_RATIO", "CompressedStore", "live_stores"]
 
-_MISSING = object()
+#: Largest ``min_ratio`` accepted (zstd turns 1 MiB of zeros into ~40 bytes: 26,000x).
+MAX_RATIO = 1e6
+#: Level bounds per codec: zlib's own; zstd's fast negative levels down to ZSTD_minCLevel.
+LEVELS = {"zlib": (-1, 9), "zstd": (-131072, 22)}
 
 
-def _new_lock(store: CompressedStore) -> None:
-    store._lock = _thread.RLock()
-
-
-_live: LiveSet[CompressedStore] = LiveSet(on_fork=_new_lock)
+_live: LiveSet[CompressedStore] = LiveSet(on_fork=lambda store: store._after_fork())
 
 
 def live_stores() -> list[CompressedStore]:
-    """Every CompressedStore still alive (the ``compress`` strategy's work list)."""
-    return _live.items()
+    """Every open CompressedStore still alive (the ``compress`` strategy's work list)."""
+    return [s for s in _live.items() if not s.closed]
 
 
 def zstd_available() -> bool:
@@ -60,18 +68,17 @@ def zstd_available() -> bool:
     return True
 
 
-def _encode(value: object) -> tuple[str, bytes | bytearray | memoryview]:
-    """``(kind, payload)`` for *value*; raises when it cannot be serialized."""
+def _encode(value: object) -> tuple[str, bytes | bytearray | memoryview, bool]:
+    """``(kind, payload, names_global)`` for *value*; raises when it cannot be serialized."""
     cls = type(value)
     if cls is bytes:
-        return "bytes", value  # type: ignore[return-value]
+        return "bytes", value, False  # type: ignore[return-value]
     if cls is bytearray:
-        return "bytearray", value  # type: ignore[return-value]
+        return "bytearray", value, False  # type: ignore[return-value]
     if cls is str:
-        return "str", value.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
-    import pickle
-
-    return "pickle", pickle.dumps(value, protocol=5)
+        return "str", value.encode("utf-8", "surrogatepass"), False  # type: ignore[attr-defined]
+    payload, names_global = dumps(value)
+    return "pickle", payload, names_global
 
 
 def _decode(kind: str, payload: bytes) -> object:
@@ -87,17 +94,26 @@ def _decode(kind: str, payload: bytes) -> object:
 
 
 def _raw_size(value: object) -> int:
+    """Bytes *value* holds: its buffer, else a NumPy array's ``nbytes`` (datetime64 has no buffer)."""
     try:
         return memoryview(value).nbytes  # type: ignore[arg-type]
-    except TypeError:
+    except Exception:
+        pass
+    cls = type(value)
+    if cls.__name__ == "ndarray" and cls.__module__ == "numpy":
+        return int(value.nbytes)  # type: ignore[attr-defined]
+    try:
         return sys.getsizeof(value)
+    except Exception:
+        return 0
 
 
 def _compressor(codec: str, level: int | None) -> Callable[[bytes | bytearray | memoryview], bytes]:
     if codec == "zstd":
         import zstandard
 
-        compress = zstandard.ZstdCompressor(level=3 if level is None else level).compress
+        # write_checksum: the frame carries the content's checksum, checked on decompression.
+        compress = zstandard.ZstdCompressor(level=3 if level is None else level, write_checksum=True).compress
 
         def squeeze(data: bytes | bytearray | memoryview) -> bytes:
             # python-zstandard returns a bytes object that keeps its compressBound-sized
@@ -106,8 +122,6 @@ def _compressor(codec: str, level: int | None) -> Callable[[bytes | bytearray | 
             return bytes(memoryview(out)) if len(out) < len(data) // 2 else out
 
         return squeeze
-    import zlib
-
     lvl = 6 if level is None else level
     return lambda data: zlib.compress(data, lvl)
 
@@ -117,36 +131,47 @@ def _decompress(codec: str, blob: bytes) -> bytes:
         import zstandard
 
         return zstandard.ZstdDecompressor().decompress(blob)
-    import zlib
-
     return zlib.decompress(blob)
 
 
-class _Entry:
-    __slots__ = ("blob", "codec", "kind", "note", "raw", "stored", "value")
+class _Entry(StoreEntry):
+    __slots__ = ("codec", "kind", "plen", "raw", "size")
 
     def __init__(self, value: object) -> None:
-        self.value = value
-        self.blob: bytes | None = None
+        super().__init__(value)
         self.kind = ""
         self.codec = ""
-        self.note: str | None = None  # why the value is kept as it is
+        self.plen = 0  # length of the payload that was compressed
         self.raw = _raw_size(value)
-        self.stored = self.raw
+        self.size = self.raw  # bytes it takes now
 
 
-class CompressedStore(MutableMapping):  # type: ignore[type-arg]
+class _Ticket:
+    __slots__ = ("codec", "crc", "kind", "plen", "stored")
+
+    def __init__(self, entry: _Entry) -> None:
+        self.stored: bytes = entry.stored
+        self.kind = entry.kind
+        self.codec = entry.codec
+        self.plen = entry.plen
+        self.crc = entry.crc
+
+
+class CompressedStore(LRUStore):
     """A thread-safe mapping that compresses its least recently used values under pressure.
 
     ``CompressedStore(codec="auto", level=None, min_ratio=1.5, min_size="1KiB")``
 
     *codec* is ``"zstd"`` (needs ``zstandard``), ``"zlib"`` or ``"auto"``
     (zstd when installed). *level* is the codec's level (default zstd 3,
-    zlib 6). A value is kept compressed only when ``raw / compressed >=
-    min_ratio``; values smaller than *min_size* are never compressed.
+    zlib 6; zlib takes -1 to 9, zstd -131072 to 22), checked here. A value
+    is kept compressed only when ``raw / compressed >= min_ratio`` (0 to
+    ``MAX_RATIO``); values smaller than *min_size* are never compressed.
 
-    ``repr(store)`` shows entry counts and raw and stored sizes; the
-    ``raw_bytes`` and ``stored_bytes`` properties give them in bytes.
+    Reads are checked against the checksum taken at compression: a damaged
+    blob raises :class:`hivemem.CorruptedValue`. ``repr(store)`` shows entry
+    counts and raw and stored sizes; the ``raw_bytes`` and ``stored_bytes``
+    properties give them in bytes. :meth:`close` forgets every value.
     """
 
     __module__ = "hivemem"
@@ -161,22 +186,24 @@ class CompressedStore(MutableMapping):  # type: ignore[type-arg]
         min_size: int | str = "1KiB",
     ) -> None:
         if codec not in ("auto", "zstd", "zlib"):
-            raise InvalidArgument(f"codec={codec!r}: expected 'auto', 'zstd' or 'zlib'")
+            raise InvalidArgument(f"codec={_validate.show(codec)}: expected 'auto', 'zstd' or 'zlib'")
         if codec == "zstd" and not zstd_available():
             raise InvalidArgument(
                 "codec='zstd' needs the optional 'zstandard' package (pip install 'hivemem[zstd]'); "
                 "use codec='auto' to fall back to zlib"
             )
-        if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
-            raise InvalidArgument(f"level={level!r}: expected None or an int")
-        if isinstance(min_ratio, bool) or not isinstance(min_ratio, (int, float)) or not min_ratio >= 0:
-            raise InvalidArgument(f"min_ratio={min_ratio!r}: expected a number >= 0 (1.5 keeps 2/3 or less)")
         self._codec = codec
+        if level is not None:
+            low, high = LEVELS[self.codec]  # resolves 'auto' now: the bounds depend on the codec
+            if isinstance(level, bool) or not isinstance(level, int) or not low <= level <= high:
+                raise InvalidArgument(
+                    f"level={_validate.show(level)}: expected None or a whole number from {low:,} "
+                    f"to {high:,} (the {self.codec} codec's levels)"
+                )
         self.level = level
-        self.min_ratio = float(min_ratio)
-        self.min_size = parse_size(min_size)
-        self._lock = _thread.RLock()
-        self._data: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self.min_ratio = _ratio(min_ratio)
+        self.min_size: int = _validate.size("min_size", min_size)  # type: ignore[assignment]
+        self._init_store()
         self._raw_total = 0
         self._stored_total = 0
         self._compressed = 0
@@ -191,64 +218,56 @@ class CompressedStore(MutableMapping):  # type: ignore[type-arg]
             self._codec = "zstd" if zstd_available() else "zlib"
         return self._codec
 
+    def _on_close(self) -> None:
+        self._raw_total = self._stored_total = self._compressed = 0
+        _live.discard(self)
+
     # ------------------------------------------------------------ mapping
-    def __setitem__(self, key: Hashable, value: object) -> None:
-        entry = _Entry(value)
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._forget(old)
-            self._data[key] = entry
-            self._raw_total += entry.raw
-            self._stored_total += entry.stored
+    def _entry(self, key: Hashable, value: object) -> _Entry:
+        return _Entry(value)
+
+    def _count(self, entry: _Entry) -> None:
+        self._raw_total += entry.raw
+        self._stored_total += entry.size
 
     def _forget(self, entry: _Entry) -> None:
         self._raw_total -= entry.raw
-        self._stored_total -= entry.stored
-        if entry.blob is not None:
+        self._stored_total -= entry.size
+        if entry.stored is not None:
             self._compressed -= 1
 
-    def __delitem__(self, key: Hashable) -> None:
-        with self._lock:
-            self._forget(self._data.pop(key))
+    def _fetch(self, key: Hashable, entry: _Entry) -> _Ticket:
+        return _Ticket(entry)
 
-    def __getitem__(self, key: Hashable) -> object:
-        return self._get(key, touch=True)
+    def _load(self, key: Hashable, t: _Ticket) -> object:
+        crc = zlib.crc32(t.stored)
+        if crc != t.crc:
+            raise self._corrupted(
+                key, f"its compressed form fails its checksum (crc32 {crc:#010x}, made {t.crc:#010x})"
+            )
+        try:
+            payload = _decompress(t.codec, t.stored)
+        except MemoryError:
+            raise
+        except Exception as exc:  # zlib.error, ZstdError: the codec's own content check failed
+            raise self._corrupted(
+                key, f"its compressed form does not decompress ({type(exc).__name__}: {exc})"
+            ) from None
+        if len(payload) != t.plen:
+            raise self._corrupted(
+                key, f"its compressed form decompresses to {len(payload):,} bytes, {t.plen:,} were compressed"
+            )
+        return _decode(t.kind, payload)
 
-    def peek(self, key: Hashable) -> object:
-        """The value, without decompressing it in place or marking it recently used."""
-        return self._get(key, touch=False)
-
-    def _get(self, key: Hashable, *, touch: bool) -> object:
-        with self._lock:
-            entry = self._data[key]
-            if touch:
-                self._data.move_to_end(key)
-            if entry.blob is None:
-                return entry.value
-            blob, kind, codec = entry.blob, entry.kind, entry.codec
-        value = _decode(kind, _decompress(codec, blob))
-        if not touch:
-            return value
-        with self._lock:
-            if self._data.get(key) is entry:
-                if entry.blob is not None:  # nobody rehydrated it meanwhile
-                    self._stored_total += entry.raw - entry.stored
-                    self._compressed -= 1
-                    entry.value, entry.blob, entry.stored = value, None, entry.raw
-                else:
-                    value = entry.value
+    def _adopt(self, entry: _Entry, t: _Ticket, value: object) -> object:
+        if entry.stored is not t.stored:
+            return entry.value if entry.stored is None else value  # decompressed by another thread meanwhile
+        self._stored_total += entry.raw - entry.size
+        self._compressed -= 1
+        entry.value = value
+        entry.stored = None
+        entry.size = entry.raw
         return value
-
-    def __iter__(self) -> Iterator[Hashable]:
-        with self._lock:
-            return iter(list(self._data))
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
 
     # ------------------------------------------------------------ pressure
     def compress(
@@ -259,16 +278,20 @@ class CompressedStore(MutableMapping):  # type: ignore[type-arg]
         Stops after *nbytes* raw bytes were compressed (all when ``None``) or
         when ``stop()`` returns true (checked before each value). Returns
         counts: ``compressed`` values, their ``raw_bytes`` and ``stored_bytes``,
-        and values ``kept`` as they are (too small, ratio too low, not
-        picklable). Other threads may read and write meanwhile: a value
-        replaced while it was being compressed is left alone.
+        values ``kept`` as they are (too small, ratio too low, not
+        picklable or not unpicklable) and ``failed`` ones (no memory for the
+        work: they stay as they are and are retried). Other threads may read
+        and write meanwhile: a value replaced while it was being compressed
+        is left alone.
         """
-        budget = None if nbytes is None else parse_size(nbytes)
+        budget = _validate.size("nbytes", nbytes, allow_none=True)
+        _validate.callable_or_none("stop", stop)
+        with self._lock:
+            self._check_open()
+            todo = [k for k, e in self._data.items() if e.stored is None and e.note is None]
         codec = self.codec
         squeeze = _compressor(codec, self.level)
-        done = {"compressed": 0, "raw_bytes": 0, "stored_bytes": 0, "kept": 0}
-        with self._lock:
-            todo = [k for k, e in self._data.items() if e.blob is None and e.note is None]
+        done = {"compressed": 0, "raw_bytes": 0, "stored_bytes": 0, "kept": 0, "failed": 0}
         for key in todo:
             if budget is not None and done["raw_bytes"] >= budget:
                 break
@@ -276,51 +299,76 @@ class CompressedStore(MutableMapping):  # type: ignore[type-arg]
                 break
             with self._lock:
                 entry = self._data.get(key)
-                if entry is None or entry.blob is not None or entry.note is not None:
+                if self._closed or entry is None or entry.stored is not None or entry.note is not None:
                     continue
                 value = entry.value
-            try:
-                kind, payload = _encode(value)
-            except Exception as exc:
-                entry.note = f"kept: cannot be serialized ({type(exc).__name__}: {exc})"
-                done["kept"] += 1
+            made = self._squeeze(entry, value, squeeze)
+            del value
+            if made is None:
+                done["kept" if entry.note is not None else "failed"] += 1
                 continue
-            finally:
-                del value
-            raw = len(payload) if kind == "pickle" else entry.raw
-            if raw < self.min_size:
-                entry.note = f"kept: {format_size(raw)} is below min_size {format_size(self.min_size)}"
-                done["kept"] += 1
-                continue
-            blob = squeeze(payload)
-            del payload
-            ratio = raw / max(len(blob), 1)
-            if ratio < self.min_ratio:
-                entry.note = f"kept: compresses only {ratio:.2f}x, below min_ratio {self.min_ratio:g}"
-                done["kept"] += 1
-                continue
+            kind, plen, raw, blob = made
+            crc = zlib.crc32(blob)
             with self._lock:
-                if self._data.get(key) is not entry or entry.blob is not None:
+                if not self._holds(key, entry) or entry.stored is not None or self._closed:
                     continue  # replaced, deleted or compressed by another thread meanwhile
                 self._raw_total += raw - entry.raw
-                self._stored_total += len(blob) - entry.stored
+                self._stored_total += len(blob) - entry.size
                 self._compressed += 1
-                entry.raw = raw
-                entry.blob, entry.kind, entry.codec, entry.stored = blob, kind, codec, len(blob)
-                entry.value = _MISSING
+                entry.raw, entry.size, entry.plen, entry.crc = raw, len(blob), plen, crc
+                entry.kind, entry.codec, entry.error = kind, codec, None
+                entry.stored = blob  # from here on reads decompress ...
+                entry.value = MISSING  # ... and the value can go
             done["compressed"] += 1
             done["raw_bytes"] += raw
             done["stored_bytes"] += len(blob)
             del blob
         return done
 
-    def status(self, key: Hashable) -> str:
-        """``"compressed (zstd, 8.1x)"``, ``"uncompressed"``, or why the value is kept as it is."""
-        with self._lock:
-            entry = self._data[key]
-            if entry.blob is not None:
-                return f"compressed ({entry.codec}, {entry.raw / max(entry.stored, 1):.1f}x)"
-            return entry.note or "uncompressed"
+    def _squeeze(
+        self, entry: _Entry, value: object, squeeze: Callable[[bytes | bytearray | memoryview], bytes]
+    ) -> tuple[str, int, int, bytes] | None:
+        """``(kind, payload length, raw size, blob)``, or ``None``: ``entry.note``/``error`` say why."""
+        try:
+            kind, payload, names_global = _encode(value)
+        except MemoryError as exc:
+            entry.error = f"failed, kept: {type(exc).__name__}: {exc}"
+            return None
+        except Exception as exc:
+            entry.note = f"kept: cannot be serialized ({type(exc).__name__}: {exc})"
+            return None
+        if names_global:
+            import pickle
+
+            try:
+                pickle.loads(payload)  # a value that pickles but cannot be unpickled must not be dropped
+            except MemoryError as exc:
+                entry.error = f"failed, kept: {type(exc).__name__}: {exc}"
+                return None
+            except Exception as exc:
+                entry.note = f"kept: pickles but cannot be unpickled ({type(exc).__name__}: {exc})"
+                return None
+        plen = len(payload)
+        raw = plen if kind == "pickle" else entry.raw
+        if raw < self.min_size:
+            entry.note = f"kept: {format_size(raw)} is below min_size {format_size(self.min_size)}"
+            return None
+        try:
+            blob = squeeze(payload)
+        except Exception as exc:
+            entry.error = f"failed, kept: {type(exc).__name__}: {exc}"
+            return None
+        del payload
+        ratio = raw / max(len(blob), 1)
+        if ratio < self.min_ratio:
+            entry.note = f"kept: compresses only {ratio:.2f}x, below min_ratio {self.min_ratio:g}"
+            return None
+        return kind, plen, raw, blob
+
+    def _describe(self, entry: _Entry) -> str:
+        if entry.stored is not None:
+            return f"compressed ({entry.codec}, {entry.raw / max(entry.size, 1):.1f}x)"
+        return entry.note or entry.error or "uncompressed"
 
     @property
     def raw_bytes(self) -> int:
@@ -348,8 +396,27 @@ class CompressedStore(MutableMapping):  # type: ignore[type-arg]
         }
 
     def __repr__(self) -> str:
+        state = "closed, " if self._closed else ""
         return (
-            f"CompressedStore(entries={len(self._data)}, compressed={self._compressed}, "
+            f"CompressedStore({state}entries={len(self._data)}, compressed={self._compressed}, "
             f"raw={format_size(self._raw_total)!r}, stored={format_size(self._stored_total)!r}, "
             f"codec={self.codec!r})"
         )
+
+
+def _ratio(value: object) -> float:
+    """*min_ratio*: a finite number from 0 to MAX_RATIO."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if ok:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:
+            ok = False
+        else:
+            ok = math.isfinite(number) and 0 <= number <= MAX_RATIO
+    if not ok:
+        raise InvalidArgument(
+            f"min_ratio={_validate.show(value)}: expected a number from 0 to {MAX_RATIO:,.0f} "
+            "(1.5 keeps values that compress to 2/3 or less)"
+        )
+    return number

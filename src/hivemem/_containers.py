@@ -63,13 +63,15 @@ def register_container(obj: object, *, lock: object = None, keys: bool = False) 
     docs). Plain lists and dicts are held strongly: call
     :func:`unregister_container` when done with them.
     """
+    from hivemem._validate import show
+
     if not isinstance(obj, (list, dict)):
         raise InvalidArgument(
             f"register_container() expects a list or a dict (nested lists, dicts and tuples are "
             f"covered), got {type(obj).__name__}"
         )
     if not isinstance(keys, bool):
-        raise InvalidArgument(f"keys={keys!r}: expected True or False")
+        raise InvalidArgument(f"keys={show(keys)}: expected True or False")
     _dedup.add(obj, lock, keys=keys)
     return obj
 
@@ -97,10 +99,12 @@ def compactable(obj: object, *, lock: object = None) -> object:
     the allocators release the emptied arenas and loads the contents back
     into the same object. *obj* keeps its identity and compares equal; **the
     objects inside get new identities**, so do not keep references to them
-    across a compaction (look them up again), and do not register a
-    container whose items are also referenced from elsewhere (such a
-    container is skipped with a reason: its items would be copied, not
-    moved). Contents that cannot be pickled are skipped with the reason.
+    across a compaction (look them up again). A container with an object
+    inside, at any depth, that is also referenced (or weakly referenced)
+    from elsewhere is skipped with the path of that object: it would be
+    copied, not moved. Contents that cannot be pickled, or whose pickle
+    does not load back, are skipped with the reason; nothing is emptied
+    before every container is proved rebuildable (docs/containers.md).
 
     *lock*: the lock your code holds while it reads or mutates *obj*; held
     for the whole compaction. Without one, *obj* is compacted only when no
@@ -137,7 +141,8 @@ class StringPool:
     ``object_pairs_hook`` for ``json.loads``. *max_size* bounds the number of
     distinct strings kept (beyond it new values pass through unpooled);
     *max_length* leaves longer strings alone (long values are rarely
-    repeated). The pool holds its strings until :meth:`clear` or until it is
+    repeated); each is a whole number from 0 to 10**9, or ``None`` for no
+    bound, checked at construction. The pool holds its strings until :meth:`clear` or until it is
     dropped; it never uses ``sys.intern`` (interned strings can be immortal).
 
     Counters: ``hits`` (values replaced by a pooled instance), ``misses``
@@ -151,12 +156,11 @@ class StringPool:
     __slots__ = ("_table", "hits", "max_length", "max_size", "misses", "saved")
 
     def __init__(self, *, max_size: int | None = None, max_length: int | None = 1024) -> None:
-        for name, value in (("max_size", max_size), ("max_length", max_length)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise InvalidArgument(f"{name}={value!r}: expected a non-negative int or None (no bound)")
+        from hivemem._validate import count
+
         self._table: dict[str, str] = {}
-        self.max_size = max_size
-        self.max_length = max_length
+        self.max_size = count("max_size", max_size, minimum=0, allow_none=True)
+        self.max_length = count("max_length", max_length, minimum=0, allow_none=True)
         self.hits = 0
         self.misses = 0
         self.saved = 0

@@ -26,7 +26,10 @@ __all__ = ["CpuBudget"]
 def _positive_number(name: str, value: object, *, upper: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise InvalidArgument(f"{name}={value!r}: expected a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float's range
+        number = float("inf")
     if number <= 0 or number == float("inf") or (upper is not None and number > upper):
         bound = f"0 < {name} <= {upper}" if upper is not None else f"{name} > 0 and finite"
         raise InvalidArgument(f"{name}={value!r}: expected {bound}")

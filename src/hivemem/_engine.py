@@ -1,8 +1,17 @@
 """One reclamation pass: run allowed strategies in order, measure each, stop at the target.
 
-Only one pass runs at a time in a process (a module-level lock, re-created in
-a forked child): two passes racing would each measure the other's work.
-The engine knows strategies only through the registry's duck-typed entries.
+Only one pass runs at a time in a process: two passes racing would each
+measure the other's work. The engine knows strategies only through the
+registry's duck-typed entries.
+
+No line of this module can leave the pass lock held: it is taken and
+released only by one ``with`` statement written on one line, whose
+``__exit__`` is the lock's own C method, so an exception raised anywhere in
+the pass, a ``KeyboardInterrupt`` at any line included, releases it. (A
+``with`` block spread over several lines gets a line event of its own
+between the end of its body and ``__exit__``; an interrupt there skips the
+release.) ``tests/test_faults_engine.py`` raises one at every line event;
+see docs/optimize.md.
 """
 
 from __future__ import annotations
@@ -25,16 +34,49 @@ if TYPE_CHECKING:
 
 __all__ = ["explain", "run_pass", "subscribe", "unsubscribe"]
 
+# The pass lock: held by whichever thread runs a pass.
 _lock = _thread.allocate_lock()
-_owner: int | None = None
-_listeners: list[Callable[[OptimizationReport], object]] = []
+# Held (re-entrantly) by the thread running the pass, only while it holds _lock: a strategy that
+# calls optimize() is told so instead of deadlocking. Being a C lock, it needs no owner variable
+# that an interrupt could leave stale.
+_running_here = _thread.RLock()
+# Insertion-ordered; adding, removing and copying are each one C-level dict operation, so no lock
+# is needed (and none can be left held).
+_listeners: dict[Callable[[OptimizationReport], object], None] = {}
+
+
+class _Busy(Exception):
+    """Another pass holds the lock (``blocking=False``)."""
+
+
+def _busy() -> bool:
+    raise _Busy
+
+
+class _TryLock:
+    """``with _try_lock:`` takes the pass lock without waiting, or raises :class:`_Busy`.
+
+    ``__enter__`` is one line (the lock is taken after its only line event);
+    ``__exit__`` is the lock's C ``__exit__``, which a builtin method as a
+    class attribute stays (it does not bind), so releasing runs no Python line.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> bool:
+        return _lock.acquire(False) or _busy()
+
+    __exit__ = _lock.__exit__
+
+
+_try_lock = _TryLock()
 
 
 def _after_fork_child() -> None:
-    global _lock, _owner
-    # A pass running in another parent thread does not exist in the child.
-    _lock = _thread.allocate_lock()
-    _owner = None
+    # A pass running in another parent thread does not exist in the child. The locks are reset in
+    # place: _TryLock.__exit__ is bound to this very lock object.
+    _lock._at_fork_reinit()  # type: ignore[attr-defined]
+    _running_here._at_fork_reinit()  # type: ignore[attr-defined]
 
 
 if hasattr(os, "register_at_fork"):
@@ -46,19 +88,22 @@ def subscribe(listener: Callable[[OptimizationReport], object]) -> None:
 
     A listener that raises is logged on the ``hivemem`` logger and ignored.
     """
-    if not callable(listener):
-        from hivemem._errors import InvalidArgument
+    from hivemem._errors import InvalidArgument
+    from hivemem._validate import show
 
-        raise InvalidArgument(f"listener {listener!r} is not callable")
-    if listener not in _listeners:
-        _listeners.append(listener)
+    if not callable(listener):
+        raise InvalidArgument(f"listener={show(listener)}: expected a callable taking the report")
+    try:
+        _listeners.setdefault(listener, None)
+    except TypeError:  # unhashable
+        raise InvalidArgument(f"listener={show(listener)}: expected a hashable callable") from None
 
 
 def unsubscribe(listener: Callable[[OptimizationReport], object]) -> None:
     """Stop calling *listener*; unknown listeners are ignored."""
     try:
-        _listeners.remove(listener)
-    except ValueError:
+        _listeners.pop(listener, None)
+    except TypeError:  # unhashable: it was never added
         pass
 
 
@@ -130,36 +175,124 @@ def run_pass(
     (``StepResult.error``) and the pass goes on. The governor, not the
     strategy, measures what each step freed.
     """
-    global _owner
-    me = _thread.get_ident()
-    if _owner == me:
+    if _running_here._is_owned():  # type: ignore[attr-defined]
         raise ReentrantOptimize("hivemem.optimize() was called from inside a running strategy")
-    entries = registry.ordered(names)  # validates names before anything runs
-    if order is not None:
-        rank = {name: i for i, name in enumerate(order)}
-        entries.sort(key=lambda pair: rank.get(pair[0].name, len(rank)))  # stable: rest keep their order
-    if not _lock.acquire(blocking):
-        return None
-    _owner = me
+    entries, options = _check_arguments(
+        registry,
+        reader,
+        target=target,
+        aggressiveness=aggressiveness,
+        names=names,
+        dry_run=dry_run,
+        limit=limit,
+        level=level,
+        blocking=blocking,
+        on_step_start=on_step_start,
+        on_step=on_step,
+        order=order,
+        skip=skip,
+        explain_miss=explain_miss,
+        clock=clock,
+        climb=climb,
+    )
+    lock = _lock if blocking else _try_lock
+
+    def run() -> OptimizationReport:
+        return _run_locked(entries, reader, **options)  # type: ignore[arg-type]
+
     try:
-        return _run_locked(
-            entries,
-            reader,
-            target=target,
-            aggressiveness=aggressiveness,
-            dry_run=dry_run,
-            limit=limit,
-            level=level,
-            on_step_start=on_step_start,
-            on_step=on_step,
-            skip=skip or {},
-            explain_miss=explain_miss,
-            clock=time.perf_counter if clock is None else clock,
-            climb=climb,
-        )
-    finally:
-        _owner = None
-        _lock.release()
+        # One line on purpose: see the module docstring.
+        with lock, _running_here: return run()  # noqa: E701  # fmt: skip
+    except _Busy:
+        return None
+
+
+def _check_arguments(
+    registry: Registry,
+    reader: object,
+    *,
+    target: object,
+    aggressiveness: object,
+    names: object,
+    dry_run: object,
+    limit: object,
+    level: object,
+    blocking: object,
+    on_step_start: object,
+    on_step: object,
+    order: object,
+    skip: object,
+    explain_miss: object,
+    clock: object,
+    climb: object = False,
+) -> tuple[list[tuple[RegisteredStrategy, bool]], dict[str, object]]:
+    """Every argument of :func:`run_pass`, checked before anything runs; the ordered entries and options."""
+    from hivemem import _validate as v
+    from hivemem._errors import InvalidArgument
+
+    for attr in ("rss", "usage"):
+        if not callable(getattr(reader, attr, None)):
+            raise InvalidArgument(f"reader={v.show(reader)}: expected an object with rss() and usage()")
+    for flag, value in (
+        ("dry_run", dry_run),
+        ("blocking", blocking),
+        ("explain_miss", explain_miss),
+        ("climb", climb),
+    ):
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"{flag}={v.show(value)}: expected True or False")
+    if not isinstance(aggressiveness, Aggressiveness):
+        raise InvalidArgument(f"aggressiveness={v.show(aggressiveness)}: expected a hivemem.Aggressiveness")
+    checked_target = v.size("target", target, allow_none=True)
+    checked_limit = v.size("limit", limit, allow_none=True, maximum=2**63)
+    if level is not None and not isinstance(level, str):
+        raise InvalidArgument(f"level={v.show(level)}: expected a level name or None")
+    on_start = v.callable_or_none("on_step_start", on_step_start)
+    on_done = v.callable_or_none("on_step", on_step)
+    timer = v.callable_or_none("clock", clock)
+    if skip is not None and not (
+        isinstance(skip, dict) and all(isinstance(k, str) and isinstance(r, str) for k, r in skip.items())
+    ):
+        raise InvalidArgument(f"skip={v.show(skip)}: expected a dict of strategy name to reason")
+    ranked: list[str] | None = None
+    if order is not None:
+        ranked = _names("order", order)
+    entries = registry.ordered(None if names is None else _names("strategies", names))
+    if ranked is not None:
+        rank = {name: i for i, name in enumerate(ranked)}
+        entries.sort(key=lambda pair: rank.get(pair[0].name, len(rank)))  # stable: rest keep their order
+    options: dict[str, object] = {
+        "target": checked_target,
+        "aggressiveness": aggressiveness,
+        "dry_run": dry_run,
+        "limit": checked_limit,
+        "level": level,
+        "on_step_start": on_start,
+        "on_step": on_done,
+        "skip": dict(skip or {}),
+        "explain_miss": explain_miss,
+        "clock": time.perf_counter if timer is None else timer,
+        "climb": climb,
+    }
+    return entries, options
+
+
+def _names(what: str, value: object) -> list[str]:
+    from hivemem._errors import InvalidArgument
+    from hivemem._validate import show
+
+    if isinstance(value, (str, bytes)):
+        raise InvalidArgument(f"{what}={show(value)}: expected a list of strategy names, not one string")
+    try:
+        names: list[object] = list(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidArgument(f"{what}={show(value)}: expected a list of strategy names") from None
+    checked: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidArgument(f"{what}: {show(name)} is not a strategy name (expected str)")
+        checked.append(name)
+    return checked
 
 
 #: A step "released memory" for the reruns below when, since a finisher last ran, the

@@ -10,6 +10,7 @@ and most also derive from the builtin a caller would naturally catch::
     ├── StrategyError(HivememError, TypeError)       not a valid Strategy / duplicate
     ├── ReentrantOptimize(HivememError, RuntimeError)  optimize() inside a strategy
     ├── Unavailable(HivememError, OSError)           feature not available here, and why
+    ├── CorruptedValue(HivememError, OSError)        a stored value failed its integrity check
     ├── MemoryLimitExceeded(HivememError)            carries .usage and .limit
     │   └── MemoryCeilingExceeded(.., AssertionError)  a test's peak went over its ceiling
     └── LeakDetected(HivememError, AssertionError)   assert_no_leaks / no_leaks found growth
@@ -24,6 +25,7 @@ the report. These exceptions are for bad input and explicit requests only.
 from __future__ import annotations
 
 __all__ = [
+    "CorruptedValue",
     "HivememError",
     "HivememWarning",
     "InvalidArgument",
@@ -54,8 +56,10 @@ class InvalidSize(HivememError, ValueError):
             "'90 MiB' or '1.5GB' (units B, KB/KiB, MB/MiB, GB/GiB, TB/TiB; binary: "
             "1 MB = 2**20 bytes)"
         )
+        from hivemem._validate import show  # 10**400 has 401 digits: shorten it
+
         detail = f" ({reason})" if reason else ""
-        super().__init__(f"invalid size {value!r}{detail}: {accepted}")
+        super().__init__(f"invalid size {show(value)}{detail}: {accepted}")
 
 
 class InvalidArgument(HivememError, ValueError):
@@ -85,6 +89,26 @@ class ReentrantOptimize(HivememError, RuntimeError):
 
 class Unavailable(HivememError, OSError):
     """A feature is not available on this platform or in this process; the message says why."""
+
+
+class CorruptedValue(HivememError, OSError):
+    """A SpillStore or CompressedStore value cannot be read back intact (checksum, size, missing file).
+
+    ``key`` is the store's key, ``path`` the spill file (``None`` for a value
+    held in memory), ``reason`` what was found. The store never returns the
+    damaged data.
+    """
+
+    def __init__(
+        self, message: str, *, key: object = None, path: str | None = None, reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.path = path
+        self.reason = reason or message
+
+    def __str__(self) -> str:  # OSError would format its own fields
+        return str(self.args[0]) if self.args else ""
 
 
 class MemoryLimitExceeded(HivememError):
@@ -142,6 +166,7 @@ for _cls in (
     StrategyError,
     ReentrantOptimize,
     Unavailable,
+    CorruptedValue,
     MemoryLimitExceeded,
     MemoryCeilingExceeded,
     LeakDetected,

@@ -20,16 +20,21 @@ from hivemem._errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import TracebackType
 
 __all__ = ["GCPauses", "freeze", "gc_pauses", "gc_tuning", "unfreeze"]
 
 
+_MAX_THRESHOLD = 2**31 - 1  # gc.set_threshold() takes C ints
+
+
 def _check_threshold(value: object, index: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_THRESHOLD:
+        from hivemem._validate import show
+
         raise InvalidArgument(
-            f"gc threshold {index} = {value!r}: expected a non-negative int "
+            f"gc threshold {index} = {show(value)}: expected an int between 0 and {_MAX_THRESHOLD:,} "
             "(threshold 0 = 0 disables automatic collection)"
         )
     return value
@@ -132,7 +137,11 @@ class GCPauses:
     __module__ = "hivemem"
 
     def __init__(self, clock: object = None) -> None:
-        self._clock = time.perf_counter if clock is None else clock
+        from hivemem._validate import callable_or_none
+
+        # Checked here: the clock runs inside gc callbacks, where an error cannot reach the caller.
+        checked = callable_or_none("clock", clock)
+        self._clock: Callable[[], float] = time.perf_counter if checked is None else checked  # type: ignore[assignment]
         self._started_at: float | None = None
         self._running = False
         self.by_generation: dict[int, dict[str, float | int]] = {}
@@ -140,7 +149,7 @@ class GCPauses:
         self._t0 = 0.0
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
-        now: float = self._clock()  # type: ignore[operator]
+        now: float = self._clock()
         if phase == "start":
             self._started_at = now
             return
@@ -162,7 +171,7 @@ class GCPauses:
         """Begin measuring (idempotent)."""
         if not self._running:
             self._running = True
-            self._t0 = self._clock()  # type: ignore[operator]
+            self._t0 = self._clock()
             gc.callbacks.append(self._callback)
         return self
 
@@ -170,7 +179,7 @@ class GCPauses:
         """Stop measuring (idempotent); the figures stay readable."""
         if self._running:
             self._running = False
-            self.wall_seconds += self._clock() - self._t0  # type: ignore[operator]
+            self.wall_seconds += self._clock() - self._t0
             try:
                 gc.callbacks.remove(self._callback)
             except ValueError:
@@ -209,7 +218,7 @@ class GCPauses:
         """Share of the measured wall time spent in the collector (``None`` before any time passed)."""
         wall = self.wall_seconds
         if self._running:
-            wall += self._clock() - self._t0  # type: ignore[operator]
+            wall += self._clock() - self._t0
         return self.seconds / wall if wall > 0 else None
 
     def to_dict(self) -> dict[str, object]:

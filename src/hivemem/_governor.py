@@ -111,11 +111,9 @@ def _check_reader(reader: object) -> object:
 
 
 def _seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
-        raise InvalidArgument(f"{name}={value!r}: expected a number of seconds > 0")
-    return float(value)
+    from hivemem._validate import seconds  # finite and at most a day: a wait the thread can make
+
+    return seconds(name, value, allow_none=allow_none)
 
 
 def _count(name: str, value: object) -> int:
@@ -227,7 +225,7 @@ class MemoryGovernor:
         if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255:
             raise InvalidArgument(f"exit_code={exit_code!r}: expected an int in 0..255")
         self.exit_code = exit_code
-        if psi not in ("auto", True, False):
+        if not (isinstance(psi, bool) or psi == "auto"):  # 0 and 1 are not switches
             raise InvalidArgument(f"psi={psi!r}: expected 'auto', True or False")
         self.psi = psi
         from hivemem._psi import parse_trigger
@@ -239,6 +237,8 @@ class MemoryGovernor:
         self.adaptive = adaptive
         self.max_events = _count("max_events", max_events)
         self.level_aggressiveness = dict(DEFAULT_LEVEL_AGGRESSIVENESS)
+        if level_aggressiveness is not None and not isinstance(level_aggressiveness, dict):
+            raise InvalidArgument(f"level_aggressiveness={level_aggressiveness!r}: expected a dict")
         for key, value in (level_aggressiveness or {}).items():
             lvl = Pressure.parse(key)
             if lvl == Pressure.NORMAL:

@@ -15,6 +15,14 @@ Threads: every registry has its own ``_thread`` lock; entries are returned
 as snapshots. After ``fork()`` the registries are kept (the child has the
 same objects) but the locks are re-created, since a parent thread may have
 held one at fork time.
+
+Passes that hold the application's own locks (``compact`` and
+``dedup_strings``) go through a :class:`Hold`: one such pass at a time in
+the process (the *gate*), every lock it takes recorded on the line that
+takes it, and every lock released by clean-up code that runs to the end
+even when an exception interrupts it once. Signals are deferred while a
+pass holds the gate (:func:`defer_signals`), and ``fork()`` waits for the
+pass to let go (see docs/containers.md, "Interrupts and fork").
 """
 
 from __future__ import annotations
@@ -26,8 +34,27 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import TypeVar
 
-__all__ = ["Entry", "HeldSet", "access_problem", "other_threads", "release", "try_lock"]
+    _T = TypeVar("_T")
+
+__all__ = [
+    "FORK_WAIT",
+    "Entry",
+    "HeldSet",
+    "Hold",
+    "access_problem",
+    "begin",
+    "close",
+    "defer_signals",
+    "end",
+    "finish",
+    "other_threads",
+    "release",
+    "resume_signals",
+    "signal_pending",
+    "try_lock",
+]
 
 
 class Entry:
@@ -78,9 +105,10 @@ class HeldSet:
             callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None))
         ):
             from hivemem._errors import InvalidArgument
+            from hivemem._validate import show
 
             raise InvalidArgument(
-                f"lock={lock!r}: expected an object with acquire() and release(), "
+                f"lock={show(lock)}: expected an object with acquire() and release(), "
                 "such as threading.Lock() or threading.RLock()"
             )
         import weakref
@@ -90,10 +118,12 @@ class HeldSet:
         except TypeError:  # dict, list, set, tuple: no weak references
             ref = None
         entry = Entry(obj, ref, lock, options)
-        with self._lock:
-            self._purge()
-            self._entries[id(obj)] = entry
+        _locked(self._lock, self._put, id(obj), entry)
         return entry
+
+    def _put(self, key: int, entry: Entry) -> None:
+        self._purge()
+        self._entries[key] = entry
 
     def _purge(self) -> None:
         # A weak reference's callback may run inside any allocation, even while
@@ -107,19 +137,19 @@ class HeldSet:
 
     def remove(self, obj: object) -> bool:
         """Forget *obj*; returns whether it was registered."""
-        with self._lock:
-            self._purge()
-            entry = self._entries.get(id(obj))
-            if entry is None or entry.get() is not obj:
-                return False
-            del self._entries[id(obj)]
-            return True
+        return _locked(self._lock, self._remove, obj)
+
+    def _remove(self, obj: object) -> bool:
+        self._purge()
+        entry = self._entries.get(id(obj))
+        if entry is None or entry.get() is not obj:
+            return False
+        del self._entries[id(obj)]
+        return True
 
     def entries(self) -> list[tuple[object, Entry]]:
         """Live ``(object, entry)`` pairs, in registration order."""
-        with self._lock:
-            self._purge()
-            snapshot = list(self._entries.values())
+        snapshot = _locked(self._lock, self._snapshot)
         out = []
         for entry in snapshot:
             obj = entry.get()
@@ -127,9 +157,12 @@ class HeldSet:
                 out.append((obj, entry))
         return out
 
+    def _snapshot(self) -> list[Entry]:
+        self._purge()
+        return list(self._entries.values())
+
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        _locked(self._lock, self._entries.clear)
 
     def __len__(self) -> int:
         return len(self.entries())
@@ -141,13 +174,22 @@ class HeldSet:
 _all_sets: list[HeldSet] = []
 
 
+def _locked(lock: object, fn: Callable[..., _T], *args: object) -> _T:
+    """``fn(*args)`` while holding *lock*, released whatever line an exception comes from.
+
+    On one line on purpose: a ``with`` block spread over lines emits a line
+    event for its exit *before* calling ``__exit__``, outside the protected
+    region, so an exception raised there (a trace function, as the
+    fault-injection tests use) would leave the lock held. With the body on
+    the ``with`` line there is no line event between acquiring and releasing.
+    """
+    with lock: return fn(*args)  # type: ignore[attr-defined]  # noqa: E701  # fmt: skip
+
+
 def _after_fork_child() -> None:
     for s in _all_sets:
         s._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_child)
+    _gate_after_fork_child()
 
 
 def other_threads() -> int:
@@ -194,3 +236,263 @@ def access_problem(entry: Entry) -> str | None:
             "pass the lock your code holds while it mutates the container"
         )
     return None
+
+
+# ---------------------------------------------------------------------------- one pass at a time
+
+#: Longest time ``fork()`` waits for a pass that holds application locks to let go (seconds).
+FORK_WAIT = 10.0
+
+_gate = _thread.allocate_lock()
+
+
+class Hold:
+    """What one data-touching pass holds: the gate, the application locks it took, a repair.
+
+    ``locks`` lists the locks in the order they were taken; ``repair`` is
+    called in a fork child when the fork happened while the pass was still
+    under way (only after :data:`FORK_WAIT` ran out): it must put every
+    container back as the program left it. Only one ``Hold`` is open in a
+    process at a time.
+    """
+
+    __slots__ = ("locks", "owner", "repair")
+
+    def __init__(self) -> None:
+        self.locks: list[object] = []
+        self.owner = _thread.get_ident()
+        self.repair: Callable[[], None] | None = None
+
+    def take(self, lock: object) -> bool:
+        """Acquire *lock* without waiting; on success it is recorded before anything can interrupt."""
+        if lock is None:
+            return True
+        locks = self.locks
+        if any(held is lock for held in locks):  # several containers under one lock
+            return True
+        # One line: no line event (and no interrupt) between taking the lock and recording it.
+        got = _acquire_now(lock) and (locks.append(lock) is None)  # type: ignore[func-returns-value]
+        return got
+
+    def drop(self, lock: object) -> None:
+        """Release *lock* now if this pass holds it. Idempotent."""
+        locks = self.locks
+        for i in range(len(locks) - 1, -1, -1):
+            if locks[i] is lock:
+                locks.pop(i).release()  # type: ignore[attr-defined]  # one expression: nothing between
+                return
+
+    def release_all(self) -> None:
+        """Release every lock taken, newest first. Idempotent: call it again if it was interrupted."""
+        locks = self.locks
+        while locks:
+            locks.pop().release()  # type: ignore[attr-defined]  # one expression: nothing between
+
+
+class _GateState:
+    hold: Hold | None = None  # the open pass, if any
+    fork_waited = False  # the fork hook holds the gate (released after the fork)
+
+
+_state = _GateState()
+
+
+def begin() -> Hold | None:
+    """Open a pass: take the gate without waiting. ``None`` when another pass or a fork has it.
+
+    Close it with :func:`close` (see there for the pattern that cannot leak).
+    """
+    hold = Hold()
+    # One line of C calls: the gate is never taken without being recorded.
+    opened = _gate.acquire(False) and setattr(_state, "hold", hold) is None  # type: ignore[func-returns-value]
+    return hold if opened else None
+
+
+def end() -> None:
+    """Release the calling thread's open pass: its application locks, then the gate. Idempotent."""
+    hold = _state.hold
+    if hold is None or hold.owner != _thread.get_ident():
+        return
+    hold.release_all()
+    # One expression: no line event between forgetting the pass and releasing the gate.
+    setattr(_state, "hold", None) or _gate.release()  # type: ignore[func-returns-value]
+
+
+def close(token: object) -> None:
+    """End the calling thread's pass and resume the signals *token* deferred. Idempotent.
+
+    Call it twice: as the last statement of the ``try`` body and in the
+    ``finally``. One exception at any line (the fault-injection model) then
+    still leaves nothing held: if it lands in the first call or anywhere
+    before, the ``finally`` call does the work; if it lands on the
+    ``finally`` line, the first call already did. (A single call in
+    ``finally`` can be skipped by an exception raised at its own line.)
+    """
+    end()
+    resume_signals(token)
+
+
+def finish(cleanup: Callable[[], None]) -> None:
+    """Run an idempotent *cleanup* so that it completes even if one exception interrupts it.
+
+    ``try: f() finally: f()``: an interrupt inside the first call leaves the
+    second to complete the work. For clean-up on an error path (after the
+    exception that started it); on the normal path use the :func:`close`
+    pattern, since an exception at this function's own first line would skip
+    both calls.
+    """
+    try:
+        cleanup()
+    finally:
+        cleanup()
+
+
+def _acquire_now(lock: object) -> bool:
+    try:
+        return bool(lock.acquire(False))  # type: ignore[attr-defined]
+    except TypeError:  # acquire() without a blocking argument
+        return bool(lock.acquire())  # type: ignore[attr-defined]
+
+
+def _before_fork() -> None:
+    hold = _state.hold
+    if hold is not None and hold.owner == _thread.get_ident():
+        return  # forking from inside the pass itself: the child repairs
+    _state.fork_waited = _gate.acquire(True, FORK_WAIT)
+
+
+def _after_fork_parent() -> None:
+    if _state.fork_waited:
+        _state.fork_waited = False
+        _gate.release()
+
+
+def _gate_after_fork_child() -> None:
+    """In the child: a fresh gate; a pass the fork cut (no parent thread runs it here) is undone."""
+    global _gate
+    _gate = _thread.allocate_lock()
+    _state.fork_waited = False
+    hold = _state.hold
+    if hold is None:
+        return
+    if hold.owner == _thread.get_ident():
+        # Forked from inside the pass (an object's own code did it): the pass goes on in this
+        # very thread, here too, and ends normally; it still holds the gate.
+        _gate.acquire()
+        return
+    _state.hold = None
+    if hold.repair is not None:
+        try:
+            hold.repair()
+        except Exception:  # pragma: no cover - reported, never raised into the child
+            import logging
+
+            logging.getLogger("hivemem").exception("hivemem: could not repair containers after fork")
+    for lock in reversed(hold.locks):
+        _reinit(lock)
+    hold.locks.clear()
+
+
+def _reinit(lock: object) -> None:
+    """Free a lock the child inherited held by a thread that does not exist in the child."""
+    reinit = getattr(lock, "_at_fork_reinit", None)  # _thread locks and RLocks (3.9+)
+    try:
+        if callable(reinit):
+            reinit()
+        else:
+            lock.release()  # type: ignore[attr-defined]
+    except Exception:  # pragma: no cover - an exotic lock type: nothing more can be done
+        pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child
+    )
+
+
+# ---------------------------------------------------------------------------- deferred signals
+
+_tripped = bytearray(65)  # [0]: any signal deferred; [n]: signal n arrived while deferred
+_deferral: list[tuple[int, object]] = []  # (signal, handler replaced) while deferring
+_owner: list[object] = []  # the token of the deferral in force (at most one)
+
+
+def _record(signum: int, frame: object) -> None:
+    # Allocates nothing: two stores into a preallocated bytearray.
+    _tripped[signum] = 1
+    _tripped[0] = 1
+
+
+def defer_signals(token: object) -> None:
+    """Defer every signal that has a Python handler (SIGINT's KeyboardInterrupt included).
+
+    Works in the main thread only (the only thread that runs Python signal
+    handlers; other threads never see KeyboardInterrupt); elsewhere, or when
+    a deferral is already in force, does nothing. *token* (any object the
+    caller made) identifies this deferral to :func:`resume_signals`, which
+    must follow in a ``finally`` whatever this call did or did not finish.
+    """
+    import signal
+
+    if _owner or _deferral:
+        return
+    _deliver()  # any left over from a pass whose delivery was cut short
+    try:
+        # SIGINT first, and recorded with the owner on the same line: from here on
+        # Ctrl-C is only recorded, and resume_signals(token) will put it back.
+        _deferral.append((signal.SIGINT, signal.signal(signal.SIGINT, _record))) or _owner.append(token)  # type: ignore[func-returns-value]
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGINT
+        return
+    for sig in signal.valid_signals():
+        if sig == signal.SIGINT or sig >= len(_tripped):
+            continue
+        handler = signal.getsignal(sig)
+        if callable(handler) and handler is not _record:
+            try:
+                _deferral.append((sig, signal.signal(sig, _record)))
+            except (ValueError, OSError):
+                pass
+
+
+def signal_pending() -> bool:
+    """A deferred signal arrived: a pass should stop at its next safe point."""
+    return bool(_tripped[0])
+
+
+def resume_signals(token: object) -> None:
+    """Put back the handlers *token*'s deferral replaced, then deliver every signal that
+    arrived meanwhile, in number order. Idempotent; does nothing while another deferral is
+    in force."""
+    if _owner and _owner[0] is token:
+        _restore_handlers()
+        _owner.clear()
+    if not _owner:
+        _deliver()
+
+
+def _deliver() -> None:
+    """Raise the signals that arrived while deferred; each flag is cleared as its signal goes."""
+    if not _tripped[0]:
+        return
+    import signal
+
+    while _tripped[0]:
+        pending = [n for n in range(1, len(_tripped)) if _tripped[n]]
+        if not pending:
+            _tripped[0] = 0
+            break
+        sig, last = pending[0], len(pending) == 1
+        # One expression: the flags are cleared and the program's own handler runs (inside
+        # raise_signal, as if the signal came just now) with no line in between.
+        _tripped.__setitem__(0, 0 if last else 1) or _tripped.__setitem__(sig, 0) or signal.raise_signal(sig)  # type: ignore[func-returns-value]
+
+
+def _restore_handlers() -> None:
+    import signal
+
+    while _deferral:
+        sig, handler = _deferral[-1]
+        if signal.getsignal(sig) is _record:
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        _deferral.pop()

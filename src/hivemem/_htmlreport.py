@@ -20,23 +20,13 @@ if TYPE_CHECKING:
     from hivemem._leaks import LeakReport
     from hivemem._profiler import ProfileReport, Timeline
 
-__all__ = ["render", "report_body", "svg_timeline"]
+__all__ = ["render", "report_body", "summary_line", "svg_timeline"]
 
 _W, _H = 820, 260
 _LEFT, _RIGHT, _TOP, _BOTTOM = 72, 16, 16, 40
 _COLORS = {"rss": "#1565c0", "uss": "#2e7d32", "traced": "#ef6c00", "peak": "#c62828", "mark": "#757575"}
 _EVENT = "#6a1b9a"
 _MAX_POINTS = 1200
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#212121;
-max-width:1000px}
-h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;font-size:.9em}
-th{background:#f5f5f5;text-align:left}caption{text-align:left;font-weight:600;padding:4px 0}
-.leak{color:#b00020;font-weight:600}.ok{color:#2e7d32}.muted{color:#757575;font-size:.85em}
-svg text{font-size:11px;fill:#424242}
-"""
 
 
 def _thin(times: Sequence[float], values: Sequence[int]) -> list[tuple[float, int]]:
@@ -215,6 +205,8 @@ def report_body(
         parts.append("</ul>")
     if report.top is not None:
         parts.append("<h2>Top allocation sites</h2>")
+        if report.peak.sites is not None:
+            parts.append(f"<p class='muted'>{escape(report.peak.sites_note)}</p>")
         parts.append(report.top._repr_html_())
     if report.growth is not None:
         parts.append("<h2>What grew</h2>")
@@ -223,15 +215,35 @@ def report_body(
     return "".join(parts)
 
 
+def summary_line(report: ProfileReport) -> tuple[str, bool | None]:
+    """The one line a profile page opens with: peak, the top site at the peak, the leak verdict."""
+    peak = report.peak
+    parts = [f"peak RSS {format_size(peak.rss if peak.rss is not None else peak.sampled_rss)}"]
+    if peak.traced is not None:
+        parts.append(f"traced peak {format_size(peak.traced)}")
+    if report.top is not None and report.top.rows:
+        where, size, _ = report.top.rows[0]
+        parts.append(f"top site {where} ({format_size(size)} in snapshot {report.top.label!r})")
+    leak = report.leak
+    parts.append("leak suspected" if leak.suspected else "no leak suspected")
+    return "; ".join(parts) + f" over {report.timeline.duration:.2f} s", (False if leak.suspected else None)
+
+
 def render(report: ProfileReport, *, events: Sequence[float] = (), leaks: Sequence[LeakReport] = ()) -> str:
     """A complete, self-contained HTML page for *report*."""
     import time
 
+    from hivemem._render import html_page
+
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(report.started)) if report.started else ""
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>hivemem profile {escape(started)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>hivemem profile</h1><p class='muted'>started {escape(started)}; every figure measured</p>"
-        f"{report_body(report, events=events, leaks=leaks)}</body></html>\n"
+    summary, verdict = summary_line(report)
+    if leaks and any(r.leaking for r in leaks):
+        summary += f"; find_leaks: {sum(1 for r in leaks if r.leaking)} of {len(leaks)} LEAKING"
+        verdict = False
+    return html_page(
+        "hivemem profile",
+        report_body(report, events=events, leaks=leaks),
+        summary=summary,
+        verdict=verdict,
+        subtitle=f"started {started}; every figure measured",
     )

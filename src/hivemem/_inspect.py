@@ -35,36 +35,126 @@ def _type_name(t: type) -> str:
 
 
 def type_table(sizes: bool = True) -> dict[type, list[int]]:
-    """Live objects by type: ``{type: [count, shallow bytes]}``.
+    """Live objects by type: ``{type: [count, shallow bytes]}``, from one heap walk shared by callers.
 
     Counts what the garbage collector tracks plus the untracked objects they
     refer to directly (strings, bytes, numbers), each once; sizes are
-    ``sys.getsizeof``. Cost: about a microsecond per object.
+    ``sys.getsizeof``. One walk runs at a time in the process: a caller that
+    arrives while one is running takes its result instead of starting a
+    second (``status()``, ``top()`` and ``growth()`` from several threads
+    cost one walk, not one each). Cost and memory: docs/profiler.md.
+    The returned dict may be shared with other callers: do not change it.
     """
-    table: dict[type, list[int]] = {}
-    seen: set[int] = set()
-    getsizeof = sys.getsizeof
-    is_tracked = gc.is_tracked
-    get_referents = gc.get_referents
+    me = _thread.get_ident()
+    walk = _current
+    if walk is not None and walk.leader != me and (walk.sizes or not sizes):
+        while not walk.done.wait(0.1):
+            if not _walk_lock.locked():  # its thread was interrupted before it could say so
+                break
+        if walk.table is not None:
+            return walk.table
+    if walk is not None and walk.leader == me and _walk_lock.locked():
+        return _walk_heap(sizes)  # re-entered from inside our own walk (a signal handler, a gc callback)
+    # One line on purpose: a with block over several lines has a line event between its body and
+    # __exit__, where an interrupt would leave the lock held (see hivemem._engine).
+    with _walk_lock: return _lead_walk(sizes, me)  # noqa: E701  # fmt: skip
+
+
+class _Walk:
+    __slots__ = ("done", "leader", "sizes", "table")
+
+    def __init__(self, sizes: bool, leader: int) -> None:
+        import threading
+
+        self.sizes, self.leader = sizes, leader
+        self.table: dict[type, list[int]] | None = None
+        self.done = threading.Event()
+
+
+_walk_lock = _thread.allocate_lock()
+_current: _Walk | None = None
+
+
+def _lead_walk(sizes: bool, me: int) -> dict[type, list[int]]:
+    global _current
+    walk = _current = _Walk(sizes, me)
+    try:
+        walk.table = _walk_heap(sizes)
+    finally:
+        _current = None
+        walk.done.set()
+    return walk.table
+
+
+_BATCH = 4096
+
+
+def _walk_heap(sizes: bool) -> dict[type, list[int]]:
+    """The walk itself; its only allocation that grows with the heap is ``gc.get_objects()``'s list.
+
+    Untracked referents are deduplicated by identity only when they could
+    be seen twice: an object whose reference count shows a single owner
+    (the tracked container being looked at) cannot turn up under another
+    one, so only shared objects (interned strings, small ints, values held
+    in two places) go into the ``seen`` set. The single-owner count is
+    measured on a probe with the same loop, so it holds on every CPython.
+    """
+    from collections import Counter
+    from itertools import filterfalse, islice
+
+    getsizeof, getrefcount = sys.getsizeof, sys.getrefcount
+    is_tracked, get_referents = gc.is_tracked, gc.get_referents
     objs = gc.get_objects()
-    for obj in objs:
-        row = table.get(type(obj))
-        if row is None:
-            row = table[type(obj)] = [0, 0]
-        row[0] += 1
-        if sizes:
-            row[1] += getsizeof(obj, 0)
-        for ref in get_referents(obj):
-            if not is_tracked(ref) and id(ref) not in seen:
-                seen.add(id(ref))
-                row = table.get(type(ref))
-                if row is None:
-                    row = table[type(ref)] = [0, 0]
-                row[0] += 1
-                if sizes:
-                    row[1] += getsizeof(ref, 0)
-    del objs, seen
+    counts: dict[type, int] = Counter(map(type, objs))
+    size_of: dict[type, int] = {}
+    if sizes:
+        for obj in objs:
+            t = type(obj)
+            size_of[t] = size_of.get(t, 0) + getsizeof(obj, 0)
+    # Calibrate: an untracked object held only by one list, seen through the loop below.
+    one_owner = -1
+    probe = [object()]
+    for ref in filterfalse(is_tracked, get_referents(probe)):
+        one_owner = getrefcount(ref)
+    del probe
+    seen: set[int] = set()
+    loose: dict[type, int] = {}
+    loose_size: dict[type, int] = {}
+    rest = iter(objs)
+    while True:
+        batch = list(islice(rest, _BATCH))
+        if not batch:
+            break
+        refs = get_referents(*batch)
+        del batch
+        for ref in filterfalse(is_tracked, refs):
+            if getrefcount(ref) != one_owner:
+                key = id(ref)
+                if key in seen:
+                    continue
+                seen.add(key)
+            t = type(ref)
+            loose[t] = loose.get(t, 0) + 1
+            if sizes:
+                loose_size[t] = loose_size.get(t, 0) + getsizeof(ref, 0)
+        del refs
+    del objs, rest, seen
+    table = {t: [c, size_of.get(t, 0)] for t, c in counts.items()}
+    for t, c in loose.items():
+        row = table.setdefault(t, [0, 0])
+        row[0] += c
+        row[1] += loose_size.get(t, 0)
     return table
+
+
+def _after_fork_walk() -> None:
+    global _current
+    _walk_lock._at_fork_reinit()  # type: ignore[attr-defined]
+    _current = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_walk)
 
 
 # --------------------------------------------------------------------------- top()
@@ -168,11 +258,11 @@ def _tracemalloc_sites(n: int) -> tuple[list[tuple[str, int, int]], str]:
 def top(n: int = 10, *, by: str = "size") -> TypeStats:
     """The *n* biggest object types by shallow ``size`` (default) or ``count``; sites when tracing."""
     from hivemem._errors import InvalidArgument
+    from hivemem._validate import count, show
 
-    if by not in ("size", "count"):
-        raise InvalidArgument(f"by must be 'size' or 'count', got {by!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InvalidArgument(f"n must be an integer >= 1, got {n!r}")
+    if not isinstance(by, str) or by not in ("size", "count"):
+        raise InvalidArgument(f"by={show(by)}: expected 'size' or 'count'")
+    count("n", n)
     table = type_table()
     key = 1 if by == "size" else 0
     ranked = sorted(table.items(), key=lambda kv: (-kv[1][key], _type_name(kv[0])))
@@ -200,41 +290,94 @@ class SizeOf(Result):
                are included when referenced)
     ``flat``   ``sys.getsizeof`` of the object alone
     ``type``   its type's name
+    ``cache``  for a ``functools.lru_cache`` wrapper (or a method of one):
+               the bytes its cache holds (keys, results, table), the same
+               figure ``status()``'s advice cites; included in ``size``.
+               ``None`` for other objects
+    ``note``   what the figure includes beyond what pympler can see, or
+               leaves out; empty when nothing needs saying
     """
 
-    __slots__ = ("flat", "size", "type")
+    __slots__ = ("cache", "flat", "note", "size", "type")
     __module__ = "hivemem"
 
     type: str
     size: int
     flat: int
+    cache: int | None
+    note: str
 
-    def __init__(self, type: str, size: int, flat: int) -> None:
-        self._set(type=type, size=size, flat=flat)
+    def __init__(self, type: str, size: int, flat: int, *, cache: int | None = None, note: str = "") -> None:
+        self._set(type=type, size=size, flat=flat, cache=cache, note=note)
 
     def __int__(self) -> int:
         return self.size
 
     def __repr__(self) -> str:
         deep = f"deep {format_size(self.size)} ({self.size:,} B)"
-        return f"SizeOf({self.type}: {deep}, flat {format_size(self.flat)})"
+        extra = f"; {self.note}" if self.note else ""
+        return f"SizeOf({self.type}: {deep}, flat {format_size(self.flat)}{extra})"
 
     def _repr_html_(self) -> str:
         return html_table(
             ("type", "deep size", "flat size"),
             [(self.type, format_size(self.size), format_size(self.flat))],
+            caption=self.note,
         )
 
     def to_dict(self) -> dict[str, object]:
-        return {"type": self.type, "size": self.size, "flat": self.flat}
+        return {
+            "type": self.type,
+            "size": self.size,
+            "flat": self.flat,
+            "cache": self.cache,
+            "note": self.note,
+        }
+
+
+def lru_cache_contents(obj: object) -> list[object] | None:
+    """What a ``functools.lru_cache`` wrapper holds in its cache, or ``None`` for other objects.
+
+    The C implementation keeps its entries where pympler cannot see them;
+    the garbage collector's ``get_referents`` can. Left out: the wrapper's
+    ``__dict__``, the wrapped function, types, callables and the bare
+    ``object()`` marker, which are code rather than cached data.
+    """
+    import functools
+
+    if type(obj) is not type(functools.lru_cache(maxsize=None)(len)):
+        return None
+    skip = {id(getattr(obj, "__dict__", None)), id(getattr(obj, "__wrapped__", None))}
+    return [
+        r
+        for r in gc.get_referents(obj)
+        if id(r) not in skip and not isinstance(r, type) and not callable(r) and type(r) is not object
+    ]
 
 
 def sizeof(obj: object) -> SizeOf:
-    """Deep size of *obj* in bytes (pympler ``asizeof``), with its flat size and type."""
+    """Deep size of *obj* in bytes (pympler ``asizeof``), with its flat size and type.
+
+    For a ``functools.lru_cache`` wrapper (or a method of one) the deep size
+    includes what its cache holds, which pympler alone does not see:
+    ``cache`` has that part, the figure ``status()`` cites.
+    """
     from pympler import asizeof
 
-    size = int(asizeof.asizeof(obj))  # type: ignore[no-untyped-call]
-    return SizeOf(_type_name(type(obj)), size, sys.getsizeof(obj))
+    target = obj
+    func = getattr(obj, "__func__", None)
+    if lru_cache_contents(obj) is None and func is not None and lru_cache_contents(func) is not None:
+        target = func  # a bound method of a cached method: its cache is the function's
+    held = lru_cache_contents(target)
+    if held is None:
+        size = int(asizeof.asizeof(obj))  # type: ignore[no-untyped-call]
+        return SizeOf(_type_name(type(obj)), size, sys.getsizeof(obj))
+    cache = int(asizeof.asizeof(*held)) if held else 0  # type: ignore[no-untyped-call]
+    size = int(asizeof.asizeof(obj, *held))  # type: ignore[no-untyped-call]
+    info = target.cache_info()  # type: ignore[attr-defined]
+    shared = " (shared by every instance)" if target is not obj else ""
+    note = f"includes its lru_cache's {info.currsize:,} entries{shared}: {format_size(cache)}"
+    return SizeOf(_type_name(type(obj)), size, sys.getsizeof(obj), cache=cache, note=note)
 
 
 # --------------------------------------------------------------------------- why()
@@ -441,10 +584,9 @@ def why(
     """
     import objgraph
 
-    from hivemem._errors import InvalidArgument
+    from hivemem._validate import count
 
-    if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
-        raise InvalidArgument(f"max_depth must be an integer >= 1, got {max_depth!r}")
+    count("max_depth", max_depth, maximum=10_000)
     me = sys._getframe()
     # Running frames do not show their locals to the garbage collector
     # (CPython 3.11+), so frame roots are found from the other side: which
@@ -576,23 +718,27 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_child)
 
 
+def _growth_locked() -> tuple[list[tuple[str, int, int]], bool]:
+    global _last_counts
+    gc.collect()
+    counts: dict[str, int] = {}
+    for t, (c, _s) in type_table(sizes=False).items():
+        name = _type_name(t)
+        counts[name] = counts.get(name, 0) + c
+    first = _last_counts is None
+    before = _last_counts or {}
+    rows = [(n, c, c - before.get(n, 0)) for n, c in counts.items() if c > before.get(n, 0)]
+    _last_counts = counts
+    return rows, first
+
+
 def growth(limit: int = 10) -> Growth:
     """Which object types grew since the last call (objgraph's ``growth`` with untracked objects counted)."""
-    global _last_counts
-    from hivemem._errors import InvalidArgument
+    from hivemem._validate import count
 
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidArgument(f"limit must be an integer >= 1, got {limit!r}")
-    with _growth_lock:
-        gc.collect()
-        counts: dict[str, int] = {}
-        for t, (c, _s) in type_table(sizes=False).items():
-            name = _type_name(t)
-            counts[name] = counts.get(name, 0) + c
-        first = _last_counts is None
-        before = _last_counts or {}
-        rows = [(n, c, c - before.get(n, 0)) for n, c in counts.items() if c > before.get(n, 0)]
-        _last_counts = counts
+    count("limit", limit)
+    # One line on purpose (see type_table): no interrupt can leave the lock held.
+    with _growth_lock: rows, first = _growth_locked()  # noqa: E701  # fmt: skip
     rows.sort(key=lambda r: (-r[2], r[0]))
     return Growth(rows[:limit], first=first)
 
@@ -747,9 +893,12 @@ def status(*, types: int = 8, advice: bool = True, min_advice: int | str | None 
     from hivemem._errors import InvalidArgument
     from hivemem._measure import usage as read_usage
     from hivemem._native import malloc_info, pymalloc_stats
+    from hivemem._validate import count, show, size
 
-    if isinstance(types, bool) or not isinstance(types, int) or types < 0:
-        raise InvalidArgument(f"types must be an integer >= 0, got {types!r}")
+    count("types", types, minimum=0)
+    if not isinstance(advice, bool):
+        raise InvalidArgument(f"advice={show(advice)}: expected True or False")
+    threshold = size("min_advice", min_advice, allow_none=True)
     u = read_usage()
     try:
         from hivemem._limits import memory_limit
@@ -774,10 +923,8 @@ def status(*, types: int = 8, advice: bool = True, min_advice: int | str | None 
     tips: list[Advice] = []
     if advice:
         from hivemem._advice import MIN_SIZE, advise
-        from hivemem._sizes import parse_size
 
-        threshold = MIN_SIZE if min_advice is None else parse_size(min_advice)
-        tips = advise(min_size=threshold, pymalloc=stats, malloc=info)
+        tips = advise(min_size=MIN_SIZE if threshold is None else threshold, pymalloc=stats, malloc=info)
     return Status(
         usage=u,
         limit=limit,

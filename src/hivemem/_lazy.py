@@ -123,7 +123,7 @@ def lazy_import(name: str) -> types.ModuleType:
     found raises :class:`ModuleNotFoundError` now, not on first use. See the
     module docstring for how the lazy module behaves.
     """
-    if not isinstance(name, str) or not name or name.startswith("."):
+    if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
         raise InvalidArgument(f"lazy_import({name!r}): expected an absolute module name such as 'json'")
     module = sys.modules.get(name)
     if module is not None:

@@ -501,11 +501,13 @@ def _noop() -> None:
     return None
 
 
-def _check_count(name: str, value: object, minimum: int) -> int:
+def _check_count(name: str, value: object, minimum: int, maximum: int = 10**6) -> int:
     from hivemem._errors import InvalidArgument
+    from hivemem._validate import show
 
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidArgument(f"{name} must be an integer >= {minimum}, got {value!r}")
+    # Bounded: warmup=10**30 ran forever, repeat=2**63 overflowed a list size.
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise InvalidArgument(f"{name} must be an integer >= {minimum} and <= {maximum:,}, got {show(value)}")
     return value
 
 
@@ -545,7 +547,7 @@ def find_leaks(
     warmup = _check_count("warmup", warmup, 0)
     repeat = _check_count("repeat", repeat, 2)
     number = _check_count("number", number, 1)
-    frames = _check_count("frames", frames, 1)
+    frames = _check_count("frames", frames, 1, 1000)
     tol = parse_size(tolerance)
     if not isinstance(args, tuple):
         raise InvalidArgument(f"args must be a tuple, got {args!r}")

@@ -5,6 +5,7 @@ ctypes is imported only when one of these functions is first called.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
 
@@ -192,51 +193,149 @@ def malloc_info() -> dict[str, int] | None:
 
 
 def pymalloc_stats() -> dict[str, int] | None:
-    """Python's small-object allocator, in bytes, from ``sys._debugmallocstats()``.
+    """Python's small-object allocator, in bytes, as ``sys._debugmallocstats()`` reports it.
 
     Keys: ``arenas`` (bytes in arenas), ``allocated`` (live blocks),
     ``free`` (available blocks plus unused pools: the space freed objects left
     behind), ``overhead`` (pool headers, quantization, alignment), ``alignment``
     (the part of overhead lost to arena alignment: never touched, so not
     resident), ``arena_count``.
-    Returns ``None`` where pymalloc is off or the call is missing.
+    Returns ``None`` where pymalloc is off or the statistics are missing.
 
-    CPython prints these statistics to the C ``stderr``; hivemem points file
-    descriptor 2 at a temporary file for the few milliseconds of the call, so
-    anything another thread writes to fd 2 in that window is shown afterwards
-    rather than lost.
+    The statistics are written by CPython's ``_PyObject_DebugMallocStats(FILE *)``
+    into a private in-memory stream (libc ``open_memstream``), called with
+    the GIL held: file descriptor 2 is never touched, so concurrent callers,
+    other threads' stderr output and forked children are unaffected. Where
+    that function or ``open_memstream`` is missing, the fallback points fd 2
+    at a temporary file around ``sys._debugmallocstats()``, one caller at a
+    time and never across a ``fork()`` (see docs/measurement.md).
     """
+    text = _stats_private()
+    if text is _MISSING:
+        text = _stats_through_fd2()
+    if text is None:
+        return None
+    assert isinstance(text, str)
+    return _parse_pymalloc(text)
+
+
+_MISSING = object()
+_memstream: tuple[Any, Any, Any, Any] | bool | None = None
+
+
+def _memstream_fns() -> tuple[Any, Any, Any, Any] | None:
+    """``(_PyObject_DebugMallocStats, open_memstream, fclose, free)`` set up once, or ``None``."""
+    global _memstream
+    if _memstream is None:
+        _memstream = False
+        try:
+            ctypes = _ctypes()
+            libc = _load_libc()
+            stats = ctypes.pythonapi._PyObject_DebugMallocStats  # a PyDLL: the GIL stays held
+            open_memstream, fclose, free = libc.open_memstream, libc.fclose, libc.free
+        except (OSError, AttributeError):
+            pass
+        else:
+            stats.argtypes, stats.restype = [ctypes.c_void_p], ctypes.c_int
+            open_memstream.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+            open_memstream.restype = ctypes.c_void_p
+            fclose.argtypes, fclose.restype = [ctypes.c_void_p], ctypes.c_int
+            free.argtypes, free.restype = [ctypes.c_void_p], None
+            _memstream = (stats, open_memstream, fclose, free)
+    return _memstream if isinstance(_memstream, tuple) else None
+
+
+def _stats_private() -> object:
+    """The statistics text from a private ``FILE *``.
+
+    ``None`` when pymalloc is off; ``_MISSING`` where this way is unsupported.
+    """
+    fns = _memstream_fns()
+    if fns is None:
+        return _MISSING
+    stats, open_memstream, fclose, free = fns
+    ctypes = _ctypes()
+    buf, size = ctypes.c_void_p(), ctypes.c_size_t()
+    stream = open_memstream(ctypes.byref(buf), ctypes.byref(size))
+    if not stream:
+        return _MISSING
+    try:
+        used = stats(stream)
+    finally:
+        fclose(stream)  # writes the final size and pointer
+        try:
+            data = ctypes.string_at(buf.value, size.value) if buf.value else b""
+        finally:
+            free(buf)
+    return data.decode("ascii", "replace") if used else None
+
+
+_fd2_lock = _thread.allocate_lock()
+_fd2_fork_guard = False
+
+
+def _guard_forks() -> None:
+    """Hold forks back while fd 2 is redirected, so no child starts with hivemem's stream as stderr."""
+    global _fd2_fork_guard
+    if _fd2_fork_guard or not hasattr(os, "register_at_fork"):
+        return
+    _fd2_fork_guard = True
+    os.register_at_fork(
+        before=_fd2_lock.acquire,
+        after_in_parent=_fd2_lock.release,
+        after_in_child=_fd2_lock._at_fork_reinit,  # type: ignore[attr-defined]
+    )
+
+
+def _stats_through_fd2() -> str | None:  # pragma: no cover - CPython without the C entry point
     fn = getattr(sys, "_debugmallocstats", None)
     if fn is None:
         return None
+    _guard_forks()
     if hasattr(os, "memfd_create"):
         out_fd = os.memfd_create("hivemem-mallocstats")
-    else:  # pragma: no cover - non-Linux
+    else:
         import tempfile
 
         out_fd = os.dup(tempfile.TemporaryFile().fileno())
     try:
-        try:
-            sys.stderr.flush()
-        except (AttributeError, ValueError, OSError):
-            pass
-        saved = os.dup(2)
-        try:
-            os.dup2(out_fd, 2)
-            fn()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        # One line: a multi-line with gets a line event before __exit__ (see _engine's docstring).
+        with _fd2_lock: _redirect_fd2(fn, out_fd)  # noqa: E701  # fmt: skip
         size = os.lseek(out_fd, 0, os.SEEK_END)
         text = os.pread(out_fd, size, 0).decode("ascii", "replace")
     finally:
         os.close(out_fd)
-    return _parse_pymalloc(text)
+    return _pass_on_foreign_lines(text)
+
+
+def _redirect_fd2(fn: Callable[[], object], out_fd: int) -> None:  # pragma: no cover - fallback
+    try:
+        sys.stderr.flush()
+    except (AttributeError, ValueError, OSError):
+        pass
+    saved = os.dup(2)
+    try:
+        os.dup2(out_fd, 2)
+        fn()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _pass_on_foreign_lines(text: str) -> str:
+    """Write back what another thread sent to fd 2 while it pointed at the stats file."""
+    head = text.find("Small block threshold")
+    extra = text[:head] if head > 0 else ""
+    if extra.strip():
+        try:
+            os.write(2, extra.encode())
+        except OSError:
+            pass
+    return text[head:] if head > 0 else text
 
 
 def _parse_pymalloc(text: str) -> dict[str, int] | None:
     values: dict[str, int] = {}
-    extra: list[str] = []
     in_stats = False
     for line in text.splitlines():
         key, sep, value = line.partition("=")
@@ -245,8 +344,6 @@ def _parse_pymalloc(text: str) -> dict[str, int] | None:
             in_stats = True
             continue
         if not in_stats:
-            if line.strip():
-                extra.append(line)
             continue
         if not sep:
             continue
@@ -268,11 +365,6 @@ def _parse_pymalloc(text: str) -> dict[str, int] | None:
             values["overhead"] = values.get("overhead", 0) + number
             if "arena alignment" in key:  # part of overhead: pages pymalloc never touches, not resident
                 values["alignment"] = number
-    if extra:  # another thread wrote to fd 2 during the call: pass it on
-        try:
-            os.write(2, ("\n".join(extra) + "\n").encode())
-        except OSError:
-            pass
     if "allocated" not in values:
         return None
     values.setdefault("free", 0)

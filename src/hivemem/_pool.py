@@ -10,15 +10,21 @@ Both pools are thread-safe (one lock each; factories, resets and object
 destruction run outside it) and fork-safe (the lock is re-created in a
 forked child). Registering a pool with the strategy holds it weakly: a pool
 nobody references is freed as usual.
+
+A double release is refused with :class:`hivemem.InvalidArgument` before
+anything changes: an object already idle, or being released by another
+thread right now (its ``reset`` runs outside the lock), cannot be released
+again, so two later ``acquire()`` calls never return the same object.
 """
 
 from __future__ import annotations
 
 import _thread
 
+from hivemem import _validate
 from hivemem._errors import InvalidArgument
 from hivemem._live import LiveSet
-from hivemem._sizes import format_size, parse_size
+from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,9 +61,11 @@ def live_pools() -> list[ObjectPool[object] | BufferPool]:
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidArgument(f"{name}={value!r}: expected an int >= {minimum}")
-    return value
+    return _validate.count(name, value, minimum=minimum)  # type: ignore[return-value]
+
+
+def _check_size(name: str, value: object) -> int:
+    return _validate.size(name, value)  # type: ignore[return-value]
 
 
 class _Lease(Generic[T]):
@@ -131,6 +139,8 @@ class ObjectPool(Generic[T]):
         self.min_idle = min_idle
         self._lock = _thread.allocate_lock()
         self._idle: list[T] = []
+        self._idle_ids: set[int] = set()  # id() of each idle object: the double-release check is O(1)
+        self._releasing: set[int] = set()  # id() of objects whose reset is running now
         self.created = 0
         self.reused = 0
         self.dropped = 0
@@ -143,7 +153,9 @@ class ObjectPool(Generic[T]):
             self.in_use += 1
             if self._idle:
                 self.reused += 1
-                return self._idle.pop()
+                obj = self._idle.pop()
+                self._idle_ids.discard(id(obj))
+                return obj
         try:
             obj = self._factory()
         except BaseException:
@@ -155,20 +167,32 @@ class ObjectPool(Generic[T]):
         return obj
 
     def release(self, obj: T) -> None:
-        """Give *obj* back: reset it and keep it for reuse (or drop it when the pool is full)."""
-        with self._lock:
-            if any(o is obj for o in self._idle):
+        """Give *obj* back: reset it and keep it for reuse (or drop it when the pool is full).
+
+        Releasing an object that is already idle, or that another thread is
+        releasing at this moment, raises :class:`hivemem.InvalidArgument`
+        and changes nothing.
+        """
+        key = id(obj)  # stable: the caller's reference keeps obj alive for the whole call
+        with self._lock:  # checked and claimed under the lock, before reset runs
+            if key in self._idle_ids or key in self._releasing:
                 raise InvalidArgument(f"{_short(obj)} was already released to this pool")
-        if self._reset is not None:
-            try:
+            self._releasing.add(key)
+        try:
+            if self._reset is not None:
                 self._reset(obj)
-            except BaseException:
-                self.discard(obj)
-                raise
+        except BaseException:
+            with self._lock:
+                self._releasing.discard(key)
+                self.in_use = max(self.in_use - 1, 0)
+                self.dropped += 1
+            raise
         with self._lock:
+            self._releasing.discard(key)
             self.in_use = max(self.in_use - 1, 0)
             if len(self._idle) < self.maxsize:
                 self._idle.append(obj)
+                self._idle_ids.add(key)
                 return
             self.dropped += 1
         del obj  # destroyed outside the lock
@@ -192,6 +216,8 @@ class ObjectPool(Generic[T]):
                 return 0
             gone = self._idle[:excess]
             del self._idle[:excess]
+            for obj in gone:
+                self._idle_ids.discard(id(obj))
             self.dropped += excess
         del gone  # destroyed outside the lock
         return excess
@@ -267,8 +293,8 @@ class BufferPool:
     __module__ = "hivemem"
 
     def __init__(self, max_bytes: int | str, *, min_bytes: int | str = 0, zero: bool = False) -> None:
-        self.max_bytes = parse_size(max_bytes)
-        self.min_bytes = parse_size(min_bytes)
+        self.max_bytes = _check_size("max_bytes", max_bytes)
+        self.min_bytes = _check_size("min_bytes", min_bytes)
         if self.max_bytes <= 0:
             raise InvalidArgument(f"max_bytes={max_bytes!r}: expected a size above zero, such as '64MB'")
         if self.min_bytes > self.max_bytes:
@@ -286,8 +312,8 @@ class BufferPool:
         _track(self)
 
     def acquire(self, nbytes: int) -> memoryview:
-        """A writable view of exactly *nbytes* over a pooled (or new) buffer."""
-        _check_count("nbytes", nbytes, 0)
+        """A writable view of exactly *nbytes* (0 to 1 PiB) over a pooled (or new) buffer."""
+        _validate.count("nbytes", nbytes, minimum=0, maximum=_validate.MAX_SIZE)
         cap = size_class(nbytes)
         buf = None
         with self._lock:
@@ -315,10 +341,16 @@ class BufferPool:
     def release(self, buffer: memoryview | bytearray) -> None:
         """Keep *buffer* (a view from :meth:`acquire` or its bytearray) for reuse."""
         if isinstance(buffer, memoryview):
-            buf = buffer.obj
+            try:
+                buf = buffer.obj
+            except ValueError:  # a released view: released to the pool already, or by its owner
+                raise InvalidArgument(
+                    "release() got a view that was already released: each view from acquire() is "
+                    "released once"
+                ) from None
             if not isinstance(buf, bytearray):
                 raise InvalidArgument(
-                    f"release() expects a view from BufferPool.acquire(), got a view of {buf!r}"
+                    f"release() expects a view from BufferPool.acquire(), got a view of {_validate.show(buf)}"
                 )
             buffer.release()
         elif isinstance(buffer, bytearray):
@@ -369,7 +401,7 @@ class BufferPool:
 
         Returns the bytes dropped.
         """
-        keep = self.min_bytes if keep_bytes is None else parse_size(keep_bytes)
+        keep = self.min_bytes if keep_bytes is None else _check_size("keep_bytes", keep_bytes)
         gone: list[bytearray] = []
         with self._lock:
             while self.idle_bytes > keep and self._order:

@@ -41,6 +41,7 @@ from hivemem._sizes import format_size
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
+    from typing import Any
 
     from hivemem._advice import Advice
     from hivemem._leaks import LeakReport
@@ -51,6 +52,25 @@ _BY = ("lineno", "traceback", "file")
 _KEY = {"lineno": "lineno", "traceback": "traceback", "file": "filename"}
 _METRICS = ("rss", "uss", "traced", "blocks")
 _MISSING = -1  # a field that was not sampled
+_MAX_FRAMES = 65_535  # tracemalloc.start() refuses more
+# The "peak" snapshot. A snapshot costs about 1 µs of CPU per trace and tracemalloc's copy of the
+# traces holds about 160 bytes per trace while it is taken (measured), so they are rationed:
+# a new one when traced memory has doubled since the last (all of them together then cost about
+# twice the last one), or has grown by a quarter and stopped growing (less than 4 KiB since the
+# previous sample: the top of a plateau, where peaks usually are); each at least 1 MiB above the
+# last; never more CPU than half the CPU time the program itself used plus one second, and never
+# when the copy would not fit under the memory limit.
+_PEAK_DOUBLE = 2.0
+_PEAK_PLATEAU = 1.25
+_PEAK_STILL = 4 << 10
+_PEAK_STILL_CPU = 0.005
+_PEAK_MIN_STEP = 1 << 20
+_PEAK_CPU_SHARE = 0.5
+_PEAK_CPU_GRACE = 1.0
+_COPY_PER_TRACE = 160
+_LOCK_WAIT = 0.05  # check_peak(): the longest wait for the sample lock (held for microseconds)
+_SNAPSHOT_WAIT = 30.0  # ... and for a snapshot another thread is taking
+_LIMIT_SHARE = 0.9
 
 
 # --------------------------------------------------------------------------- results
@@ -178,9 +198,24 @@ class Peak(Result):
     ``rss_source``   where ``rss`` came from, or why it is missing
     ``traced``       tracemalloc's exact peak of traced memory since start (``None`` if not tracing)
     ``sampled_rss``  the largest sampled RSS, and ``sampled_at`` its time (s since start)
+    ``sites``        the snapshot the report's allocation sites come from: the one holding
+                     the most traced bytes (``"peak"`` when the sampler caught the peak),
+                     taken at ``sites_at`` (s since start) with ``sites_traced`` bytes in
+                     its sites; ``None`` without snapshots. ``sites_skipped`` says why the
+                     sampler did not take a later, larger snapshot, when it did not.
     """
 
-    __slots__ = ("rss", "rss_source", "sampled_at", "sampled_rss", "traced")
+    __slots__ = (
+        "rss",
+        "rss_source",
+        "sampled_at",
+        "sampled_rss",
+        "sites",
+        "sites_at",
+        "sites_skipped",
+        "sites_traced",
+        "traced",
+    )
     __module__ = "hivemem"
 
     rss: int | None
@@ -188,6 +223,10 @@ class Peak(Result):
     traced: int | None
     sampled_rss: int | None
     sampled_at: float | None
+    sites: str | None
+    sites_at: float | None
+    sites_traced: int | None
+    sites_skipped: str | None
 
     def __init__(
         self,
@@ -197,10 +236,36 @@ class Peak(Result):
         traced: int | None = None,
         sampled_rss: int | None = None,
         sampled_at: float | None = None,
+        sites: str | None = None,
+        sites_at: float | None = None,
+        sites_traced: int | None = None,
+        sites_skipped: str | None = None,
     ) -> None:
         self._set(
-            rss=rss, rss_source=rss_source, traced=traced, sampled_rss=sampled_rss, sampled_at=sampled_at
+            rss=rss,
+            rss_source=rss_source,
+            traced=traced,
+            sampled_rss=sampled_rss,
+            sampled_at=sampled_at,
+            sites=sites,
+            sites_at=sites_at,
+            sites_traced=sites_traced,
+            sites_skipped=sites_skipped,
         )
+
+    @property
+    def sites_note(self) -> str:
+        """One sentence: which snapshot the allocation sites come from, against the traced peak."""
+        if self.sites is None:
+            return "no tracemalloc snapshot: profile with trace=True for allocation sites"
+        held = format_size(self.sites_traced)
+        text = f"sites from snapshot {self.sites!r} at {self.sites_at or 0:.2f} s holding {held}"
+        if self.traced:
+            share = (self.sites_traced or 0) / self.traced
+            text += f", {share:.0%} of the exact traced peak of {format_size(self.traced)}"
+        if self.sites_skipped:
+            text += f"; a later snapshot was skipped: {self.sites_skipped}"
+        return text
 
     def __repr__(self) -> str:
         parts = [f"rss={format_size(self.rss)!r} ({self.rss_source})"]
@@ -208,6 +273,8 @@ class Peak(Result):
             parts.append(f"traced={format_size(self.traced)!r}")
         if self.sampled_rss is not None:
             parts.append(f"sampled_rss={format_size(self.sampled_rss)!r}")
+        if self.sites is not None:
+            parts.append(self.sites_note)
         return f"Peak({', '.join(parts)})"
 
     def _repr_html_(self) -> str:
@@ -216,6 +283,8 @@ class Peak(Result):
             rows.append(("traced (exact)", format_size(self.traced), "tracemalloc peak since start"))
         if self.sampled_rss is not None:
             rows.append(("rss (sampled max)", format_size(self.sampled_rss), f"at {self.sampled_at:.2f} s"))
+        if self.sites is not None:
+            rows.append(("allocation sites", format_size(self.sites_traced), self.sites_note))
         return html_table(("peak", "bytes", "source"), rows, caption="Peak")
 
     def to_dict(self) -> dict[str, object]:
@@ -225,6 +294,10 @@ class Peak(Result):
             "traced": self.traced,
             "sampled_rss": self.sampled_rss,
             "sampled_at": self.sampled_at,
+            "sites": self.sites,
+            "sites_at": self.sites_at,
+            "sites_traced": self.sites_traced,
+            "sites_skipped": self.sites_skipped,
         }
 
 
@@ -397,7 +470,8 @@ class LeakWatch(Result):
         slope, low, high = theil_sen(times, values)
         flat, tail, _tail_low = plateau(times, values)
         growth = slope * duration
-        suspected = low > 0 and growth >= min_growth and not flat
+        kept = values[-1] - values[0]  # a run that ends where it started retained nothing
+        suspected = low > 0 and growth >= min_growth and not flat and kept >= min_growth
         figures = (
             f"{metric} slope {unit(slope)}/s (95% CI {unit(low)}/s .. {unit(high)}/s) over {n} samples "
             f"in {duration:.1f} s = {unit(growth)} fitted growth; last third: {unit(tail)}/s"
@@ -408,6 +482,11 @@ class LeakWatch(Result):
             evidence = f"no significant growth: {figures}"
         elif growth < min_growth:
             evidence = f"growth below the threshold of {unit(min_growth)}: {figures}"
+        elif kept < min_growth:
+            evidence = (
+                f"returned: the last sample is {unit(kept)} from the first, under the threshold of "
+                f"{unit(min_growth)}; {figures}"
+            )
         else:
             evidence = f"plateaued: {figures}; the last third shows no significant growth"
         self._set(
@@ -453,13 +532,24 @@ class LeakWatch(Result):
 
 
 class Overhead(Result):
-    """What profiling cost: tracemalloc's own memory, the sampler's CPU, the samples' storage."""
+    """What profiling cost: tracemalloc's own memory, the sampler's CPU, the samples' storage.
+
+    ``tracemalloc_memory`` is the most tracemalloc used for itself, read now
+    (or at stop) and at each ``"peak"`` snapshot.
+
+    ``snapshots`` is how many ``"peak"`` snapshots the sampler took, ``snapshot_cpu``
+    their CPU seconds (part of ``sampler_cpu``) and ``snapshot_rss`` the most RSS
+    tracemalloc's copy of the traces held while one was taken.
+    """
 
     __slots__ = (
         "core_fraction",
         "per_sample",
         "sampler_cpu",
         "samples",
+        "snapshot_cpu",
+        "snapshot_rss",
+        "snapshots",
         "storage",
         "tracemalloc_memory",
         "wall",
@@ -473,9 +563,21 @@ class Overhead(Result):
     samples: int
     per_sample: float
     storage: int
+    snapshot_cpu: float
+    snapshots: int
+    snapshot_rss: int
 
     def __init__(
-        self, *, tracemalloc_memory: int | None, sampler_cpu: float, wall: float, samples: int, storage: int
+        self,
+        *,
+        tracemalloc_memory: int | None,
+        sampler_cpu: float,
+        wall: float,
+        samples: int,
+        storage: int,
+        snapshot_cpu: float = 0.0,
+        snapshots: int = 0,
+        snapshot_rss: int = 0,
     ) -> None:
         self._set(
             tracemalloc_memory=tracemalloc_memory,
@@ -485,15 +587,24 @@ class Overhead(Result):
             samples=samples,
             per_sample=sampler_cpu / samples if samples else 0.0,
             storage=storage,
+            snapshot_cpu=snapshot_cpu,
+            snapshots=snapshots,
+            snapshot_rss=snapshot_rss,
         )
 
     def __repr__(self) -> str:
         tm = format_size(self.tracemalloc_memory) if self.tracemalloc_memory is not None else "not tracing"
+        snaps = ""
+        if self.snapshots:
+            snaps = (
+                f", peak snapshots={self.snapshots} ({self.snapshot_cpu * 1e3:.1f} ms CPU, "
+                f"held up to {format_size(self.snapshot_rss)} RSS)"
+            )
         return (
             f"Overhead(sampler={100 * self.core_fraction:.3f}% of one core "
             f"({self.sampler_cpu * 1e3:.1f} ms CPU in {self.wall:.1f} s, "
             f"{self.per_sample * 1e6:.0f} µs/sample), tracemalloc={tm}, "
-            f"samples={format_size(self.storage)})"
+            f"samples={format_size(self.storage)}{snaps})"
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -505,6 +616,9 @@ class Overhead(Result):
             "samples": self.samples,
             "per_sample": self.per_sample,
             "storage": self.storage,
+            "snapshot_cpu": self.snapshot_cpu,
+            "snapshots": self.snapshots,
+            "snapshot_rss": self.snapshot_rss,
         }
 
 
@@ -622,13 +736,110 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_child)
 
 
-def _where(frames: Sequence[object], by: str) -> str:
+# A traceback as tracemalloc hands it over: ((filename, lineno), ...), most recent frame first.
+_Frames = tuple[tuple[str, int], ...]
+# Traces are grouped in chunks so the grouping's own (traced) memory stays under ~1 MiB at any heap size.
+_CHUNK = 32_768
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class _Sites:
+    """One tracemalloc snapshot reduced to its allocation sites; the raw traces are not kept.
+
+    ``sites`` maps a traceback (most recent frame first) to ``[bytes, blocks]``;
+    traces whose most recent frame is in tracemalloc or hivemem are left out,
+    as ``tracemalloc.Filter`` would. ``traced`` is tracemalloc's traced total
+    when the snapshot was taken, ``total`` the bytes the kept sites hold.
+    """
+
+    __slots__ = ("at", "held", "left", "sites", "total", "traced", "traces")
+
+    def __init__(self, at: float, sites: dict[_Frames, list[int]], traced: int) -> None:
+        self.at = at
+        self.sites = sites
+        self.traced = traced
+        self.total = sum(v[0] for v in sites.values())
+        self.held = self.left = 0  # RSS the copy of the traces held, and left behind once freed
+        self.traces = 0  # how many traces the snapshot had
+
+    def grouped(self, by: str) -> dict[Any, list[int]]:
+        out: dict[Any, list[int]] = {}
+        if by == "traceback":
+            out.update(self.sites)
+            return out
+        for frames, (size, count) in self.sites.items():
+            key: object = frames[:1] if by == "lineno" else frames[0][0] if frames else ""
+            cur = out.get(key)
+            if cur is None:
+                out[key] = [size, count]
+            else:
+                cur[0] += size
+                cur[1] += count
+        return out
+
+
+def _take_sites(at: float, rss: Callable[[], int] | None = None) -> _Sites:
+    """Take a tracemalloc snapshot and group it by traceback, in bounded extra traced memory.
+
+    ``Snapshot.statistics()`` and ``filter_traces()`` walk every trace in
+    Python and allocate per trace (about 3 s for a million traces while
+    tracing, measured); sorting chunks by traceback and summing each run in C
+    takes a tenth of that and allocates per site, not per trace.
+    """
+    import tracemalloc
+
+    rss0 = rss() if rss is not None else 0
+    traced = tracemalloc.get_traced_memory()[0]
+    snap = tracemalloc.take_snapshot()
+    held = rss() - rss0 if rss is not None else 0
+    sites, traces = _group(snap)
+    del snap
+    out = _Sites(at, sites, traced)
+    out.traces = traces
+    if rss is not None:
+        out.held, out.left = held, rss() - rss0
+    return out
+
+
+def _group(snap: object) -> tuple[dict[_Frames, list[int]], int]:
+    """A tracemalloc ``Snapshot``'s sites by traceback, without tracemalloc's and hivemem's own; and its
+    number of traces."""
+    import tracemalloc
+    from itertools import groupby
+    from operator import itemgetter
+
+    raw = getattr(getattr(snap, "traces", None), "_traces", None)
+    sites: dict[_Frames, list[int]] = {}
+    traces = len(raw) if isinstance(raw, list) else 0
+    if isinstance(raw, list) and (not raw or (isinstance(raw[0], tuple) and len(raw[0]) >= 3)):
+        key, size = itemgetter(2), itemgetter(1)
+        for i in range(0, len(raw), _CHUNK):
+            chunk = raw[i : i + _CHUNK]
+            chunk.sort(key=key)
+            for frames, run in groupby(chunk, key):
+                group = list(run)
+                cur = sites.get(frames)
+                if cur is None:
+                    sites[frames] = [sum(map(size, group)), len(group)]
+                else:
+                    cur[0] += sum(map(size, group))
+                    cur[1] += len(group)
+            del chunk
+    else:  # pragma: no cover - a tracemalloc whose Snapshot layout differs: the public, slower path
+        for stat in snap.statistics("traceback"):  # type: ignore[attr-defined]
+            frames = tuple((f.filename, f.lineno) for f in reversed(stat.traceback))
+            sites[frames] = [stat.size, stat.count]
+    del raw
+    own = tracemalloc.__file__
+    for frames in [f for f in sites if not f or f[0][0] == own or f[0][0].startswith(_HERE)]:
+        del sites[frames]
+    return sites, traces
+
+
+def _where(frames: object, by: str) -> str:
     if by == "file":
-        return short_path(frames[0].filename)  # type: ignore[attr-defined]
-    if by == "lineno":
-        f = frames[0]
-        return f"{short_path(f.filename)}:{f.lineno}"  # type: ignore[attr-defined]
-    return " <- ".join(f"{short_path(f.filename)}:{f.lineno}" for f in frames)  # type: ignore[attr-defined]
+        return short_path(str(frames))
+    return " <- ".join(f"{short_path(f)}:{n}" for f, n in frames)  # type: ignore[attr-defined]
 
 
 class Profiler:
@@ -637,8 +848,12 @@ class Profiler:
     ``interval`` seconds between samples (default 0.1 = 10 Hz; ``None``: no
     thread, call :meth:`sample` yourself). ``trace=True`` starts tracemalloc
     with ``frames`` frames per traceback (stopped again at :meth:`stop` only
-    if the profiler started it). ``uss=True`` also samples USS. *reader* and
-    *clock* are injectable for tests (see :class:`hivemem.testing.FakeReader`).
+    if the profiler started it); with ``peak_sites=True`` (the default) the
+    sampler then also keeps a ``"peak"`` snapshot while traced memory is high,
+    and :meth:`report` lists the allocation sites of the snapshot nearest the
+    traced peak (docs/profiler.md, "Allocation sites at the peak").
+    ``uss=True`` also samples USS. *reader* and *clock* are injectable for
+    tests (see :class:`hivemem.testing.FakeReader`).
 
     >>> with hivemem.Profiler(trace=True) as prof:   # doctest: +SKIP
     ...     work()
@@ -655,28 +870,27 @@ class Profiler:
         frames: int = 1,
         uss: bool = False,
         max_samples: int = 100_000,
+        peak_sites: bool = True,
         reader: object = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        from hivemem import _validate
         from hivemem._errors import InvalidArgument
 
-        if interval is not None and (
-            isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0
-        ):
-            raise InvalidArgument(f"interval must be a positive number of seconds or None, got {interval!r}")
-        for name, value in (("trace", trace), ("uss", uss)):
+        interval = _validate.seconds("interval", interval, allow_none=True)
+        _validate.callable_or_none("clock", clock)
+        for name, value in (("trace", trace), ("uss", uss), ("peak_sites", peak_sites)):
             if not isinstance(value, bool):
-                raise InvalidArgument(f"{name} must be True or False, got {value!r}")
-        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-            raise InvalidArgument(f"frames must be an integer >= 1, got {frames!r}")
-        if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 16:
-            raise InvalidArgument(f"max_samples must be an integer >= 16, got {max_samples!r}")
+                raise InvalidArgument(f"{name}={_validate.show(value)}: expected True or False")
+        frames = _validate.count("frames", frames, maximum=_MAX_FRAMES)  # type: ignore[assignment]
+        max_samples = _validate.count("max_samples", max_samples, minimum=16)  # type: ignore[assignment]
         if reader is not None and not (
             callable(getattr(reader, "rss", None)) and callable(getattr(reader, "usage", None))
         ):
             raise InvalidArgument(f"reader {reader!r} must have rss() and usage() methods")
-        self.interval = None if interval is None else float(interval)
+        self.interval = interval
         self.trace = trace
+        self.peak_sites = peak_sites
         self.frames = frames
         self.uss = uss
         self.max_samples = max_samples
@@ -695,10 +909,25 @@ class Profiler:
         self._blocks = array.array("q")
         self._gc = array.array("q")
         self._marks: list[tuple[float, str]] = []
-        self._snapshots: dict[str, tuple[float, object]] = {}
+        self._snapshots: dict[str, _Sites] = {}
+        self._peak_plateau = sys.maxsize  # ... and above which it keeps one where growth stops
+        self._sample_prev = (0, 0)  # traced bytes and snapshot count at the previous sample
+        self._check_prev = (0, 0, 0.0)  # ... and thread CPU time at the previous check_peak(sampled=True)
+        self._peak_next = sys.maxsize  # traced bytes above which the sampler keeps a new "peak" snapshot
+        self._peak_busy = _thread.allocate_lock()
+        self._peak_threads: set[int] = set()  # threads in _peak_snapshot (a signal may nest a call)
+        self._snap_cpu = 0.0  # CPU seconds spent taking the automatic "peak" snapshots
+        self._snap_count = 0
+        self._snap_rss = 0  # the most RSS a snapshot's copy of the traces held at once
+        self._snap_error: str | None = None
+        self._tm_max = 0  # the most memory tracemalloc used for itself, read at each "peak" snapshot
+        self._snap_skipped: str | None = None
+        self._copy_per_trace = _COPY_PER_TRACE
+        self._limit = 0
         self._stride = 1
         self._tick = 0
         self._t0 = 0.0
+        self._cpu0 = 0.0
         self._wall0 = 0.0
         self._t_end: float | None = None
         self._started_tracing = False
@@ -734,6 +963,7 @@ class Profiler:
             tracemalloc.reset_peak()
         self._peak_reset = self._reset_rss_peak()
         self._t0 = self._clock()
+        self._cpu0 = time.process_time()
         self._wall0 = time.time()
         self._running = True
         _live.append(weakref.ref(self))
@@ -748,6 +978,14 @@ class Profiler:
             thread.start()
         if tracemalloc.is_tracing() and self.trace:
             self.snapshot("start")  # after the thread started, so its own allocations are not "growth"
+            if self.peak_sites and self._reader is None:
+                try:
+                    from hivemem._limits import memory_limit
+
+                    self._limit = memory_limit().bytes
+                except Exception:  # no limit known: only the CPU budget bounds the snapshots
+                    self._limit = 0
+            self._arm_peak(self._snapshots["start"].traced)
         return self
 
     def stop(self) -> Profiler:
@@ -760,11 +998,12 @@ class Profiler:
             self._stop_flag.set()  # type: ignore[attr-defined]
             self._thread.join()  # type: ignore[attr-defined]
             self._thread = None
-        self.sample()
+        self.sample(_peak=False)
         self._t_end = self._clock()
+        # the peaks first: the "stop" snapshot's own copy of the traces must not count
+        self._peak_at_stop = self._read_peak()
         if self.trace and tracemalloc.is_tracing():
             self.snapshot("stop")
-        self._peak_at_stop = self._read_peak()
         self._unsubscribe()
         if self._started_tracing:
             self._tm_memory = tracemalloc.get_tracemalloc_memory()
@@ -783,6 +1022,8 @@ class Profiler:
         self._running = False
         self._thread = None
         self._lock = _thread.allocate_lock()
+        self._peak_busy = _thread.allocate_lock()
+        self._peak_threads = set()
 
     def _run(self, stop: object) -> None:
         wait = stop.wait  # type: ignore[attr-defined]
@@ -838,14 +1079,37 @@ class Profiler:
         at = times[rss.index(sampled)] if sampled is not None else None
         if self._peak_reset is True:
             source = "kernel VmHWM since start (hivemem.reset_peak)"
+            if self._snap_rss >= _PEAK_MIN_STEP:
+                source += (
+                    f"; includes up to {format_size(self._snap_rss)} that tracemalloc's copy of the "
+                    "traces held while a peak snapshot was taken"
+                )
         else:
             source = f"not exact: {self._peak_reset or 'profiler never started'}; see sampled_rss"
-        return Peak(rss=kernel, rss_source=source, traced=traced, sampled_rss=sampled, sampled_at=at)
+        label = self._sites_label()
+        snap = self._snapshots.get(label) if label is not None else None
+        return Peak(
+            rss=kernel,
+            rss_source=source,
+            traced=traced,
+            sampled_rss=sampled,
+            sampled_at=at,
+            sites=label,
+            sites_at=snap.at if snap is not None else None,
+            sites_traced=snap.total if snap is not None else None,
+            sites_skipped=self._snap_skipped or self._snap_error,
+        )
 
     # ------------------------------------------------------------------ sampling
 
-    def sample(self) -> None:
-        """Take one sample now (the thread calls this; call it yourself with ``interval=None``)."""
+    def sample(self, *, _peak: bool = True) -> None:
+        """Take one sample now (the thread calls this; call it yourself with ``interval=None``).
+
+        While tracing with ``peak_sites=True``, a sample that finds traced
+        memory 10% (and at least 1 MiB) above the last ``"peak"`` snapshot
+        takes a new one, so the allocation sites at the traced peak are kept
+        after the program frees them.
+        """
         import _tracemalloc
 
         reader = self._reader
@@ -875,6 +1139,126 @@ class Profiler:
                 self._gc.append(stats[g]["collections"] if g < len(stats) else 0)
             if len(self._t) >= self.max_samples:
                 self._decimate()
+        if _peak and traced != _MISSING:
+            prev, self._sample_prev = self._sample_prev, (traced, self._snap_count)
+            if self._peak_due(traced, prev):
+                self._peak_snapshot(now, rss, blocks)
+
+    def check_peak(self, *, sampled: bool = False) -> bool:
+        """Keep a ``"peak"`` snapshot now if traced memory is a quarter above the last one.
+
+        Call it where you know memory is high. With ``sampled=True`` it judges
+        as the sampling thread does (doubled since the last snapshot, or grown
+        by a quarter and no longer growing since the previous sampled call
+        while this thread ran 5 ms of CPU): ``hivemem run --profile`` calls it
+        so from a CPU-time signal handler, which sees a peak the main thread
+        holds for a few milliseconds after a long C call. Returns whether a
+        snapshot was kept. It never raises; it waits for a snapshot another
+        thread is taking (the memory it wants to see stays alive meanwhile)
+        but never for one of its own thread.
+        """
+        import _tracemalloc
+
+        if not (self._running and self.trace and self.peak_sites and _tracemalloc.is_tracing()):
+            return False
+        traced = _tracemalloc.get_traced_memory()[0]
+        if sampled:
+            cpu = time.thread_time()
+            prev_traced, prev_count, prev_cpu = self._check_prev
+            if cpu - prev_cpu < _PEAK_STILL_CPU and traced < self._peak_next:
+                return False  # too little of this thread's work since the last call to judge growth
+            self._check_prev = (traced, self._snap_count, cpu)
+            if not self._peak_due(traced, (prev_traced, prev_count)):
+                return False
+        elif traced < self._peak_plateau:
+            return False
+        # A signal handler that interrupted its own thread inside ``with self._lock`` would wait for
+        # itself: wait briefly (another thread holds it for microseconds), then give up.
+        if not self._lock.acquire(timeout=_LOCK_WAIT):
+            return False
+        self._lock.release()
+        before = self._snap_count
+        try:
+            now, rss = self._clock() - self._t0, self._rss_now()
+            self._peak_snapshot(now, rss, sys.getallocatedblocks(), wait=True)
+        except Exception:  # never raise into the caller, least of all a signal handler
+            return False
+        return self._snap_count > before and self._snap_error is None
+
+    def _peak_due(self, traced: int, prev: tuple[int, int]) -> bool:
+        """Traced memory has doubled since the last "peak" snapshot, or grew by a quarter and stopped.
+
+        *prev* is the traced memory and the snapshot count at the caller's
+        previous look: growth is not judged across a snapshot, which holds up
+        the program while it runs.
+        """
+        if traced < self._peak_plateau:
+            return False
+        if traced >= self._peak_next:
+            return True
+        prev_traced, prev_count = prev
+        return (
+            prev_count == self._snap_count
+            and not self._peak_busy.locked()
+            and traced - prev_traced < _PEAK_STILL
+        )
+
+    def _arm_peak(self, traced: int) -> None:
+        if self.peak_sites:
+            self._peak_next = max(int(traced * _PEAK_DOUBLE), traced + _PEAK_MIN_STEP)
+            self._peak_plateau = max(int(traced * _PEAK_PLATEAU), traced + _PEAK_MIN_STEP)
+
+    def _peak_snapshot(self, now: float, rss: int, blocks: int, *, wait: bool = False) -> None:
+        """Replace the ``"peak"`` snapshot with one taken now, within the budgets; never raises."""
+        program_cpu = time.process_time() - self._cpu0 - self._snap_cpu
+        if self._snap_cpu > _PEAK_CPU_SHARE * max(program_cpu, 0.0) + _PEAK_CPU_GRACE:
+            self._snap_skipped = "its CPU budget was spent"
+            return  # a later sample tries again, as long as memory is still this high
+        limit = self._limit
+        if limit and rss + blocks * self._copy_per_trace > _LIMIT_SHARE * limit:
+            self._snap_skipped = (
+                f"copying {blocks:,} traces at {self._copy_per_trace} bytes each would pass "
+                f"{_LIMIT_SHARE:.0%} of the memory limit of {format_size(limit)}"
+            )
+            return
+        me = _thread.get_ident()
+        if me in self._peak_threads:
+            return  # a signal handler interrupted this thread's own snapshot (or its start)
+        self._peak_threads.add(me)  # before acquiring: a nested call in this thread must never wait
+        try:
+            if wait:
+                if not self._peak_busy.acquire(timeout=_SNAPSHOT_WAIT):
+                    return
+                import _tracemalloc
+
+                if _tracemalloc.get_traced_memory()[0] < self._peak_plateau:
+                    self._peak_busy.release()  # the snapshot we waited for already covers this
+                    return
+            elif not self._peak_busy.acquire(False):
+                return
+            self._peak_snapshot_locked()
+        finally:
+            self._peak_threads.discard(me)
+
+    def _peak_snapshot_locked(self) -> None:
+        """Take the "peak" snapshot, holding ``_peak_busy``, which this releases."""
+        try:
+            cpu0 = time.thread_time()
+            try:
+                sites = self._take("peak", peak=True)
+            except Exception as exc:  # never break the host program; the report says why sites are older
+                self._snap_error = f"{type(exc).__name__}: {exc}"
+                self._peak_next = self._peak_plateau = sys.maxsize
+            else:
+                self._arm_peak(sites.traced)
+                self._snap_skipped = None
+                if sites.traces and sites.held > 0:
+                    self._copy_per_trace = max(_COPY_PER_TRACE, sites.held // sites.traces)
+            finally:
+                self._snap_cpu += time.thread_time() - cpu0
+                self._snap_count += 1
+        finally:
+            self._peak_busy.release()
 
     def _decimate(self) -> None:
         for name in ("_t", "_rss", "_uss", "_traced", "_blocks"):
@@ -928,31 +1312,59 @@ class Profiler:
     # ------------------------------------------------------------------ snapshots
 
     def snapshot(self, label: str | None = None) -> str:
-        """Keep a tracemalloc snapshot under *label* (default ``"snapshot N"``); returns the label."""
+        """Keep a tracemalloc snapshot under *label* (default ``"snapshot N"``); returns the label.
+
+        Only its allocation sites are kept (bytes and blocks per traceback),
+        not the traces. ``"start"``, ``"stop"`` and ``"peak"`` are the labels
+        the profiler uses itself.
+        """
         import tracemalloc
 
         if not tracemalloc.is_tracing():
             from hivemem._errors import Unavailable
 
             raise Unavailable("tracemalloc is not tracing: use Profiler(trace=True) or tracemalloc.start()")
-        snap = tracemalloc.take_snapshot().filter_traces(
-            (
-                tracemalloc.Filter(False, tracemalloc.__file__),
-                tracemalloc.Filter(False, os.path.join(os.path.dirname(__file__), "*")),
-            )
-        )
+        if label is None:
+            with self._lock:
+                label = f"snapshot {len(self._snapshots) + 1}"
+        self._take(str(label))
+        return str(label)
+
+    def _take(self, label: str, *, peak: bool = False) -> _Sites:
+        sites = _take_sites(self._clock() - self._t0, self._rss_now if peak else None)
+        if peak:
+            import tracemalloc
+
+            self._snap_rss = max(self._snap_rss, sites.held)
+            self._tm_max = max(self._tm_max, tracemalloc.get_tracemalloc_memory())
+            if sites.left >= _PEAK_MIN_STEP and self._reader is None:
+                # tracemalloc copies the traces with malloc (about 160 bytes each, measured): give
+                # the pages back rather than leave the profiled program's RSS inflated.
+                from hivemem._native import malloc_trim, trim_unavailable_reason
+
+                if trim_unavailable_reason() is None:
+                    malloc_trim(0)
         with self._lock:
-            name = label if label is not None else f"snapshot {len(self._snapshots) + 1}"
-            self._snapshots[name] = (self._clock() - self._t0, snap)
-            self._marks.append((self._snapshots[name][0], f"snapshot {name}"))
-        return name
+            self._snapshots.pop(label, None)  # a replaced label moves to the end: labels stay in time order
+            self._snapshots[label] = sites
+            if peak:
+                self._marks[:] = [m for m in self._marks if m[1] != "snapshot peak"]
+            self._marks.append((sites.at, f"snapshot {label}"))
+        return sites
+
+    def _rss_now(self) -> int:
+        if self._reader is None:
+            from hivemem._measure import rss
+
+            return rss()
+        return int(self._reader.rss())  # type: ignore[attr-defined]
 
     @property
     def snapshots(self) -> tuple[str, ...]:
         """Labels of the kept snapshots, oldest first."""
         return tuple(self._snapshots)
 
-    def _snap(self, label: str | None) -> tuple[str, object]:
+    def _snap(self, label: str | None) -> tuple[str, _Sites]:
         if label is None:
             if not self._snapshots:
                 if not self._running:
@@ -963,7 +1375,7 @@ class Profiler:
             else:
                 label = next(reversed(self._snapshots))
         try:
-            return label, self._snapshots[label][1]
+            return label, self._snapshots[label]
         except KeyError:
             from hivemem._errors import InvalidArgument
 
@@ -979,24 +1391,44 @@ class Profiler:
             raise InvalidArgument(f"by must be one of {', '.join(map(repr, _BY))}, got {by!r}")
 
     def top(self, n: int = 10, *, by: str = "lineno", snapshot: str | None = None) -> TopSites:
-        """The *n* largest allocation sites in a snapshot (the latest, or a new one while running)."""
+        """The *n* largest allocation sites in a snapshot (the latest, or a new one while running).
+
+        ``snapshot="peak"`` reads the one the sampler kept nearest the traced peak.
+        """
+        from hivemem import _validate
+
         self._check_by(by)
+        n = _validate.count("n", n, minimum=0)  # type: ignore[assignment]
         label, snap = self._snap(snapshot)
-        stats = snap.statistics(_KEY[by])  # type: ignore[attr-defined]
-        total = sum(s.size for s in stats)
-        rows = [(_where(s.traceback, by), s.size, s.count) for s in stats[: max(int(n), 0)]]
-        return TopSites(rows, by=by, label=label, total=total)
+        grouped = snap.grouped(by)
+        best = sorted(grouped.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:n]
+        rows = [(_where(key, by), size, count) for key, (size, count) in best]
+        return TopSites(rows, by=by, label=label, total=snap.total)
 
     def diff(self, a: str, b: str | None = None, *, by: str = "lineno", n: int = 10) -> SiteDiff:
         """What grew from snapshot *a* to snapshot *b* (default: the latest), biggest growth first."""
+        from hivemem import _validate
+
         self._check_by(by)
+        n = _validate.count("n", n, minimum=0)  # type: ignore[assignment]
         la, sa = self._snap(a)
         lb, sb = self._snap(b)
-        stats = sb.compare_to(sa, _KEY[by])  # type: ignore[attr-defined]
-        total = sum(s.size_diff for s in stats)
-        grown = [s for s in stats if s.size_diff > 0][: max(int(n), 0)]
-        rows = [(_where(s.traceback, by), s.size_diff, s.count_diff, s.size) for s in grown]
-        return SiteDiff(rows, a=la, b=lb, by=by, total_diff=total)
+        old, new = sa.grouped(by), sb.grouped(by)
+        grown = []
+        for key, (size, count) in new.items():
+            before = old.get(key, (0, 0))
+            if size > before[0]:
+                grown.append((key, size - before[0], count - before[1], size))
+        grown.sort(key=lambda r: (-r[1], -r[2]))
+        rows = [(_where(key, by), d, c, size) for key, d, c, size in grown[:n]]
+        return SiteDiff(rows, a=la, b=lb, by=by, total_diff=sb.total - sa.total)
+
+    def _sites_label(self) -> str | None:
+        """The snapshot holding the most traced bytes: the one nearest the traced peak."""
+        with self._lock:
+            if not self._snapshots:
+                return None
+            return max(self._snapshots.items(), key=lambda kv: kv[1].total)[0]
 
     # ------------------------------------------------------------------ results
 
@@ -1028,7 +1460,9 @@ class Profiler:
         short burst of growth is work, not a leak.
         """
         from hivemem._sizes import parse_size
+        from hivemem._validate import seconds
 
+        seconds("min_duration", min_duration, allow_zero=True)
         tl = self.timeline()
         values = tl.series(metric)
         times = tl.times
@@ -1052,6 +1486,8 @@ class Profiler:
             tm: int | None = tracemalloc.get_tracemalloc_memory()
         else:
             tm = getattr(self, "_tm_memory", None)
+        if tm is not None:
+            tm = max(tm, self._tm_max)
         end = self._t_end if self._t_end is not None and not self._running else self._clock()
         return Overhead(
             tracemalloc_memory=tm,
@@ -1059,13 +1495,17 @@ class Profiler:
             wall=end - self._t0,
             samples=self._tick,
             storage=storage,
+            snapshot_cpu=self._snap_cpu,
+            snapshots=self._snap_count,
+            snapshot_rss=self._snap_rss,
         )
 
     def report(self, *, top: int = 10, advice: bool = True) -> ProfileReport:
         """Everything measured, in one :class:`ProfileReport` (with evidence-backed advice)."""
         tops = growth = None
-        if self._snapshots:
-            tops = self.top(top)
+        label = self._sites_label()
+        if label is not None:
+            tops = self.top(top, snapshot=label)  # the sites at the traced peak, not after the frees
             if len(self._snapshots) >= 2:
                 growth = self.diff(next(iter(self._snapshots)), n=top)
         leak = self.leak_watch("traced") if self.trace and self._snapshots else self.leak_watch("rss")

@@ -290,9 +290,8 @@ class Registry:
             if names is None:
                 chosen = list(self._entries.values())
             else:
-                if isinstance(names, str):
-                    raise InvalidArgument(f"strategies={names!r}: expected a list of names, not one string")
-                chosen = [self._get(n) for n in dict.fromkeys(names)]
+                # Each name checked first (a list or an int among them is an unknown name, not a crash).
+                chosen = list({e.name: e for e in [self._get(n) for n in _name_list(names)]}.values())
             chosen.sort(key=lambda e: (e.priority, e.name))
             return [(e, e.name not in self._disabled) for e in chosen]
 
@@ -306,6 +305,19 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.names()!r})"
+
+
+def _name_list(names: object) -> list[object]:
+    """*names* as a list, or :class:`hivemem.InvalidArgument` when it is not a collection of names."""
+    from hivemem._validate import show
+
+    if isinstance(names, (str, bytes)):
+        raise InvalidArgument(f"strategies={show(names)}: expected a list of names, not one string")
+    try:
+        items: list[object] = list(names)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidArgument(f"strategies={show(names)}: expected a list of strategy names") from None
+    return items
 
 
 default_registry = Registry()

@@ -11,7 +11,23 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-__all__ = ["Result", "html_table", "text_table"]
+__all__ = ["PAGE_CSS", "Result", "html_page", "html_summary", "html_table", "text_table"]
+
+#: The style of every HTML page hivemem writes (profile, run, optimize, benchmark and pytest reports).
+PAGE_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#212121;
+max-width:1000px}
+h1{font-size:1.4em;margin-bottom:.3em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.hivemem-summary{font-size:1.05em;padding:8px 12px;margin:0 0 1em;border-left:4px solid #1565c0;
+background:#e3f2fd}
+.hivemem-summary.bad{border-left-color:#b00020;background:#fdecea}
+.hivemem-summary.good{border-left-color:#2e7d32;background:#e8f5e9}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;font-size:.9em}
+th{background:#f5f5f5;text-align:left}caption{text-align:left;font-weight:600;padding:4px 0}
+.leak{color:#b00020;font-weight:600}.ok{color:#2e7d32}.muted{color:#757575;font-size:.85em}
+tr.over{background:#fdd}
+svg text{font-size:11px;fill:#424242}
+"""
 
 
 class Result:
@@ -85,6 +101,38 @@ def html_table(
         for r in rows
     )
     return f"<table{klass}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html_summary(text: str, *, verdict: bool | None = None) -> str:
+    """The one-line summary every report page opens with; *verdict* colours it (None: neutral)."""
+    from html import escape
+
+    klass = "" if verdict is None else " good" if verdict else " bad"
+    return f"<p class='hivemem-summary{klass}' role='status'>{escape(text)}</p>"
+
+
+def html_page(
+    title: str, body: str, *, summary: str = "", verdict: bool | None = None, subtitle: str = ""
+) -> str:
+    """A complete, self-contained HTML page: *title*, the one-line *summary* first, then *body*.
+
+    No script, no external stylesheet, font or image: the page opens the same
+    offline, in a mail attachment or a CI artifact viewer. *body* is HTML
+    the caller has escaped; *title*, *summary* and *subtitle* are text.
+    """
+    from html import escape
+
+    head = f"<h1>{escape(title)}</h1>"
+    if summary:
+        head += html_summary(summary, verdict=verdict)
+    if subtitle:
+        head += f"<p class='muted'>{escape(subtitle)}</p>"
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{escape(title)}</title><style>{PAGE_CSS}</style></head><body>"
+        f"{head}{body}</body></html>\n"
+    )
 
 
 def short_path(filename: str) -> str:

@@ -14,20 +14,23 @@ import sys
 import time
 
 import hivemem
+from hivemem._errors import Unavailable
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 __all__ = ["NotAvailable", "Run", "RunResult", "prepare", "render_text"]
 
 REPORT_KIND = "hivemem-run"
+#: Seconds between the profiler's samples under `hivemem run --profile`.
+PROFILE_INTERVAL = 0.01
 
 
-class NotAvailable(Exception):
-    """A feature the user asked for is missing from this build or platform."""
+class NotAvailable(Unavailable):
+    """A feature the user asked for is missing from this build or platform (an ``Unavailable``)."""
 
 
 def _feature(name: str, flag: str, issue: str) -> object:
@@ -86,19 +89,31 @@ class Run:
             sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
         hivemem.reset_peak()
         start = hivemem.usage()
+        # the governor's clock is monotonic: this pair turns its event times into wall-clock times
+        data["started"], mono0 = time.time(), time.monotonic()
         governor = self._start_governor() if self.govern else None
-        profiler: Any = self._profiler_cls(trace=True) if self._profiler_cls is not None else None
+        # 100 Hz: a peak that lives 10 ms is still sampled, so its allocation sites are kept
+        profiler: Any = (
+            self._profiler_cls(trace=True, interval=PROFILE_INTERVAL) if self._profiler_cls else None
+        )
         status, error = 0, None
+        # The script's globals, kept until the report is done: in `python script.py` they live until
+        # the interpreter exits, so the "stop" snapshot and RSS at exit see what the script kept.
+        script_globals: dict[str, object] | None = None
         t0, c0 = time.perf_counter(), time.process_time()
         try:
+            stop_ticker = None
             if profiler is not None:
                 profiler.__enter__()
+                stop_ticker = _peak_ticker(profiler)
             try:
                 if module:
-                    runpy.run_module(path, run_name="__main__", alter_sys=True)
+                    script_globals = runpy.run_module(path, run_name="__main__", alter_sys=True)
                 else:
-                    runpy.run_path(path, run_name="__main__")
+                    script_globals = runpy.run_path(path, run_name="__main__")
             finally:
+                if stop_ticker is not None:
+                    stop_ticker()
                 if profiler is not None:
                     profiler.__exit__(None, None, None)
         except SystemExit as exc:
@@ -135,14 +150,51 @@ class Run:
         data["end"] = end.to_dict()
         data["peak"] = end.peak
         if governor is not None:
-            data["governor"] = _governor_summary(governor)
+            data["governor"] = _governor_summary(governor, wall_offset=data["started"] - mono0)  # type: ignore[operator]
         if self.target is not None:
             data["optimize"] = hivemem.optimize(target=self.target).to_dict()
+        del script_globals
         try:
             data["limit"] = hivemem.memory_limit().to_dict()
         except Exception as exc:  # pragma: no cover - never break the report
             data["limit"] = {"error": str(exc)}
         return RunResult(data, status, profile_report)
+
+
+def _peak_ticker(profiler: Any) -> Callable[[], None] | None:
+    """Call ``profiler.check_peak()`` every PROFILE_INTERVAL of CPU time, in the main thread.
+
+    The sampling thread cannot see a peak that the main thread builds in one
+    long C call and frees a few milliseconds later: it gets the GIL only at the
+    switch interval (5 ms). A SIGPROF handler runs at the first bytecode after
+    that C call returns, while the memory is still held. Skipped (the thread
+    still samples) where there is no ``setitimer``, off the main thread, or
+    when the script's process already uses SIGPROF.
+    """
+    import signal
+    import threading
+
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getitimer(signal.ITIMER_PROF) != (0.0, 0.0):
+        return None
+
+    def on_tick(signum: int, frame: object) -> None:
+        profiler.check_peak(sampled=True)
+
+    try:
+        previous = signal.signal(signal.SIGPROF, on_tick)
+        signal.siginterrupt(signal.SIGPROF, False)  # SA_RESTART: the script's system calls are not cut short
+        signal.setitimer(signal.ITIMER_PROF, PROFILE_INTERVAL, PROFILE_INTERVAL)
+    except (OSError, ValueError):
+        return None
+
+    def stop() -> None:
+        signal.setitimer(signal.ITIMER_PROF, 0.0, 0.0)
+        if signal.getsignal(signal.SIGPROF) is on_tick:
+            signal.signal(signal.SIGPROF, previous)
+
+    return stop
 
 
 def _exit_status(code: object) -> int:
@@ -172,23 +224,32 @@ def _to_dict(obj: object) -> object:
     return repr(obj)
 
 
-def _governor_summary(gov: object) -> dict[str, object]:
+def _governor_summary(gov: object, *, wall_offset: float) -> dict[str, object]:
+    """Stop the governor; its repr and events, each with ``wall_time`` (seconds since the epoch)."""
     stop = getattr(gov, "stop", None)
     if callable(stop):
         try:
             stop()
         except Exception:
             pass
-    events = [_to_dict(e) for e in list(getattr(gov, "events", ()) or ())]
+    events = []
+    for event in list(getattr(gov, "events", ()) or ()):
+        entry = _to_dict(event)
+        if isinstance(entry, dict) and isinstance(entry.get("time"), (int, float)):
+            entry["wall_time"] = entry["time"] + wall_offset
+        events.append(entry)
     return {"repr": repr(gov), "events": events}
 
 
 def prepare(
     *, govern: bool = False, profile: bool = False, target: int | None = None, interval: float | None = None
 ) -> Run:
-    """Check the options and find the features; raises :class:`NotAvailable` for a missing one."""
-    if interval is not None and not interval > 0:
-        raise NotAvailable(f"--interval {interval!r}: expected a number of seconds > 0")
+    """Check the options and find the features; raises :class:`NotAvailable` for a missing one and
+    :class:`hivemem.InvalidArgument` for a bad interval."""
+    from hivemem import _validate
+
+    if interval is not None:
+        interval = _validate.seconds("--interval", interval)
     return Run(govern=govern, profile=profile, target=target, interval=interval)
 
 
@@ -221,6 +282,40 @@ def render_text(report: dict[str, Any]) -> str:
         )
         if opt.get("explanation"):
             lines.append(f"  why: {opt['explanation']}")
-    if isinstance(report.get("profile"), dict):
-        lines.append("  profile: recorded (see the JSON or HTML report)")
+    profile = report.get("profile")
+    if isinstance(profile, dict):
+        lines += _profile_lines(profile)
     return "\n".join(lines)
+
+
+def _profile_lines(profile: dict[str, Any], n: int = 5) -> list[str]:
+    """The top allocation sites at the traced peak, with the snapshot they come from."""
+    if profile.get("error"):
+        return [f"  profile: failed ({profile['error']})"]
+    peak = profile.get("peak") or {}
+    top = profile.get("top") or {}
+    rows = top.get("rows") or []
+    if not rows:
+        return ["  profile: no allocation sites recorded"]
+    traced = peak.get("traced")
+    head = f"  top allocation sites in snapshot {top.get('label')!r}"
+    if peak.get("sites_at") is not None:
+        head += f" at {float(peak['sites_at']):.2f} s"
+    head += f", {format_size(top.get('total'))} traced"
+    if isinstance(traced, int) and traced:
+        head += f" (exact traced peak {format_size(traced)})"
+    if peak.get("sites_skipped"):
+        head += f"; a later snapshot was skipped: {peak['sites_skipped']}"
+    lines = [head + ":"]
+    over = profile.get("overhead") or {}
+    own = []
+    if over.get("tracemalloc_memory"):
+        own.append(f"tracemalloc {format_size(over['tracemalloc_memory'])}")
+    if over.get("snapshot_rss"):
+        own.append(f"up to {format_size(over['snapshot_rss'])} while a peak snapshot was taken")
+    if own:
+        lines.insert(0, f"  the RSS figures include the profiler's own memory: {', '.join(own)}")
+    for row in rows[:n]:
+        size, count = format_size(row.get("size")), int(row.get("count") or 0)
+        lines.append(f"    {size:>10}  {count:>9,} blocks  {row.get('where')}")
+    return lines

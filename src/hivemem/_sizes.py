@@ -30,6 +30,15 @@ _UNITS = {
     "tib": 2**40,
 }
 _NUMBER_CHARS = frozenset("0123456789._")
+#: The largest size parse_size() accepts: what a C ``ssize_t`` holds (8 EiB). Every real limit
+#: fits; anything larger would overflow the first float or C conversion it met downstream.
+MAX_BYTES = 2**63 - 1
+
+
+def _bounded(value: object, nbytes: int) -> int:
+    if nbytes > MAX_BYTES:
+        raise InvalidSize(value, "too large: more than 8 EiB (2**63 - 1 bytes)")
+    return nbytes
 
 
 def _whole_bytes(value: object, number: float, scale: int) -> int:
@@ -40,7 +49,7 @@ def _whole_bytes(value: object, number: float, scale: int) -> int:
     scaled = number * scale
     if math.isinf(scaled):  # 1e308 TB: finite number, infinite bytes
         raise InvalidSize(value, "too large")
-    return round(scaled)
+    return _bounded(value, round(scaled))
 
 
 def parse_size(value: object) -> int:
@@ -52,8 +61,9 @@ def parse_size(value: object) -> int:
     Units are case-insensitive and binary (``1 MB == 2**20``).
 
     Raises :class:`hivemem.InvalidSize` (a ``ValueError``) for anything else,
-    naming the value: negative numbers, NaN, infinity, ``bool``, unknown
-    units, empty strings and other types.
+    naming the value: negative numbers, NaN, infinity, sizes above
+    ``MAX_BYTES`` (2**63 - 1), ``bool``, unknown units, empty strings and
+    other types.
 
     >>> parse_size("1.5 GiB")
     1610612736
@@ -65,7 +75,7 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         if value < 0:
             raise InvalidSize(value, "negative")
-        return value
+        return _bounded(value, int(value))
     if isinstance(value, float):
         return _whole_bytes(value, value, 1)
     if not isinstance(value, str):
@@ -82,11 +92,12 @@ def parse_size(value: object) -> int:
     if scale is None:
         raise InvalidSize(value, f"unknown unit {text[end:].strip()!r}")
     try:
-        if "." not in number_text:  # exact for integers of any size
-            return int(number_text) * scale
-        number = float(number_text)
+        whole = int(number_text) if "." not in number_text else None  # exact for integers of any size
+        number = float(number_text) if whole is None else 0.0
     except ValueError:
         raise InvalidSize(value, "malformed number") from None
+    if whole is not None:
+        return _bounded(value, whole * scale)
     return _whole_bytes(value, number, scale)
 
 
@@ -94,19 +105,43 @@ def mib_to_bytes(value: object, *, name: str = "target_mb") -> int:
     """Convert a number of MiB (``target_mb=`` style arguments) to bytes."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidSize(value, f"{name} must be a number of MiB")
-    return _whole_bytes(value, float(value), 2**20)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float's range
+        raise InvalidSize(value, f"{name}: too large") from None
+    return _whole_bytes(value, number, 2**20)
 
 
 def format_size(nbytes: float | None, *, signed: bool = False) -> str:
     """Format a byte count for people: ``format_size(432_000_000) == '412.0 MiB'``.
 
-    ``None`` formats as ``'n/a'``. With ``signed=True`` a leading ``+`` marks
-    positive values (used for "freed" columns).
+    ``None`` (and a NaN or infinite float) formats as ``'n/a'``. With
+    ``signed=True`` a leading ``+`` marks positive values (used for "freed"
+    columns). Anything but a number, or a number beyond a float's range,
+    raises :class:`hivemem.InvalidArgument`.
     """
+    if not isinstance(signed, bool):
+        from hivemem._errors import InvalidArgument
+        from hivemem._validate import show
+
+        raise InvalidArgument(f"signed={show(signed)}: expected True or False")
     if nbytes is None:
         return "n/a"
-    sign = "-" if nbytes < 0 else ("+" if signed and nbytes > 0 else "")
-    size = abs(float(nbytes))
+    try:
+        if isinstance(nbytes, (bool, str, bytes, bytearray)):
+            raise TypeError
+        value = float(nbytes)  # numpy integers and floats are fine too
+    except (TypeError, ValueError, OverflowError):
+        from hivemem._errors import InvalidArgument
+        from hivemem._validate import show
+
+        raise InvalidArgument(
+            f"nbytes={show(nbytes)}: expected a number of bytes (within a float's range)"
+        ) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        return "n/a"
+    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
+    size = abs(value)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024:
             return f"{sign}{size:.0f} {unit}" if unit == "B" else f"{sign}{size:.1f} {unit}"

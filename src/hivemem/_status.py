@@ -11,17 +11,25 @@ from __future__ import annotations
 import os
 import sys
 
+from hivemem._errors import InvalidArgument, Unavailable
 from hivemem._sizes import format_size
 
 __all__ = ["NoSuchProcess", "NotAvailable", "collect", "render"]
 
+# The memory rlimits listed for every process: /proc/PID/limits label -> name.
+_RLIMITS = (
+    ("Max address space", "RLIMIT_AS"),
+    ("Max resident set", "RLIMIT_RSS"),
+    ("Max data size", "RLIMIT_DATA"),
+)
 
-class NoSuchProcess(Exception):
-    """The PID does not name a running process (or cannot be read)."""
+
+class NoSuchProcess(InvalidArgument):
+    """The PID does not name a running process (or cannot be read): a :class:`hivemem.InvalidArgument`."""
 
 
-class NotAvailable(Exception):
-    """This platform has neither /proc nor psutil."""
+class NotAvailable(Unavailable):
+    """This platform has neither /proc nor psutil: a :class:`hivemem.Unavailable`."""
 
 
 def _read(path: str) -> str | None:
@@ -62,16 +70,18 @@ def _mappings(pid: int, top: int) -> list[dict[str, object]]:
     return [{"name": n, "rss": r, "swap": s, "regions": k} for n, (r, s, k) in rows]
 
 
-def _rlimits(pid: int) -> dict[str, int]:
+def _rlimits(pid: int) -> dict[str, dict[str, int | None]]:
+    """The memory rlimits of *pid* from ``/proc/PID/limits``: soft and hard bytes, ``None`` = unlimited."""
     text = _read(f"/proc/{pid}/limits") or ""
-    out: dict[str, int] = {}
+    out: dict[str, dict[str, int | None]] = {}
     for line in text.splitlines():
-        for label, key in (("Max address space", "RLIMIT_AS"), ("Max resident set", "RLIMIT_RSS")):
+        for label, key in _RLIMITS:
             if line.startswith(label):
-                soft = line[len(label) :].split()[0]
-                if soft.isdigit():
-                    out[key] = int(soft)
-    return out
+                fields = line[len(label) :].split()
+                if len(fields) >= 2:
+                    soft, hard = (int(v) if v.isdigit() else None for v in fields[:2])
+                    out[key] = {"soft": soft, "hard": hard}
+    return {key: out[key] for _, key in _RLIMITS if key in out}
 
 
 def _psi(path: str) -> dict[str, float] | None:
@@ -97,7 +107,7 @@ def _limit(pid: int) -> dict[str, object]:
         limit = memory_limit()
         out.update(limit.to_dict())
         if pid != os.getpid():
-            out["note"] = "same cgroup as this hivemem process; its own rlimits are listed separately"
+            out["note"] = "same cgroup as this hivemem process; its own rlimits are listed below"
         group = cgroup_dirs().get("v2")
         if group:
             out["cgroup_psi"] = _psi(os.path.join(group, "memory.pressure"))
@@ -144,8 +154,9 @@ def _python_facts() -> dict[str, object]:
 
 def collect(pid: int, *, top: int = 5) -> dict[str, object]:
     """Everything ``hivemem status`` shows, as a JSON-safe dict (sizes in bytes)."""
-    if top < 0:
-        raise NoSuchProcess(f"--top {top}: expected 0 or more")
+    from hivemem import _validate
+
+    _validate.count("--top", top, minimum=0)
     if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
         return _collect_psutil(pid)
     status = _read(f"/proc/{pid}/status")
@@ -220,6 +231,15 @@ def _collect_psutil(pid: int) -> dict[str, object]:  # pragma: no cover - not Li
     }
 
 
+def _soft_hard(value: object) -> str:
+    def one(v: object) -> str:
+        return "unlimited" if v is None else format_size(v)  # type: ignore[arg-type]
+
+    if isinstance(value, dict):
+        return f"soft={one(value.get('soft'))} hard={one(value.get('hard'))}"
+    return one(value)
+
+
 def render(info: dict[str, object]) -> str:
     """The terminal table ``hivemem status`` prints."""
     usage = info["usage"]
@@ -242,7 +262,7 @@ def render(info: dict[str, object]) -> str:
         lines.append(f"          ({limit['note']})")
     rl = limit.get("rlimits")
     if isinstance(rl, dict) and rl:
-        lines.append("          " + "  ".join(f"{k}={format_size(v)}" for k, v in rl.items()))
+        lines.append("  rlimits " + "  ".join(f"{k} {_soft_hard(v)}" for k, v in rl.items()))
     share = pressure.get("share")
     if isinstance(share, float):
         level = pressure.get("level")

@@ -17,17 +17,29 @@ Returns: whole pymalloc arenas (to the OS, via ``munmap``) and malloc pages
 Does nothing (skips with the reason) when no container is registered;
 when pymalloc holds less than 16 MiB of free space or it is under 20% of
 the arenas (dense data: rebuilding would cost a second copy and return
-nothing, and in MEMORY-FACTS made RSS worse); when the serialized copy would
-take RSS past the ceiling (the memory limit, or RSS plus the memory the
-system has available, minus 5% or 64 MiB of headroom), checked at every
-64 KiB frame while serializing; for a container that cannot be pickled, whose
-items are also referenced elsewhere (they would be copied, not moved),
-whose lock is held, or that has no lock while other Python threads run.
+nothing, and made RSS worse in a measured case, docs/containers.md); when
+the serialized copy would take RSS past the ceiling (the memory limit, RSS
+plus the memory the system has available, or RSS plus the address space
+left under ``RLIMIT_AS``, minus 5% or 64 MiB of headroom), checked at every
+64 KiB frame while serializing; for a container that cannot be pickled, or
+whose pickle does not load back; whose objects (at any depth) are also
+referenced from elsewhere or weakly referenced (they would be copied, not
+moved); whose lock is held, or that has no lock while other Python threads
+run; when the address space for the whole reload cannot be reserved.
+
+Nothing can be lost (docs/containers.md, "Nothing lost"): every container
+is proved rebuildable before any is emptied, all come back from one load,
+an exception at any point puts every container back, signals are deferred
+(main thread) until the pass ends, and ``fork()`` waits for it.
 
 Cost: a pickle round-trip of the registered data plus a full collection:
-~0.15 s for 40k dicts, ~2.7 s for 2M rows of 4 strings, here. Runs at
-AGGRESSIVE only: while it runs the containers are briefly empty (safe
-under their lock, or with no other thread) and objects get new identities.
+~0.15 s for 40k dicts, ~2.7 s for 2M rows of 4 strings, here; the safety
+checks add a walk of the objects (``survey_seconds``, about the time of the
+serialization) and, only for classes that run code of their own when
+loaded, a trial load (``verified``); ``benchmarks/bench_compaction_safety.py``
+measures both. Runs at AGGRESSIVE only: while it runs the containers are
+briefly empty (safe under their lock, or with no other thread) and objects
+get new identities.
 """
 
 from __future__ import annotations
@@ -51,8 +63,32 @@ def _available() -> int | None:
     return None
 
 
+def _address_space_left() -> int | None:
+    """Bytes of address space left under ``RLIMIT_AS`` (``None``: no such limit, or unknown).
+
+    ``RLIMIT_AS`` counts every mapping (``VmSize``), not RSS: a process far
+    under it in RSS can still be out of address space.
+    """
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, AttributeError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmSize:"):
+                    return max(soft - int(line.split()[1]) * 1024, 0)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def ceiling(ctx: StrategyContext) -> int | None:
-    """The RSS that the serialized copy must not push the process past."""
+    """The RSS that the serialized and verification copies must not push the process past."""
     rss = ctx.rss()
     bounds = []
     if ctx.limit is not None:
@@ -60,6 +96,9 @@ def ceiling(ctx: StrategyContext) -> int | None:
     avail = _available()
     if avail is not None:
         bounds.append(rss + avail)
+    left = _address_space_left()
+    if left is not None:
+        bounds.append(rss + left)
     if not bounds:
         return None
     bound = min(bounds)

@@ -22,6 +22,12 @@ Does nothing when no container is registered, when a container's lock is
 held, or when it was registered without a lock while other Python threads
 run (each is skipped with the reason).
 
+Never loses an item (docs/containers.md, "Nothing lost"): every swap is one
+store through the base type's ``__setitem__`` (a subclass's validation does
+not run for an equal value); ``keys=True`` builds the merged dict aside and
+swaps it in at once, redone if interrupted; signals wait for the pass (main
+thread) and stop it between two containers; a fork waits for it.
+
 Cost: one dict lookup per string (~0.1 us) plus a temporary table of the
 distinct values, at most 1M entries (~40 MB); beyond that only values
 already in the table are merged. Runs at MODERATE: it changes no value and
