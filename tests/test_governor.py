@@ -142,7 +142,7 @@ def test_absolute_thresholds_only_create_the_levels_named(reader: FakeReader, re
         ({"target": "1500MB", "budget": 0.5}, "target 1.5 GiB is above"),
         ({"escalation": "panic"}, "escalation='panic'"),
         ({"escalation": "callback"}, "needs on_escalate"),
-        ({"on_escalate": 5}, "not callable"),
+        ({"on_escalate": 5}, "on_escalate=5: expected a callable"),
         ({"exit_code": 300}, "exit_code=300"),
         ({"cpu_budget": 0}, "cpu_budget=0"),
         ({"cpu_budget": 1.5}, "cpu_budget=1.5"),
@@ -155,6 +155,38 @@ def test_absolute_thresholds_only_create_the_levels_named(reader: FakeReader, re
         ({"level_aggressiveness": {"normal": "cheap"}}, "nothing runs at NORMAL"),
         ({"limit": "lots"}, "limit: invalid size"),
         ({"spike_window": 0}, "spike_window=0"),
+        ({"interval": float("inf")}, "interval=inf"),
+        ({"interval": float("nan")}, "interval=nan"),
+        ({"interval": 10**30}, "interval=1000000000000000000000000000000"),
+        ({"interval": 10**400}, "interval=1000"),
+        ({"interval": 0}, "interval=0"),
+        ({"interval": True}, "interval=True"),
+        ({"max_interval": float("inf")}, "max_interval=inf"),
+        ({"min_interval": 0}, "min_interval=0"),
+        ({"min_interval": 2.0}, "min_interval=2.0"),
+        ({"interval": 0.5, "max_interval": 0.2}, "max_interval=0.2 is below interval=0.5"),
+        ({"spike_window": float("inf")}, "spike_window=inf"),
+        ({"cpu_window": float("inf")}, "cpu_window=inf"),
+        ({"cpu_budget": float("nan")}, "cpu_budget=nan"),
+        ({"psi": 0}, "psi=0"),
+        ({"psi": 1}, "psi=1"),
+        ({"notify": 0}, "notify=0"),
+        ({"notify": "yes"}, "notify='yes'"),
+        ({"adaptive": 1}, "adaptive=1"),
+        ({"exit_code": True}, "exit_code=True"),
+        ({"exit_code": -1}, "exit_code=-1"),
+        ({"max_events": 0}, "max_events=0"),
+        ({"max_events": 10**12}, "max_events=1000000000000"),
+        ({"retry_every": 2.5}, "retry_every=2.5"),
+        ({"switch_interval": 0}, "switch_interval=0"),
+        ({"switch_interval": 1.0}, "switch_interval=1.0"),
+        ({"headroom": 1.5}, "headroom="),
+        ({"headroom": "2000MB"}, "headroom='2000MB'"),
+        ({"never_demote": [1, 2]}, "list of strategy names"),
+        ({"never_demote": [[1]]}, "list of strategy names"),
+        ({"level_aggressiveness": ["high"]}, "level_aggressiveness=\\['high'\\]: expected a dict"),
+        ({"clock": 5}, "clock=5: expected a callable"),
+        ({"cpu_clock": "now"}, "cpu_clock='now': expected a callable"),
     ],
 )
 def test_impossible_settings_fail_at_construction(
@@ -164,6 +196,24 @@ def test_impossible_settings_fail_at_construction(
     kwargs.setdefault("limit", "1000MB")
     with pytest.raises(hivemem.InvalidArgument, match=match):
         MemoryGovernor(reader=reader, registry=registry, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_bad_min_yield_is_an_invalid_size(reader: FakeReader, registry: Registry) -> None:
+    """min_yield is a size: a bad one raises InvalidSize naming the option."""
+    with pytest.raises(hivemem.InvalidSize, match="min_yield"):
+        MemoryGovernor(reader=reader, registry=registry, limit="1000MB", min_yield="lots")
+
+
+def test_interval_keeps_its_meaning_and_pacing_defaults(reader: FakeReader, registry: Registry) -> None:
+    """interval alone caps every wait; left out, waits run 2 ms-1 s at NORMAL and up to 0.1 s above."""
+    fixed = MemoryGovernor(reader=reader, registry=registry, limit="1000MB", interval=0.05)
+    assert (fixed.min_interval, fixed.interval, fixed.max_interval) == (0.002, 0.05, 0.05)
+    paced = MemoryGovernor(reader=reader, registry=registry, limit="1000MB")
+    assert (paced.min_interval, paced.interval, paced.max_interval) == (0.002, 0.1, 1.0)
+    both = MemoryGovernor(reader=reader, registry=registry, limit="1000MB", interval=0.2, max_interval=5)
+    assert (both.interval, both.max_interval) == (0.2, 5.0)
+    tiny = MemoryGovernor(reader=reader, registry=registry, limit="1000MB", interval=0.001)
+    assert tiny.min_interval == 0.001
 
 
 LEVELS = {M: (700, 600), H: (800, 700), C: (950, 850)}

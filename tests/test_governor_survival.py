@@ -176,7 +176,8 @@ ITEMS, WORK = 300, 6
 
 @pytest.mark.slow
 def test_governor_keeps_a_growing_cache_alive_under_a_real_limit() -> None:
-    """200 MiB cgroup, 300 MiB of cache: killed or MemoryError without; same digest with; recovery < 5 s."""
+    """200 MiB cgroup, 300 MiB of cache: killed or MemoryError without; same digest with; the app's
+    CRITICAL-only strategy ran; any CRITICAL episode ends within 5 s."""
     reference = run_survival("-", govern=False, items=ITEMS, work=WORK)
     assert reference["returncode"] == 0, reference["stderr"]
     with memory_cgroup(LIMIT) as procs:
@@ -187,6 +188,57 @@ def test_governor_keeps_a_growing_cache_alive_under_a_real_limit() -> None:
     assert governed["returncode"] == 0, governed["stderr"]
     assert governed["digest"] == reference["digest"]
     assert governed["budget"] == LIMIT and "cgroup v1" in str(governed["limit_source"])
-    recoveries = recovery_times(governed["events"])  # type: ignore[arg-type]
-    assert recoveries, "the workload never reached CRITICAL: the test would prove nothing"
-    assert max(recoveries) < 5.0
+    events: list[dict[str, object]] = governed["events"]  # type: ignore[assignment]
+    critical_passes = [e for e in events if e["kind"] == "act" and e["data"]["pass_level"] == "critical"]  # type: ignore[index]
+    # The app's strategy runs at CRITICAL only: the workload needed it. The governor usually runs those
+    # passes ahead of the level (growth projected), so CRITICAL itself may never be entered; when it
+    # is, it is left within 5 s.
+    assert critical_passes, "no CRITICAL pass ran: the test would prove nothing"
+    recoveries = recovery_times(events)
+    assert all(r < 5.0 for r in recoveries)
+
+
+# ----------------------------------------------------------------------------- the survival matrix
+
+#: One smaller variant of each class of tests/survival_workloads.py, in a 256 MiB group (the
+#: benchmark runs the full matrix, 10 times each, and more variants: benchmarks/bench_survival.py).
+_256 = {"limit_mib": 256}
+SMALL = {
+    "cpu": {"kind": "cpu", "size": 2**20, "rate_mib_s": 500, "total_mib": 700} | _256,
+    "sleepy": {"kind": "sleepy", "size": 512 * 1024, "pause": 0.0005, "total_mib": 700} | _256,
+    "strs": {"kind": "strs", "size": 2048, "size2": 6144, "total_mib": 700} | _256,
+    "threads": {"kind": "threads", "size": 256 * 1024, "threads": 4, "total_mib": 700} | _256,
+    "burst": {"kind": "burst", "size": 2**20, "idle": 1.0, "total_mib": 500} | _256,
+    "unfreeable": {
+        "kind": "unfreeable",
+        "size": 2**20,
+        "rate_mib_s": 500,
+        "total_mib": 700,
+        "limit_mib": 256,
+    },
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_default_governor_survives_each_growth_class(name: str) -> None:
+    """hivemem.govern() with default settings: each class finishes with the unconstrained answers, and
+    unfreeable growth with escalation='raise' ends in MemoryLimitExceeded below the limit, not SIGKILL."""
+    from .survival_workloads import NoGroup, limit_of, run, run_limited
+
+    params = SMALL[name]
+    try:
+        governed = run_limited(params, govern=True)
+    except NoGroup as exc:
+        pytest.skip(str(exc))
+    if name == "unfreeable":
+        assert governed["returncode"] == 0, governed.get("stderr")
+        assert governed.get("raised") == "MemoryLimitExceeded"
+        assert int(governed["usage"]) < limit_of(params) == governed["limit"]  # type: ignore[call-overload]
+        assert governed.get("report")  # the last pass's report travels with the exception
+        return
+    reference = run(params, reference=True)
+    assert reference["returncode"] == 0, reference.get("stderr")
+    assert governed["returncode"] == 0, governed.get("stderr")
+    assert governed["digest"] == reference["digest"]
+    assert int(governed["peak_rss"]) < limit_of(params)  # type: ignore[call-overload]

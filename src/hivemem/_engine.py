@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+from hivemem._credit import probe_for, released
 from hivemem._errors import ReentrantOptimize
 from hivemem._levels import Aggressiveness
 from hivemem._report import OptimizationReport, StepResult
@@ -352,6 +353,7 @@ def _run_locked(
     """
     read_rss: Callable[[], int] = reader.rss  # type: ignore[attr-defined]
     read_usage = reader.usage  # type: ignore[attr-defined]
+    read_alloc = probe_for(reader)
     started = clock()
     before = read_usage()
     ctx = StrategyContext(
@@ -421,7 +423,7 @@ def _run_locked(
                 if left:
                     break  # the rest of this level runs at the next one, after what that level adds
             ctx.needed = None if target is None else max(current - target, 0)
-            step = _run_one(entry.strategy, name, ctx, read_rss, on_step_start, clock)
+            step = _run_one(entry.strategy, name, ctx, read_rss, on_step_start, clock, read_alloc)
             step._set(level=rung.name)
             if step.rss_after is not None:
                 current = step.rss_after
@@ -560,9 +562,11 @@ def _run_one(
     read_rss: Callable[[], int],
     on_step_start: Callable[[str], object] | None,
     clock: Callable[[], float] = time.perf_counter,
+    read_alloc: Callable[[], tuple[int | None, int | None]] | None = None,
 ) -> StepResult:
     if on_step_start is not None:
         on_step_start(name)
+    alloc_before = read_alloc() if read_alloc is not None else None
     rss_before = read_rss()
     t0, c0 = clock(), time.thread_time()
     error = None
@@ -578,6 +582,9 @@ def _run_one(
         logging.getLogger("hivemem").warning("hivemem strategy %r failed: %s", name, error, exc_info=True)
     seconds, cpu = clock() - t0, time.thread_time() - c0
     rss_after = read_rss()
+    malloc_released = blocks_released = None
+    if alloc_before is not None and read_alloc is not None:  # what the step gave the allocators (_credit.py)
+        malloc_released, blocks_released = released(alloc_before, read_alloc())
     summary, stats, skipped = "", {}, None
     if isinstance(result, StrategyResult):
         summary, stats, skipped = result.summary, result.stats, result.skipped
@@ -593,4 +600,6 @@ def _run_one(
         error=error,
         summary=summary,
         stats=stats,
+        malloc_released=malloc_released,
+        blocks_released=blocks_released,
     )

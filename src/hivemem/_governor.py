@@ -24,8 +24,11 @@ import os
 import sys
 import time
 
+from hivemem import _validate as _v
 from hivemem._errors import InvalidArgument, InvalidSize
+from hivemem._holdgil import statm_rss
 from hivemem._levels import Aggressiveness, Pressure
+from hivemem._pacing import FAR, next_wait
 from hivemem._sizes import format_size, mib_to_bytes, parse_size
 
 TYPE_CHECKING = False
@@ -36,8 +39,9 @@ if TYPE_CHECKING:
     from hivemem._cpubudget import CpuBudget
     from hivemem._events import GovernorEvent
     from hivemem._limits import MemoryLimit
-    from hivemem._monitor import Monitor
-    from hivemem._psi import PsiTrigger
+    from hivemem._measure import MemoryUsage
+    from hivemem._monitor import Monitor, WakeSource
+    from hivemem._notify import CgroupThresholds
     from hivemem._registry import Registry
     from hivemem._report import OptimizationReport, StepResult
     from hivemem._thresholds import Thresholds
@@ -46,6 +50,24 @@ __all__ = ["MemoryGovernor", "govern", "optimize"]
 
 ESCALATIONS = ("callback", "exit", "raise", "warn")
 AFTER_FORK = ("restart", "stop")
+#: The longest wait above NORMAL (``interval``) and at NORMAL (``max_interval``), seconds.
+DEFAULT_INTERVAL = 0.1
+DEFAULT_MAX_INTERVAL = 1.0
+#: Growth that reaches the hard limit within this many seconds is *urgent*: the switch
+#: interval is lowered, and passes go straight to the level whose strategies can pay.
+URGENT_SECONDS = 1.0
+#: Growth slower than this share of the budget per second counts as "not growing".
+GROWING_SHARE = 0.01
+#: Seconds from deciding to escalate until the main thread has stopped allocating (measured here:
+#: ~40 ms on a loaded 2-core machine, 500 MiB/s of growth ran 20 MiB past the decision).
+DELIVERY_SECONDS = 0.05
+#: Seconds between checks that the cgroup thresholds still aim at this process's RSS, and the
+#: shortest time between two re-aims when the rest of the group keeps crossing them.
+REARM_SECONDS, REARM_SOON = 5.0, 0.5
+#: After a pass that could not keep up with growth, the next pass at that level waits for the
+#: growth to stop, or at most this many CPU windows, as long as the hard limit is more than
+#: FUTILE_HORIZON seconds away at this growth (closer, every pass counts).
+FUTILE_WAIT, FUTILE_HORIZON = 6, 10.0
 
 #: Aggressiveness of the passes run at each pressure level (see docs/governor.md).
 DEFAULT_LEVEL_AGGRESSIVENESS: dict[Pressure, Aggressiveness] = {
@@ -56,7 +78,11 @@ DEFAULT_LEVEL_AGGRESSIVENESS: dict[Pressure, Aggressiveness] = {
 
 
 _LINUX = sys.platform.startswith("linux")
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_SOURCE_KINDS = {
+    "cgroup": "cgroup v1 memory thresholds",
+    "memory.events": "cgroup v2 memory.events",
+    "psi": "psi",
+}
 _statm_fd = -1
 
 
@@ -65,13 +91,45 @@ def _statm_rss() -> int:
 
     ``hivemem.rss()`` does the same but also checks the pid on every call (a
     system call); here a fork hook closes the descriptor instead. Measured on
-    a 2-core VM: ~20 µs of process CPU per cold read against ~60-140 µs.
+    a 2-core VM: ~20 µs of process CPU per cold read against ~60-140 µs. The
+    read keeps the GIL (``_holdgil.py``): under a busy main thread a release
+    would cost a switch interval.
     """
     global _statm_fd
     fd = _statm_fd
     if fd < 0:
         fd = _statm_fd = os.open("/proc/self/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    return int(os.pread(fd, 64, 0).split()[1]) * _PAGE
+    return statm_rss(fd)
+
+
+class _PassReader:
+    """The reader of background passes: RSS with the GIL held, and pymalloc's block count.
+
+    A full :class:`hivemem.MemoryUsage` reads several ``/proc`` files, each a
+    GIL release that a busy main thread turns into a switch-interval wait; a
+    background pass records RSS and ``blocks`` only (``optimize()`` still reads
+    everything). ``real_process`` tells the engine to credit allocator releases.
+    """
+
+    real_process = True
+    _why = "not read by background passes (see docs/governor.md)"
+
+    def rss(self) -> int:
+        return _statm_rss()
+
+    def usage(self) -> MemoryUsage:
+        from hivemem._measure import MemoryUsage
+
+        why = self._why
+        return MemoryUsage(
+            rss=_statm_rss(),
+            blocks=sys.getallocatedblocks(),
+            source="statm",
+            unavailable={k: why for k in ("vms", "uss", "pss", "swap", "peak", "traced", "traced_peak")},
+        )
+
+    def __repr__(self) -> str:
+        return "<background pass reader>"
 
 
 def _close_statm() -> None:
@@ -110,31 +168,28 @@ def _check_reader(reader: object) -> object:
     return reader
 
 
-def _seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
-    from hivemem._validate import seconds  # finite and at most a day: a wait the thread can make
-
-    return seconds(name, value, allow_none=allow_none)
-
-
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgument(f"{name}={value!r}: expected a whole number >= 1")
-    return value
-
-
 def _names(name: str, value: object) -> frozenset[str]:
+    from hivemem._validate import show
+
     if isinstance(value, str) or not hasattr(value, "__iter__"):
-        raise InvalidArgument(f"{name}={value!r}: expected a list of strategy names")
-    names = frozenset(value)
+        raise InvalidArgument(f"{name}={show(value)}: expected a list of strategy names")
+    try:
+        names = frozenset(value)
+    except TypeError:
+        names = frozenset({0})  # unhashable items: refused below
     if not all(isinstance(n, str) for n in names):
-        raise InvalidArgument(f"{name}={value!r}: expected a list of strategy names")
+        raise InvalidArgument(f"{name}={show(value)}: expected a list of strategy names")
     return names
 
 
-def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise InvalidArgument(f"{name}={value!r}: expected one of {', '.join(map(repr, choices))}")
-    return str(value)
+def _choice(name: str, value: object, choices: tuple[object, ...]) -> object:
+    from hivemem._validate import show
+
+    # `in` would accept 0 for False and 1 for True: compare type and value.
+    for choice in choices:
+        if type(value) is type(choice) and value == choice:
+            return choice
+    raise InvalidArgument(f"{name}={show(value)}: expected one of {', '.join(map(repr, choices))}")
 
 
 class MemoryGovernor:
@@ -178,7 +233,7 @@ class MemoryGovernor:
         budget: object = None,
         thresholds: dict[object, object] | None = None,
         limit: object = None,
-        interval: float = 0.1,
+        interval: float | None = None,
         spike_window: float | None = None,
         cpu_budget: float = 0.05,
         cpu_window: float = 10.0,
@@ -197,6 +252,11 @@ class MemoryGovernor:
         max_events: int = 1000,
         clock: Callable[[], float] | None = None,
         cpu_clock: Callable[[], float] | None = None,
+        min_interval: float = 0.002,
+        max_interval: float | None = None,
+        notify: object = "auto",
+        switch_interval: float | None = 0.0002,
+        headroom: object = 0.03,
     ) -> None:
         from hivemem._measure import ProcReader
         from hivemem._registry import Registry, default_registry
@@ -214,41 +274,38 @@ class MemoryGovernor:
         self.last_report: OptimizationReport | None = None
 
         # ----- background options: all validated now, nothing half-applied
-        self.interval: float = _seconds("interval", interval)  # type: ignore[assignment]
-        self.spike_window: float | None = _seconds("spike_window", spike_window, allow_none=True)
-        self.escalation = _choice("escalation", escalation, ESCALATIONS)
+        self._pace_options(interval, min_interval, max_interval)
+        self.spike_window: float | None = _v.seconds("spike_window", spike_window, allow_none=True)
+        self.escalation = str(_choice("escalation", escalation, ESCALATIONS))
         if escalation == "callback" and not callable(on_escalate):
             raise InvalidArgument("escalation='callback' needs on_escalate=<callable(event)>")
-        if on_escalate is not None and not callable(on_escalate):
-            raise InvalidArgument(f"on_escalate={on_escalate!r} is not callable")
-        self.on_escalate = on_escalate
-        if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255:
-            raise InvalidArgument(f"exit_code={exit_code!r}: expected an int in 0..255")
-        self.exit_code = exit_code
-        if not (isinstance(psi, bool) or psi == "auto"):  # 0 and 1 are not switches
-            raise InvalidArgument(f"psi={psi!r}: expected 'auto', True or False")
-        self.psi = psi
+        self.on_escalate = _v.callable_or_none("on_escalate", on_escalate)
+        self.exit_code: int = _v.count("exit_code", exit_code, minimum=0, maximum=255)  # type: ignore[assignment]
+        self.psi = _choice("psi", psi, ("auto", True, False))
+        self.notify = _choice("notify", notify, ("auto", True, False))
+        self.switch_interval: float | None = _v.seconds(
+            "switch_interval", switch_interval, maximum=0.1, allow_none=True
+        )
+        self._headroom_spec = headroom
         from hivemem._psi import parse_trigger
 
         self.psi_trigger = parse_trigger(psi_trigger)
-        self.after_fork = _choice("after_fork", after_fork, AFTER_FORK)
-        if not isinstance(adaptive, bool):
-            raise InvalidArgument(f"adaptive={adaptive!r}: expected True or False")
-        self.adaptive = adaptive
-        self.max_events = _count("max_events", max_events)
+        self.after_fork = str(_choice("after_fork", after_fork, AFTER_FORK))
+        self.adaptive = bool(_choice("adaptive", adaptive, (True, False)))
+        self.max_events: int = _v.count("max_events", max_events, maximum=10**7)  # type: ignore[assignment]
         self.level_aggressiveness = dict(DEFAULT_LEVEL_AGGRESSIVENESS)
         if level_aggressiveness is not None and not isinstance(level_aggressiveness, dict):
-            raise InvalidArgument(f"level_aggressiveness={level_aggressiveness!r}: expected a dict")
+            raise InvalidArgument(
+                f"level_aggressiveness={_v.show(level_aggressiveness)}: expected a dict such as "
+                "{'high': 'aggressive'}"
+            )
         for key, value in (level_aggressiveness or {}).items():
             lvl = Pressure.parse(key)
             if lvl == Pressure.NORMAL:
                 raise InvalidArgument("level_aggressiveness: nothing runs at NORMAL")
             self.level_aggressiveness[lvl] = Aggressiveness.parse(value)
-        if clock is not None and not callable(clock):
-            raise InvalidArgument(f"clock={clock!r} is not callable")
-        self._clock: Callable[[], float] = time.monotonic if clock is None else clock
-        if cpu_clock is not None and not callable(cpu_clock):
-            raise InvalidArgument(f"cpu_clock={cpu_clock!r} is not callable")
+        self._clock: Callable[[], float] = _v.callable_or_none("clock", clock) or time.monotonic  # type: ignore[assignment]
+        _v.callable_or_none("cpu_clock", cpu_clock)
         if cpu_clock is None:
             cpu_clock = time.thread_time if clock is None else clock
         self._cpu_clock: Callable[[], float] = cpu_clock
@@ -256,11 +313,15 @@ class MemoryGovernor:
         from hivemem._adaptive import AdaptiveOrder
         from hivemem._cpubudget import CpuBudget
 
-        self._cpu: CpuBudget = CpuBudget(cpu_budget, cpu_window, clock=self._clock)
+        self._cpu: CpuBudget = CpuBudget(
+            _v.fraction("cpu_budget", cpu_budget),
+            _v.seconds("cpu_window", cpu_window),  # type: ignore[arg-type]
+            clock=self._clock,
+        )
         self._adapt: AdaptiveOrder = AdaptiveOrder(
-            demote_after=_count("demote_after", demote_after),
-            retry_every=_count("retry_every", retry_every),
-            min_yield=parse_size(min_yield),
+            demote_after=_v.count("demote_after", demote_after, maximum=10**6),  # type: ignore[arg-type]
+            retry_every=_v.count("retry_every", retry_every, maximum=10**6),  # type: ignore[arg-type]
+            min_yield=_v.size("min_yield", min_yield),  # type: ignore[arg-type]
             never_demote=_names("never_demote", never_demote),
         )
 
@@ -270,10 +331,19 @@ class MemoryGovernor:
         self._thresholds: Thresholds | None = None
         self._fast_below: int | None = None
         # ProcReader reads /proc/self/statm: the hot path does the same with one pread (see _statm_rss).
+        self._own_process = type(self.reader) is ProcReader and _LINUX
         self._read_rss: Callable[[], int] = (
-            _statm_rss if type(self.reader) is ProcReader and _LINUX else self.reader.rss  # type: ignore[attr-defined]
+            _statm_rss if self._own_process else self.reader.rss  # type: ignore[attr-defined]
         )
+        self._pass_reader: object = _PassReader() if self._own_process else self.reader
         self._limit: MemoryLimit | int | None = None
+        self._limit_int = 0  # the resolved limit in bytes (0: not resolved yet)
+        self._headroom_floor = 0
+        self._budget_int = 0
+        self._watch = 0  # RSS above which growth lowers the switch interval (half the budget)
+        self._mark_gap = 4 * 2**20  # spacing of the cgroup threshold marks
+        self._far = FAR  # the pacing distance rule: 0 while cgroup thresholds wake us at the marks
+        self._growing = 0.0  # bytes/s below which memory is "not growing"
         self._configured = budget is not None or thresholds is not None or limit is not None
         if self._configured:
             self._resolve()  # impossible settings fail here, at construction
@@ -281,19 +351,59 @@ class MemoryGovernor:
         # ----- state
         self._level = Pressure.NORMAL
         self._lock = _thread.allocate_lock()  # one tick at a time
+        self._reading = _thread.allocate_lock()  # one growth reading at a time (the fast path too)
         self._events: list[GovernorEvent] = []
         self._subscribers: list[Callable[[GovernorEvent], object]] = []
         self._window: list[tuple[float, int]] = []  # rolling-minimum candidates (time, rss)
         self._throttled = False
         self._escalated_at: float | None = None
         self._monitor: Monitor | None = None
-        self._triggers: list[PsiTrigger] = []
+        self._triggers: list[WakeSource] = []
+        self._cgroup_marks: CgroupThresholds | None = None  # re-aimed every REARM_SECONDS
+        self._rearm_at = float("inf")
+        self._last_rss = 0
         self.psi_note = ""
+        self.notify_note = ""
         self.ticks = 0
         self.passes = 0
         self.busy = 0  # ticks whose pass was skipped because another pass was running
+        from hivemem._gilswitch import SwitchInterval
+        from hivemem._growth import Growth
+
+        self._growth = Growth()
+        self._wait = self.interval  # what the monitor sleeps before the next tick
+        self._urgent = False  # the hard limit is less than URGENT_SECONDS away at this growth
+        self._alert = False  # urgent, or growing above the watch mark: the switch interval is low
+        self._switch = SwitchInterval(self.switch_interval) if self.switch_interval is not None else None
+        # pass level -> (when, RSS before) of its last pass that fell short of its target
+        self._futile: dict[Pressure, tuple[float, int]] = {}
+        self._pass_seconds = 0.01  # recent pass wall time (moving average), for the lookahead
+        self.last_pass: OptimizationReport | None = None  # the last background pass
 
     # ------------------------------------------------------------------ configuration
+    def _pace_options(self, interval: object, min_interval: object, max_interval: object) -> None:
+        """Check and settle the three waits (see ``_pacing.py``).
+
+        ``interval`` given alone keeps its old meaning, "poll at least this
+        often", everywhere; left out, the governor waits up to ``max_interval``
+        (1 s) at NORMAL and up to 0.1 s above it.
+        """
+        floor: float = _v.seconds("min_interval", min_interval, maximum=1.0)  # type: ignore[assignment]
+        busy = _v.seconds("interval", interval, allow_none=True)
+        idle = _v.seconds("max_interval", max_interval, allow_none=True)
+        if busy is None:
+            busy = DEFAULT_INTERVAL if idle is None else min(DEFAULT_INTERVAL, idle)
+        if idle is None:
+            idle = busy if interval is not None else max(DEFAULT_MAX_INTERVAL, busy)
+        if idle < busy:
+            raise InvalidArgument(
+                f"max_interval={_v.show(max_interval)} is below interval={_v.show(interval)}: the wait at "
+                "NORMAL may not be shorter than the wait under pressure"
+            )
+        self.min_interval = min(floor, busy)
+        self.interval: float = busy
+        self.max_interval: float = idle
+
     def _resolve(self) -> Thresholds:
         from hivemem._thresholds import Thresholds, resolve_amount
 
@@ -336,6 +446,20 @@ class MemoryGovernor:
                 f"{format_size(limit_bytes)} ({where}): it could never be acted on"
             )
         self._limit, self._thresholds = limit, thresholds
+        self._limit_int = limit_bytes
+        from hivemem._thresholds import resolve_amount as amount
+
+        floor = amount(self._headroom_spec, limit_bytes, name="headroom")
+        if not 0 <= floor < limit_bytes:
+            raise InvalidArgument(
+                f"headroom={_v.show(self._headroom_spec)}: expected a share of the limit below 1 "
+                f"(0.03) or a size below it ({format_size(limit_bytes)})"
+            )
+        self._headroom_floor = max(floor, min(2**20, limit_bytes // 2))  # Go: max(3%, 1 MiB)
+        self._budget_int = thresholds.budget
+        self._mark_gap = max(thresholds.budget // 20, 4 * 2**20)
+        self._watch = thresholds.budget // 2
+        self._growing = GROWING_SHARE * thresholds.budget
         # Below every entry threshold at NORMAL nothing can happen: a tick may stop after one
         # read. Not with a rolling-minimum baseline, which must see every reading.
         self._fast_below = (
@@ -480,27 +604,84 @@ class MemoryGovernor:
     def tick(self, source: str = "manual") -> Pressure:
         """Measure once, update the level, act if needed; returns the level.
 
-        The monitor thread calls this every interval; tests call it directly
-        with a fake clock and reader. A tick that finds another tick running
-        returns at once. With ``escalation="raise"`` a tick on the main
-        thread raises :class:`hivemem.MemoryLimitExceeded` itself.
+        The monitor thread calls this after each paced wait and on kernel
+        events; tests call it directly with a fake clock and reader. A tick
+        that finds another tick running returns at once. With
+        ``escalation="raise"`` a tick on the main thread raises
+        :class:`hivemem.MemoryLimitExceeded` itself.
         """
+        rss = self._read_rss()
+        now = self._clock()
+        growth = self._growth
+        if self._reading.acquire(False):  # ticks from several threads: one reading at a time
+            try:
+                growth.add(now, rss)
+                if now >= self._rearm_at or (source == "cgroup" and not self._crossed_a_mark(rss)):
+                    self._rearm(now, rss)  # due, or woken by the rest of the group rather than by us
+                self._last_rss = rss
+            finally:
+                self._reading.release()
         below = self._fast_below
-        if below is not None and self._level == Pressure.NORMAL:
-            # The common case, kept to one RSS read and one comparison: a tick costs the monitor's
-            # wake-up and little else (see benchmarks/bench_governor.py, "overhead").
-            if self._read_rss() < below:
-                self.ticks += 1
-                return Pressure.NORMAL
+        if below is not None and self._level == Pressure.NORMAL and not self._alert:
+            # The common case, kept to one RSS read and a little arithmetic: a tick costs the
+            # monitor's wake-up and little else (see benchmarks/bench_governor.py, "overhead").
+            rate = growth.rate
+            if rss < below and (rss < self._watch or rate <= self._growing):
+                wait = next_wait(
+                    rss,
+                    below,
+                    self._budget_int,
+                    rate,
+                    cap=self.max_interval,
+                    floor=self.min_interval,
+                    far=self._far,
+                )
+                self._wait = wait
+                if rate <= 0.0 or rss + rate * self._lookahead() < below:
+                    self.ticks += 1
+                    return Pressure.NORMAL
         if not self._lock.acquire(False):
             return self._level
         try:
-            escalation = self._tick_locked(source)
+            escalation = self._tick_locked(source, now, rss)
         finally:
             self._lock.release()
         if escalation is not None:
             self._deliver(escalation)
         return self._level
+
+    def _crossed_a_mark(self, rss: int) -> bool:
+        """Did our own RSS cross (or come within a quarter gap of) a mark since the last tick?"""
+        src = self._cgroup_marks
+        if src is None:
+            return True
+        tol = self._mark_gap // 4
+        low, high = min(self._last_rss, rss) - tol, max(self._last_rss, rss) + tol
+        return any(low <= m <= high for m in src.rss_marks)
+
+    def _rearm(self, now: float, rss: int) -> None:
+        """Re-aim the cgroup thresholds if the group's usage drifted from this process's RSS.
+
+        Every ``REARM_SECONDS``, and at once (at most every ``REARM_SOON``) when a threshold woke
+        us while our own RSS had not moved: page cache or another process crossed the mark, and
+        would again and again (a full page cache sits at the group's limit).
+        """
+        src = self._cgroup_marks
+        if src is None:
+            self._rearm_at = float("inf")
+            return
+        if now < self._rearm_at - REARM_SECONDS + REARM_SOON:
+            return
+        self._rearm_at = now + REARM_SECONDS
+        try:
+            src.rearm(rss, self._mark_gap // 4)
+        except (OSError, ValueError):
+            pass  # the group is going away: the monitor drops the source when its fd fails
+
+    def _lookahead(self) -> float:
+        """Seconds until a pass decided now could have acted: two waits (the next one, already paced
+        from this reading), one pass, a GIL hand-over."""
+        return min(2.0 * self._wait + self._pass_seconds + 0.01, URGENT_SECONDS)
 
     def _baseline(self, rss: int, now: float) -> int:
         """RSS, or its rolling minimum over ``spike_window`` seconds (Dask's "unmanaged recent")."""
@@ -522,6 +703,8 @@ class MemoryGovernor:
         old, self._level = self._level, new
         if new < Pressure.CRITICAL:
             self._escalated_at = None
+        if new == Pressure.NORMAL:
+            self._futile.clear()
         th = self.thresholds
         bound = th.enter(new) if new > old else (th.release(old) if old in th.levels else 0)
         verb = "entered" if new > old else "fell below the release threshold of"
@@ -533,22 +716,80 @@ class MemoryGovernor:
             data={"from": old.name, "to": new.name, "rss": rss, "baseline": value, "source": source},
         )
 
-    def _tick_locked(self, source: str) -> GovernorEvent | None:
+    def _set_alert(self, urgent: bool, alert: bool) -> None:
+        """*urgent*: the hard limit is under ``URGENT_SECONDS`` away. *alert*: urgent, or growing
+        above the watch mark; while alert and the monitor runs, the switch interval is low, so the
+        monitor's wake-ups get the GIL at once (``_gilswitch.py``). Manual ticks leave it alone."""
+        self._urgent = urgent
+        alert = (alert or urgent) and self._monitor is not None
+        if alert == self._alert:
+            return
+        self._alert = alert
+        switch = self._switch
+        if switch is not None:
+            if alert:
+                switch.lower()
+            else:
+                switch.restore()
+
+    def _pass_level(self, level: Pressure, rss: int, now: float, rate: float) -> Pressure:
+        """The level whose passes to run now: the measured one, or higher when growth says so.
+
+        * projected: where RSS will be after the lookahead at the measured rate;
+        * urgent (the hard limit is less than ``URGENT_SECONDS`` away): at least HIGH,
+          whose strategies free what the program holds (caches), since the cheap ones
+          (collect, trim) cannot pay for growth;
+        * a level whose pass failed during this growth, while still urgent: the next one up.
+        """
+        th = self.thresholds
+        want = level
+        if rate > 0.0:
+            projected = th.classify(rss + int(rate * self._lookahead()), Pressure.NORMAL)
+            if projected > want:
+                want = projected
+            if self._urgent and want >= Pressure.MODERATE and want < Pressure.HIGH:
+                want = next((lvl for lvl in th.levels if lvl >= Pressure.HIGH), want)
+        if self._urgent:
+            window = self._cpu.window
+            while want in self._futile and now - self._futile[want][0] < window:
+                higher = next((lvl for lvl in th.levels if lvl > want), None)
+                if higher is None:
+                    break
+                want = higher
+        return want
+
+    def _tick_locked(self, source: str, now: float, rss: int) -> GovernorEvent | None:
         th = self.thresholds
         self.ticks += 1
-        now = self._clock()
-        read_rss: Callable[[], int] = self.reader.rss  # type: ignore[attr-defined]
-        rss = read_rss()
         value = self._baseline(rss, now)
         level = th.classify(value, self._level, raw=rss)
         if level != self._level:
             self._set_level(level, rss, value, source)
-        if level == Pressure.NORMAL:
+        growth = self._growth
+        rate = growth.rate
+        limit = self._limit_int
+        left = growth.seconds_until(rss, limit)
+        self._set_alert(left < URGENT_SECONDS, rss >= self._watch and rate > self._growing)
+        self._wait = self._pace(level, rss, rate)
+        want = self._pass_level(level, rss, now, rate)
+        if want == Pressure.NORMAL:
             self._throttled = False
             return None
+        failed = self._futile.get(want)
+        if (
+            failed is not None
+            and left > FUTILE_HORIZON
+            and rate > self._growing
+            and rss > failed[1] + self._growing
+            and now - failed[0] < FUTILE_WAIT * self._cpu.window
+        ):
+            # Its last pass fell short, and RSS has risen past where that pass started while the
+            # program keeps growing, with the limit more than FUTILE_HORIZON away: another pass
+            # would spend the CPU budget on live data. Wait for the growth to stop.
+            return self._maybe_escalate(now, rss, want, "")
         # CRITICAL may draw on an emergency reserve of one more bucket: the burst doubles, the
         # long-run share (the drain rate) does not change.
-        if not self._cpu.available(reserve=1.0 if level == Pressure.CRITICAL else 0.0):
+        if not self._cpu.available(reserve=1.0 if want == Pressure.CRITICAL else 0.0):
             if not self._throttled:
                 self._throttled = True
                 self._emit(
@@ -560,77 +801,124 @@ class MemoryGovernor:
                     ),
                     data={"cpu": self._cpu.to_dict(), "source": source},
                 )
-            return self._maybe_escalate(now, rss, "the reclamation CPU budget is spent")
+            return self._maybe_escalate(now, rss, want, "the reclamation CPU budget is spent")
         self._throttled = False
-        return self._act(level, rss, source)
+        return self._act(want, level, rss, source, rate, left)
+
+    def _pace(self, level: Pressure, rss: int, rate: float) -> float:
+        """The next wait (``_pacing.py``): toward the next level's entry, or the hard limit at the top."""
+        th = self.thresholds
+        bound = next((e for lvl, (e, _) in th.levels.items() if lvl > level), self._limit_int)
+        cap = self.max_interval if level == Pressure.NORMAL and not self._urgent else self.interval
+        return next_wait(rss, bound, th.budget, rate, cap=cap, floor=self.min_interval, far=self._far)
 
     def _eligible(self, agg: Aggressiveness) -> list[str]:
         return [e.name for e, enabled in self.registry.ordered() if enabled and e.aggressiveness <= agg]
 
-    def _act(self, level: Pressure, rss: int, source: str) -> GovernorEvent | None:
+    def _finishers(self) -> frozenset[str]:
+        return frozenset(e.name for e, _ in self.registry.ordered() if getattr(e.strategy, "finisher", False))
+
+    def _act(
+        self, want: Pressure, level: Pressure, rss: int, source: str, rate: float, left: float
+    ) -> GovernorEvent | None:
         from hivemem._engine import run_pass
 
         th = self.thresholds
-        target = th.release(level)
-        agg = self.level_aggressiveness[level]
+        target = th.release(want)
+        if want > level:
+            # A pass run ahead of its level (projected, urgent) aims below the lowest release
+            # threshold by what the growth adds in URGENT_SECONDS: that is the runway it buys.
+            lowest = min(r for _, r in th.levels.values())
+            target = max(min(lowest, rss - int(max(rate, 0.0) * URGENT_SECONDS)), 0)
+        agg = self.level_aggressiveness[want]
         eligible = self._eligible(agg)
         order: list[str] | None = None
         skip: dict[str, str] = {}
+        finishers = self._finishers()
         if self.adaptive:
-            order, skip = self._adapt.plan(eligible, emergency=level == Pressure.CRITICAL)
+            # Urgent, nothing is skipped: demoted strategies run last, as at CRITICAL.
+            emergency = want == Pressure.CRITICAL or self._urgent
+            order, skip = self._adapt.plan(eligible, emergency=emergency, finishers=finishers)
         runnable = [n for n in eligible if n not in skip]
-        self._call_hooks(level)
+        self._call_hooks(want)
         if not runnable:
             if not eligible:
-                return self._maybe_escalate(self._clock(), rss, "no strategy is allowed at this level")
+                return self._maybe_escalate(self._clock(), rss, want, "no strategy is allowed at this level")
             return None  # every one is demoted and waits for its probation pass: nothing to pay for
+        switch = self._switch
+        lowered = switch is not None and want >= Pressure.HIGH and switch.lower()
         t0, c0 = self._clock(), self._cpu_clock()
-        report = run_pass(
-            self.registry,
-            self.reader,
-            target=target,
-            aggressiveness=agg,
-            level=level.name,
-            limit=self._limit_bytes(),
-            blocking=False,
-            order=order,
-            skip=skip,
-            explain_miss=False,
-            clock=self._clock,
-        )
+        try:
+            report = run_pass(
+                self.registry,
+                self._pass_reader,
+                target=target,
+                aggressiveness=agg,
+                level=want.name,
+                limit=self._limit_int,
+                blocking=False,
+                order=order,
+                skip=skip,
+                explain_miss=False,
+                clock=self._clock,
+            )
+        finally:
+            if lowered and not self._alert:
+                switch.restore()  # type: ignore[union-attr]
         if report is None:  # a user's optimize() is running: never wait behind it
             self.busy += 1
             return None
-        seconds = self._clock() - t0
+        now = self._clock()
+        seconds = now - t0
         cost = self._cpu_clock() - c0
         self._cpu.charge(cost)
         self.passes += 1
-        changes = self._adapt.record(report.steps) if self.adaptive else []
+        self.last_pass = report
+        self._pass_seconds = 0.7 * self._pass_seconds + 0.3 * seconds
+        changes = self._adapt.record(report.steps, finishers=finishers) if self.adaptive else []
         after = report.after.rss if report.after.rss is not None else rss
+        before = report.before.rss if report.before.rss is not None else rss
+        with self._reading:
+            self._growth.restart(now, after)  # the readings around a pass say little about the program
+        reached = after <= target
+        if reached:
+            self._futile.pop(want, None)
+        else:
+            self._futile[want] = (now, before)  # while growth lasts, another pass here would not pay
         self._emit(
             "act",
             rss_before=report.before.rss,
             rss_after=after,
             steps=report.steps,
             seconds=seconds,
-            message=f"target {format_size(target)} ({'reached' if after <= target else 'not reached'})",
+            message=(
+                f"target {format_size(target)} ({'reached' if reached else 'not reached'})"
+                + (f", run as {want.name} ahead of {level.name}" if want > level else "")
+            ),
             data={
                 "source": source,
                 "target": target,
                 "aggressiveness": agg.name,
+                "pass_level": want.name,
                 "order": [s.name for s in report.steps],
                 "demoted": self._adapt.demoted,
                 "cpu_seconds": cost,
                 "cpu_level": self._cpu.level,
+                "rate": rate,
+                "seconds_left": left if left != float("inf") else None,
+                "urgent": self._urgent,
             },
         )
         for kind, name, message in changes:
             self._emit(kind, message=message, data={"strategy": name})
         # Judge the level again at once: "stop as soon as memory is below the release threshold".
-        value = self._baseline(after, self._clock())
+        value = self._baseline(after, now)
         new = th.classify(value, self._level, raw=after)
         if new != self._level:
             self._set_level(new, after, value, source)
+        self._wait = self._pace(self._level, after, self._growth.rate)  # from the state after the pass
+        if not reached:
+            return self._maybe_escalate(now, after, want, "")
         return None
 
     def _call_hooks(self, level: Pressure) -> None:
@@ -650,25 +938,64 @@ class MemoryGovernor:
             logging.getLogger("hivemem").exception("hivemem release hooks failed at %s", level.name)
 
     # ------------------------------------------------------------------ escalation
-    def _maybe_escalate(self, now: float, rss: int, why: str) -> GovernorEvent | None:
-        if self._level != Pressure.CRITICAL:
-            return None
-        if self._escalated_at is not None and now - self._escalated_at < self._cpu.window:
-            return None  # once per CRITICAL episode and window: never a storm
-        self._escalated_at = now
+    def headroom(self, rate: float | None = None) -> int:
+        """Bytes below the hard limit at which unfreeable growth escalates (``_growth.headroom``).
+
+        The fixed floor (``headroom=``, 3% of the limit by default) plus what the
+        program allocates at *rate* (default: the measured one) during the
+        lookahead (two waits, one pass, a GIL hand-over) and the delivery: the
+        main thread raises only once it next runs Python (``DELIVERY_SECONDS``).
+        """
+        from hivemem._growth import headroom
+
+        self.thresholds  # noqa: B018 - resolves the limit
+        rate = self._growth.rate if rate is None else rate
+        return headroom(self._headroom_floor, rate, self._lookahead() + DELIVERY_SECONDS)
+
+    def _maybe_escalate(self, now: float, rss: int, want: Pressure, why: str) -> GovernorEvent | None:
+        """Escalate, at most once per window while it lasts, when the governor can do no more.
+
+        *why* set: CRITICAL with the CPU budget spent, or nothing allowed to run.
+        *why* empty: the growth rule. The top level's pass ran and could not keep
+        up, and RSS is within :meth:`headroom` of the hard limit: the kernel would
+        act before another pass could, so the policy runs now, while it still can.
+        """
         th = self.thresholds
+        limit = self._limit_int
+        room = 0
+        if why:
+            if self._level != Pressure.CRITICAL:
+                return None
+        else:
+            top = max(th.levels)
+            failed = self._futile.get(top)
+            if failed is None or now - failed[0] >= self._cpu.window or self._growth.rate <= self._growing:
+                return None
+            room = self.headroom()
+            if rss < limit - room:
+                return None
+            rate = self._growth.rate
+            why = (
+                f"it grows ({format_size(max(rate, 0.0))}/s) and the {top.name} pass could not free it: "
+                f"{format_size(max(limit - rss, 0))} left below the limit, headroom {format_size(room)}"
+            )
+        if self._escalated_at is not None and now - self._escalated_at < self._cpu.window:
+            return None  # once per episode and window: never a storm
+        self._escalated_at = now
         return self._emit(
             "escalate",
             rss_before=rss,
             message=(
-                f"memory stays CRITICAL (RSS {format_size(rss)}, critical at "
-                f"{format_size(th.enter(Pressure.CRITICAL))}) and {why}: escalation={self.escalation!r}"
+                f"memory stays {self._level.name.upper()} (RSS {format_size(rss)}, limit "
+                f"{format_size(limit)}) and {why}: escalation={self.escalation!r}"
             ),
             data={
                 "policy": self.escalation,
                 "reason": why,
                 "rss": rss,
-                "limit": self._limit_bytes(),
+                "limit": limit,
+                "headroom": room,
+                "rate": self._growth.rate,
                 "cpu": self._cpu.to_dict(),
             },
         )
@@ -695,6 +1022,8 @@ class MemoryGovernor:
                 logging.getLogger("hivemem").exception("hivemem on_escalate callback failed")
         elif self.escalation == "raise":
             exc = MemoryLimitExceeded(text, usage=event.rss_before, limit=self._limit_bytes())
+            exc.report = self.last_pass  # type: ignore[attr-defined]
+            exc.event = event  # type: ignore[attr-defined]
             if _thread.get_ident() == _main_ident():
                 raise exc
             _raise_in_main(exc)
@@ -708,31 +1037,117 @@ class MemoryGovernor:
         if self.running:
             return self
         self.thresholds  # noqa: B018 - resolve now: an impossible setting must not surface in the thread
+        self._warm_up()
+        triggers = self._open_notifications() + self._open_triggers()
+        self._rearm_at = self._clock() + REARM_SECONDS if self._cgroup_marks is not None else float("inf")
+        self._far = 0.0 if self._cgroup_marks is not None else FAR
         if self.escalation == "raise":
             _install_sigint_bridge()
-        self._triggers = self._open_triggers()
+        self._triggers = triggers
         from hivemem._monitor import Monitor
 
-        self._monitor = Monitor(self._monitor_tick, self.interval, self._triggers, self._after_fork_child)
+        self._growth.reset()
+        self._wait = self.interval
+        self._monitor = Monitor(self._monitor_tick, self.interval, triggers, self._after_fork_child)
+        woken_by = [t.name for t in triggers]
+        notes = "; ".join(n for n in (self.notify_note, self.psi_note) if n)
         self._emit(
             "start",
             message=(
-                f"budget {format_size(self.budget)}, every {self.interval:g} s"
-                + (f", PSI on {', '.join(t.path for t in self._triggers)}" if self._triggers else "")
-                + (f" ({self.psi_note})" if self.psi_note else "")
+                f"budget {format_size(self.budget)}, "
+                f"polls paced {self.min_interval:g}-{self.max_interval:g} s"
+                + (f", woken by {', '.join(woken_by)}" if woken_by else ", polling only")
+                + (f" ({notes})" if notes else "")
             ),
             data={
                 "thresholds": self.thresholds.to_dict(),
                 "interval": self.interval,
-                "psi": [t.to_dict() for t in self._triggers],
+                "sources": self.sources,
+                "psi": [t.to_dict() for t in triggers if t.name == "psi"],
                 "psi_note": self.psi_note,
+                "notify_note": self.notify_note,
                 "escalation": self.escalation,
             },
         )
         self._monitor.start()
         return self
 
-    def _open_triggers(self) -> list[PsiTrigger]:
+    def _warm_up(self) -> None:
+        """Do at start what the first pass would otherwise do with memory short.
+
+        Imports, the registry's first load (entry points: many small file reads)
+        and the first allocator probe all read files, and every read releases the
+        GIL, which a busy main thread turns into a switch-interval wait (see
+        docs/governor.md, "Passes under a busy GIL"). A strategy may have an
+        optional ``prepare()`` that loads what its first run would load.
+        """
+        from hivemem import _engine  # noqa: F401
+        from hivemem._credit import probe_for
+
+        for entry, _ in self.registry.ordered():
+            prepare = getattr(entry.strategy, "prepare", None)
+            if callable(prepare):  # optional: load now what the strategy's first run would load
+                try:
+                    prepare()
+                except Exception:
+                    import logging
+
+                    logging.getLogger("hivemem").warning(
+                        "hivemem strategy %r failed to prepare", entry.name, exc_info=True
+                    )
+        self._finishers()
+        self._pass_reader.usage()  # type: ignore[attr-defined]
+        probe = probe_for(self._pass_reader)
+        if probe is not None:
+            probe()
+
+    def _marks(self) -> list[int]:
+        """RSS bounds worth a wake-up: every entry threshold and the escalation floor below the limit,
+        and from half the budget to the budget a mark every ``_mark_gap`` (5% of the budget, at
+        least 4 MiB): at most a dozen, which give a burst its growth rate on the way up."""
+        th = self.thresholds
+        must = {e for e, _ in th.levels.values()} | {self._limit_int - self._headroom_floor}
+        gap = self._mark_gap
+        steps = range(th.budget // 2, min(th.budget, self._limit_int) + 1, gap)
+        extra = [m for m in steps if all(abs(m - k) >= gap for k in must)]
+        return sorted(m for m in must | set(extra) if 0 < m <= self._limit_int)
+
+    def _open_notifications(self) -> list[WakeSource]:
+        """Arm the kernel's memory notifications (``_notify.py``); say why where none can be armed."""
+        self.notify_note = ""
+        if self.notify is False or not self._own_process:
+            if self.notify is True:
+                from hivemem._errors import Unavailable
+
+                raise Unavailable("notify=True needs Linux and the default reader (it watches this process)")
+            if self.notify is not False:
+                self.notify_note = "no kernel notifications: the reader does not read this process"
+            return []
+        from hivemem._errors import Unavailable
+        from hivemem._limits import cgroup_dirs
+        from hivemem._notify import open_events, open_thresholds
+
+        dirs = cgroup_dirs()
+        reasons: list[str] = []
+        found: list[WakeSource] = []
+        try:
+            marks = open_thresholds(dirs.get("v1"), self._marks(), self._read_rss())
+            self._cgroup_marks = marks
+            found.append(marks)
+        except Unavailable as exc:
+            reasons.append(str(exc))
+        try:
+            found.append(open_events(dirs.get("v2")))
+        except Unavailable as exc:
+            reasons.append(str(exc))
+        if not found:
+            why = "; ".join(reasons)
+            if self.notify is True:
+                raise Unavailable(f"notify=True but no kernel memory notification could be armed: {why}")
+            self.notify_note = f"no kernel notifications ({why}): paced polling"
+        return found
+
+    def _open_triggers(self) -> list[WakeSource]:
         self.psi_note = ""
         if self.psi is False:
             return []
@@ -755,8 +1170,51 @@ class MemoryGovernor:
         self.psi_note = f"polling only: {why}"
         return []
 
-    def _monitor_tick(self, source: str) -> None:
+    @property
+    def sources(self) -> list[dict[str, object]]:
+        """What wakes the monitor: each armed kernel source, then the paced polling that is always there."""
+        out = [dict(t.to_dict(), kind=_SOURCE_KINDS.get(t.name, t.name)) for t in self._triggers]
+        out.append(
+            {
+                "kind": "pacing",
+                "min_interval": self.min_interval,
+                "interval": self.interval,
+                "max_interval": self.max_interval,
+                "wait": self._wait,
+            }
+        )
+        return out
+
+    def status(self) -> dict[str, object]:
+        """The live state, JSON-safe: level, RSS, growth, next wait, sources, headroom, CPU budget."""
+        rss = self._read_rss()
+        rate = self._growth.rate
+        resolved = self._thresholds is not None
+        left = self._growth.seconds_until(rss, self._limit_int) if resolved else float("inf")
+        return {
+            "running": self.running,
+            "level": self._level.name,
+            "rss": rss,
+            "budget": self._budget_int if resolved else None,
+            "limit": self._limit_int if resolved else None,
+            "rate": rate,
+            "seconds_left": None if left == float("inf") else left,
+            "wait": self._wait,
+            "urgent": self._urgent,
+            "alert": self._alert,
+            "headroom": self.headroom() if resolved else None,
+            "switch_interval": self._switch.to_dict() if self._switch is not None else None,
+            "sources": self.sources,
+            "notes": [n for n in (self.notify_note, self.psi_note) if n],
+            "wakeups": dict(self._monitor.wakeups) if self._monitor is not None else {},
+            "cpu": self._cpu.to_dict(),
+            "ticks": self.ticks,
+            "passes": self.passes,
+        }
+
+    def _monitor_tick(self, source: str) -> float:
         self.tick(source)
+        return self._wait
 
     def stop(self) -> bool:
         """Stop the monitor; returns within one interval. True when the thread has ended.
@@ -768,6 +1226,8 @@ class MemoryGovernor:
             return True
         ended = monitor.stop(self.interval)
         self._triggers = []
+        self._cgroup_marks, self._rearm_at, self._far = None, float("inf"), FAR
+        self._set_alert(False, False)
         if self.escalation == "raise":
             _uninstall_sigint_bridge()
         self._emit("stop", message="" if ended else "a pass is finishing in the background")
@@ -776,7 +1236,10 @@ class MemoryGovernor:
     def _after_fork_child(self) -> None:
         self._monitor = None
         self._triggers = []
+        self._cgroup_marks, self._rearm_at, self._far = None, float("inf"), FAR
         self._lock = _thread.allocate_lock()
+        self._reading = _thread.allocate_lock()
+        self._urgent = self._alert = False  # _gilswitch restores the interval in the child
         if self.after_fork == "restart":
             self.start()
 

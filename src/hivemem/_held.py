@@ -205,10 +205,19 @@ def other_threads() -> int:
     return max(len(frames()) - 1, 0)
 
 
-def try_lock(lock: object) -> bool:
-    """Acquire *lock* without waiting (never deadlocks with the application)."""
+def try_lock(lock: object, timeout: float = 0.0) -> bool:
+    """Acquire *lock* without waiting, or waiting at most *timeout* seconds (never deadlocks).
+
+    A wait releases the GIL, so the thread holding the lock can finish and
+    unlock; a lock whose ``acquire`` takes no timeout is tried without waiting.
+    """
     if lock is None:
         return True
+    if timeout > 0.0:
+        try:
+            return bool(lock.acquire(True, timeout))  # type: ignore[attr-defined]
+        except TypeError:
+            pass
     try:
         return bool(lock.acquire(False))  # type: ignore[attr-defined]
     except TypeError:  # acquire() without a blocking argument

@@ -815,7 +815,9 @@ class Status(Result):
                 (
                     "governor",
                     f"{'running' if gov['running'] else 'stopped'}, budget {format_size(gov.get('budget'))}, "  # type: ignore[arg-type]
-                    f"{gov.get('events', 0)} events" + (f", last: {gov['last']}" if gov.get("last") else ""),
+                    f"{gov.get('events', 0)} events"
+                    + (f", woken by {', '.join(_kinds(gov.get('sources')))}" if gov.get("sources") else "")
+                    + (f", last: {gov['last']}" if gov.get("last") else ""),
                 )
             )
         else:
@@ -856,6 +858,10 @@ class Status(Result):
         }
 
 
+def _kinds(sources: object) -> list[str]:
+    return [str(s.get("kind")) for s in sources if isinstance(s, dict)] if isinstance(sources, list) else []
+
+
 def _governor_state() -> tuple[str | None, dict[str, object]]:
     """The running governor's level and state, read defensively (it may not exist or be mid-change)."""
     module = sys.modules.get("hivemem._governor")
@@ -868,7 +874,7 @@ def _governor_state() -> tuple[str | None, dict[str, object]]:
         level = str(getattr(gov.level, "name", gov.level))
     except Exception:
         pass
-    for name in ("running", "budget"):
+    for name in ("running", "budget", "sources"):
         try:
             state[name] = getattr(gov, name)
         except Exception:

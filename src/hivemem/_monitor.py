@@ -1,13 +1,19 @@
-"""The governor's background thread: wait for an interval or a PSI event, then tick.
+"""The governor's background thread: sleep until the paced wait ends or a kernel event comes, then tick.
 
 Loaded only by ``MemoryGovernor.start()``: it imports ``threading``, which
 ``hivemem.optimize()`` must not load. The thread sleeps in ``poll()`` on a
-self-pipe (so ``stop()`` wakes it at once) and on any armed PSI trigger
-descriptors (``POLLPRI``). Where ``select.poll`` is missing (Windows) it
-waits on a ``threading.Event`` and polls only.
+self-pipe (so ``stop()`` wakes it at once) and on every armed wake source:
+PSI triggers (``POLLPRI``), cgroup v1 threshold eventfds (``POLLIN``) and
+cgroup v2 ``memory.events`` (``POLLPRI``); see ``_psi.py`` and ``_notify.py``.
+Each source has ``fd``, ``mask``, ``name`` (passed to the tick as its
+source) and ``drain(revents)``, which re-arms it and says whether it is still
+usable; a dead one is dropped. The tick returns how long to wait next (the
+governor paces itself, ``_pacing.py``); a tick that returns nothing waits
+*interval*. Where ``select.poll`` is missing (Windows) the thread waits on a
+``threading.Event`` and polls only.
 
 Fork: ``os.register_at_fork`` tells every running governor. In the child
-the thread does not exist; the governor drops the inherited pipe and PSI
+the thread does not exist; the governor drops the inherited pipe and wake
 descriptors (they are shared with the parent) and then stays stopped or
 starts a fresh monitor, as its ``after_fork`` option says.
 """
@@ -21,8 +27,19 @@ import threading
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Protocol
 
-    from hivemem._psi import PsiTrigger
+    class WakeSource(Protocol):
+        fd: int
+        mask: int
+        name: str
+
+        def drain(self, revents: int) -> bool: ...
+
+        def close(self) -> None: ...
+
+        def to_dict(self) -> dict[str, object]: ...
+
 
 __all__ = ["Monitor"]
 
@@ -44,7 +61,7 @@ if hasattr(os, "register_at_fork"):
 
 
 class Monitor:
-    """Runs *tick(source)* every *interval* seconds and on PSI events, in a daemon thread.
+    """Runs *tick(source)* in a daemon thread: after the wait it returns, or on a wake source's event.
 
     *on_fork()* is called in a forked child (the thread is gone by then).
     """
@@ -53,7 +70,7 @@ class Monitor:
         self,
         tick: Callable[[str], object],
         interval: float,
-        triggers: list[PsiTrigger],
+        triggers: list[WakeSource],
         on_fork: Callable[[], object],
         name: str = "hivemem-governor",
     ) -> None:
@@ -67,7 +84,9 @@ class Monitor:
         self._pipe: tuple[int, int] | None = None
         self._pipe_lock = _thread.allocate_lock()  # stop() must never write to a closed, reused fd
         self.thread: threading.Thread | None = None
-        self.wakeups = {"poll": 0, "psi": 0}
+        self.wakeups = {"poll": 0}
+        for trig in triggers:
+            self.wakeups.setdefault(trig.name, 0)
 
     def start(self) -> None:
         import select
@@ -87,51 +106,61 @@ class Monitor:
     def _run(self) -> None:
         import select
 
-        interval_ms = max(round(self.interval * 1000), 1)
         poller = None
         pipe_r = -1
+        sources: dict[int, WakeSource] = {}
         if self._pipe is not None:
             pipe_r = self._pipe[0]
             poller = select.poll()
             poller.register(pipe_r, select.POLLIN)
             for trig in self.triggers:
                 if trig.fd >= 0:
-                    poller.register(trig.fd, select.POLLPRI)
+                    sources[trig.fd] = trig
+                    poller.register(trig.fd, trig.mask)
         tick = self._tick
         wakeups = self.wakeups
+        wait = self.interval
         while not self._stopping:
             source = "poll"
             if poller is not None:
                 # Kept lean: at NORMAL a wake-up is most of what the governor costs.
-                ready = poller.poll(interval_ms)
+                ready = poller.poll(wait * 1000.0)
                 if self._stopping:
                     break
-                for fd, mask in ready:
+                for fd, revents in ready:
                     if fd == pipe_r:
                         try:
                             os.read(fd, 64)
                         except OSError:
                             pass
-                    elif mask & (select.POLLERR | select.POLLNVAL):  # group removed: stop watching
+                        continue
+                    woke = sources.get(fd)
+                    if woke is None:
+                        continue
+                    if woke.drain(revents):
+                        if source == "poll":
+                            source = woke.name
+                    else:  # the group was removed, or the file can no longer be read: stop watching
                         poller.unregister(fd)
-                    elif mask & select.POLLPRI:
-                        source = "psi"
-                if ready and source != "psi":
-                    continue  # pipe noise or a dropped trigger: wait again
+                        del sources[fd]
+                if ready and source == "poll":
+                    continue  # pipe noise or a dropped source: wait again
             else:  # pragma: no cover - Windows
                 assert self._event is not None
-                if self._event.wait(self.interval):
+                if self._event.wait(wait):
                     break
-            wakeups[source] += 1
+            wakeups[source] = wakeups.get(source, 0) + 1
             try:
-                tick(source)
+                got = tick(source)
             except BaseException:  # the monitor must never die of one bad tick
+                got = None
                 try:
                     import logging
 
                     logging.getLogger("hivemem").exception("hivemem governor tick failed")
                 except BaseException:
                     pass
+            wait = got if isinstance(got, float) and got > 0.0 else self.interval
         self._close_fds()
 
     def _close_fds(self) -> None:
@@ -171,7 +200,7 @@ class Monitor:
         return self.thread is not None and self.thread.is_alive() and not self._stopping
 
     def _forked(self) -> None:
-        # The parent's thread is gone; the pipe and PSI descriptors are shared with the parent,
+        # The parent's thread is gone; the pipe and wake descriptors are shared with the parent,
         # so writing or polling them here would disturb it: close our copies.
         self._stopping = True
         self.thread = None

@@ -130,9 +130,15 @@ def read_pressure(path: str = "/proc/pressure/memory") -> dict[str, dict[str, fl
 
 
 class PsiTrigger:
-    """An armed trigger: poll ``fd`` for ``POLLPRI``. ``note`` says if the window was rounded."""
+    """An armed trigger: poll ``fd`` for ``POLLPRI``. ``note`` says if the window was rounded.
+
+    Like the sources of ``_notify.py`` it has ``mask``, ``name`` and ``drain()``
+    for the governor's monitor.
+    """
 
     __slots__ = ("fd", "kind", "note", "path", "stall", "window")
+    mask = 0x002  # POLLPRI
+    name = "psi"
 
     def __init__(self, fd: int, path: str, kind: str, stall: int, window: int, note: str = "") -> None:
         self.fd, self.path, self.kind, self.stall, self.window, self.note = (
@@ -143,6 +149,10 @@ class PsiTrigger:
             window,
             note,
         )
+
+    def drain(self, revents: int) -> bool:
+        """``False`` when the trigger is gone (its group was removed: ``POLLERR``), else ``True``."""
+        return not revents & (0x008 | 0x020)  # POLLERR, POLLNVAL
 
     def close(self) -> None:
         if self.fd >= 0:

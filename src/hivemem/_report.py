@@ -39,13 +39,20 @@ class StepResult(_Frozen):
     ``skipped``       why the step did not run (``None`` if it ran)
     ``error``         ``"ExceptionType: message"`` if ``apply`` raised
     ``summary``, ``stats``  what the strategy said it did
+    ``malloc_released``  malloc in-use bytes before minus after the step (glibc
+                      ``mallinfo2``): what it gave back to malloc, whether or not
+                      RSS fell yet (``None`` where not measured)
+    ``blocks_released``  ``sys.getallocatedblocks()`` before minus after: pymalloc
+                      blocks it gave back (``None`` where not measured)
     """
 
     __slots__ = (
+        "blocks_released",
         "cpu_seconds",
         "error",
         "freed",
         "level",
+        "malloc_released",
         "name",
         "rss_after",
         "rss_before",
@@ -67,6 +74,8 @@ class StepResult(_Frozen):
     error: str | None
     summary: str
     stats: dict[str, object]
+    malloc_released: int | None
+    blocks_released: int | None
 
     def __init__(
         self,
@@ -80,6 +89,8 @@ class StepResult(_Frozen):
         error: str | None = None,
         summary: str = "",
         stats: dict[str, object] | None = None,
+        malloc_released: int | None = None,
+        blocks_released: int | None = None,
         level: str | None = None,
     ) -> None:
         measured = skipped is None and rss_before is not None and rss_after is not None
@@ -96,6 +107,8 @@ class StepResult(_Frozen):
             error=error,
             summary=summary,
             stats=dict(stats or {}),
+            malloc_released=malloc_released,
+            blocks_released=blocks_released,
         )
 
     @property

@@ -40,8 +40,14 @@ went 404 -> 20 MiB (reclaim 0.99), of which this step alone showed ~10 MiB
 and ``compact`` (which trims) the rest.
 
 Does nothing when no cache exists or is registered and the standard library
-caches are empty; a registered cache whose lock is held is left for the
-next pass.
+caches are empty. A registered cache whose lock is held is left for the
+next pass; in a governor pass (``ctx.level`` set) the strategy first waits up
+to ``LOCK_WAIT`` (50 ms) for the lock: threads that fill a cache under a lock
+hold it often, and when memory runs out there may be no next pass. A
+governor pass below CRITICAL evicts, and empties a registered ``dict``, in
+slices of ``SLICE`` (2 ms), releasing the GIL in between, so the program
+never stops for the whole eviction; CRITICAL passes and direct
+``optimize()`` calls do it in one call, which is fastest overall.
 
 Cost: recomputing what was evicted, later. Evicting is about a microsecond
 per entry; clearing is one ``clear()`` per cache (a dict of 1M entries:
@@ -63,6 +69,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ClearCaches"]
 
+#: Seconds a governor pass waits for a registered cache's lock (the wait releases the GIL). Threads
+#: that fill a cache under its lock hold it often, and one of them may hold it while it waits
+#: for the GIL; when memory runs out the cache is the one thing worth the wait.
+LOCK_WAIT = 0.05
 #: A governor pass below CRITICAL evicts in slices of about this many seconds, releasing the
 #: GIL in between, so the program never stops for the whole eviction (freeing 200 MiB of
 #: 1 MiB values takes ~16 ms, most of it the kernel unmapping them).
@@ -179,6 +189,10 @@ class ClearCaches:
     priority = 20
     aggressiveness = MODERATE
 
+    def prepare(self) -> None:
+        """Load what the first pass needs now (a background governor calls this when it starts)."""
+        import hivemem._caches  # noqa: F401
+
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         from hivemem._caches import clear_discovered, clear_registered, clear_stdlib, lru_cache_allowlist
         from hivemem._sizes import format_size
@@ -220,7 +234,12 @@ class ClearCaches:
                 )
         busy = shrunk["busy"]
         if short:
-            registered = clear_registered(partial=needed is None)
+            background = ctx.level is not None
+            registered = clear_registered(
+                LOCK_WAIT if background else 0.0,
+                SLICE if background and not critical else 0.0,
+                partial=needed is None,
+            )
             stdlib = clear_stdlib()
             busy += registered["busy"]
             stats.update(

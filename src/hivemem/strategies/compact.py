@@ -112,6 +112,10 @@ class Compact:
     priority = 70
     aggressiveness = AGGRESSIVE
 
+    def prepare(self) -> None:
+        """Load what the first pass needs now (a background governor calls this when it starts)."""
+        import hivemem._compaction  # noqa: F401
+
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         from hivemem._compaction import compact_registered
         from hivemem._sizes import format_size as fs

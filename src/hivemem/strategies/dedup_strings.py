@@ -51,6 +51,11 @@ class DedupStrings:
     priority = 50
     aggressiveness = MODERATE
 
+    def prepare(self) -> None:
+        """Load what the first pass needs now (a background governor calls this when it starts)."""
+        import hivemem._containers
+        import hivemem._dedup  # noqa: F401
+
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         from hivemem._containers import _dedup as registered
         from hivemem._dedup import dedup_registered

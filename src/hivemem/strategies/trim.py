@@ -14,6 +14,11 @@ skipped with the reason.
 
 Cost: proportional to the heap's size, tens of ms per GiB; ctypes releases
 the GIL during the call, so other threads run. Runs at CHEAP.
+
+A *finisher* (``finisher = True``): it turns what earlier steps released to
+malloc into RSS, so the governor's adaptive order runs it after them and
+never leaves it out while they release memory (see ``docs/governor.md``,
+"Adaptive order").
 """
 
 from __future__ import annotations
@@ -80,7 +85,14 @@ class MallocTrim:
     name = "trim"
     priority = 80
     aggressiveness = CHEAP
+    finisher = True
     rerun = "after_release"  # a climbing optimize() runs it again once later steps freed malloc memory
+
+    def prepare(self) -> None:
+        """Load ctypes and find the allocator now (reads /proc/self/maps once), not in the first pass."""
+        from hivemem._native import trim_unavailable_reason
+
+        trim_unavailable_reason()
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         from hivemem._native import malloc_info, malloc_trim, trim_unavailable_reason
