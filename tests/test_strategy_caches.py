@@ -301,3 +301,250 @@ def test_registered_caches_return_rss_with_optimize() -> None:
     r = json.loads(out)
     assert r["before"] - r["base"] > 100 * 2**20, r
     assert (r["before"] - r["after"]) / (r["before"] - r["base"]) >= 0.9, r["text"]
+
+
+# ----------------------------------------------------------------------------- shrinking, not clearing
+
+MiB = 2**20
+
+
+@pytest.fixture
+def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the caches this test makes are alive for the strategy (others may wait for the collector)."""
+    from hivemem import _cache
+    from hivemem._live import LiveSet
+
+    monkeypatch.setattr(_cache, "_live", LiveSet(on_fork=_cache._new_lock))
+
+
+class TrackingReader(FakeReader):
+    """RSS = a base plus the bytes the given caches report: eviction shows at once, as if trimmed."""
+
+    def __init__(self, base: int, caches: list[hivemem.Cache[object, object]]) -> None:
+        super().__init__(base)
+        self.caches = caches
+
+    def rss(self) -> int:
+        return super().rss() + sum(c.bytes for c in self.caches)
+
+    def usage(self) -> hivemem.MemoryUsage:
+        u = super().usage()
+        return hivemem.MemoryUsage(rss=self.rss(), peak=u.peak, source="fake", unavailable=u.unavailable)
+
+
+def mib_cache(n: int, *, keep: float = 0.1, maxsize: int | None = None) -> hivemem.Cache[int, bytes]:
+    """A cache of *n* entries that each weigh 1 MiB (by a custom weigher; the values are tiny)."""
+    c: hivemem.Cache[int, bytes] = hivemem.Cache(None, weigher=lambda v: MiB, keep=keep, maxsize=maxsize)
+    for k in range(n):
+        c[k] = b"%d" % k
+    return c
+
+
+def caches_only() -> Registry:
+    registry = Registry(builtins=False, entry_points=False)
+    registry.register(ClearCaches())
+    return registry
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_pass_evicts_what_it_needs_least_recently_used_first() -> None:
+    """A pass needing 30 MiB of a 100 MiB cache evicts its 30 oldest entries, no more; clears nothing else."""
+    c = mib_cache(100)
+    c[0]  # the oldest key is now the most recently used
+    table = {"kept": 1}
+    hivemem.register_cache(table)
+    reader = TrackingReader(500 * MiB, [c])  # type: ignore[list-item]
+    gov = hivemem.MemoryGovernor(reader=reader, registry=caches_only())
+    report = gov.optimize(target=600 * MiB - 30 * MiB)
+    step = report.step("caches")
+    assert step.stats["shrunk_bytes"] == 30 * MiB and step.stats["needed"] == 30 * MiB
+    assert len(c) == 70 and 0 in c and 1 not in c and 30 not in c and 31 in c
+    assert c.info().evicted_pressure == 30 and c.info().evicted_size == 0
+    assert table == {"kept": 1}  # shrinking paid: the clear-only cache keeps its entries
+    assert "shrinking paid the need" in step.summary and report.reached
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_two_caches_give_in_proportion_to_their_bytes() -> None:
+    """The need is split by size: 60 and 30 MiB caches give 20 and 10 MiB of a 30 MiB need."""
+    big, small = mib_cache(60), mib_cache(30)
+    reader = TrackingReader(0, [big, small])  # type: ignore[list-item]
+    hivemem.MemoryGovernor(reader=reader, registry=caches_only()).optimize(target=60 * MiB)
+    assert (len(big), len(small)) == (40, 20)
+
+
+@pytest.mark.parametrize(
+    ("level", "left"),
+    [("high", 10), ("critical", 0)],
+)
+@pytest.mark.usefixtures("fresh_caches")
+def test_only_critical_empties_a_cache(level: str, left: int) -> None:
+    """A HIGH pass needing more than the cache holds keeps its most recent 10%; a CRITICAL pass empties it."""
+    from hivemem._engine import run_pass
+
+    c = mib_cache(100)
+    reader = TrackingReader(0, [c])  # type: ignore[list-item]
+    report = run_pass(
+        caches_only(), reader, target=1, aggressiveness=hivemem.AGGRESSIVE, level=level, limit=None
+    )
+    assert report is not None
+    assert len(c) == left
+    if left:
+        assert list(c) == list(range(90, 100))  # the most recently used stay
+        assert report.step("caches").stats["more_at"] == "aggressive"
+        for _ in range(5):  # pass after pass below CRITICAL: it never empties
+            run_pass(caches_only(), reader, target=1, aggressiveness=MODERATE, level=level)
+        assert len(c) == 1
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_governor_high_pass_shrinks_instead_of_clearing() -> None:
+    """At HIGH the governor's pass takes RSS to HIGH's release threshold by evicting, and no further."""
+    c = mib_cache(300)
+    reader = TrackingReader(520 * MiB, [c])  # type: ignore[list-item]
+    gov = hivemem.MemoryGovernor(reader=reader, registry=caches_only(), limit="1000MB", psi=False)
+    gov.tick()  # 820 MB: HIGH, whose pass aims at 700 MB
+    act = next(e for e in gov.events if e.kind == "act")
+    assert act.rss_after == 700 * MiB and len(c) == 180
+    assert c.info().evicted_pressure == 120
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_climbing_optimize_empties_only_at_the_aggressive_level() -> None:
+    """optimize(target) runs caches at moderate (floor kept), then again at aggressive, which may empty it."""
+    c = mib_cache(50)
+    reader = TrackingReader(10 * MiB, [c])  # type: ignore[list-item]
+    report = hivemem.MemoryGovernor(reader=reader, registry=caches_only()).optimize(target=10 * MiB)
+    runs = [s for s in report.steps if s.name == "caches" and s.ran]
+    assert [s.level for s in runs] == ["moderate", "aggressive"]
+    assert len(c) == 0 and report.reached
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_clear_only_caches_are_cleared_when_shrinking_falls_short() -> None:
+    """When the hivemem caches cannot pay, lru_caches and plain dicts are cleared whole, as before."""
+
+    @functools.cache
+    def square(x: int) -> int:
+        return x * x
+
+    for i in range(10):
+        square(i)
+    hivemem.register_cache(square)
+    c = mib_cache(10)
+    reader = TrackingReader(100 * MiB, [c])  # type: ignore[list-item]
+    step = (
+        hivemem.MemoryGovernor(reader=reader, registry=caches_only())
+        .optimize(target=50 * MiB, aggressiveness=MODERATE)
+        .step("caches")
+    )
+    assert square.cache_info().currsize == 0 and len(c) == 1
+    assert step.stats["registered_caches"] == 1
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_without_a_target_hivemem_caches_are_emptied_like_the_rest() -> None:
+    """optimize() without a target has no need to size by: every cache is emptied (pressure evictions)."""
+    c = mib_cache(10)
+    hivemem.register_cache(c)  # registering it too changes nothing: it is shrunk, not cleared twice
+    step = run()
+    assert len(c) == 0 and c.info().evicted_pressure == 10
+    assert step.stats["shrunk_entries"] == 10 and step.stats["registered_caches"] == 0
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_decorated_function_cache_shrinks_under_a_pass() -> None:
+    """A hivemem.cache function's results are evicted oldest first by a pass with a target."""
+
+    @hivemem.cache(max_bytes=None, weigher=lambda v: MiB)
+    def f(x: int) -> int:
+        return x
+
+    for i in range(20):
+        f(i)
+    reader = TrackingReader(0, [f.cache])  # type: ignore[list-item]
+    hivemem.MemoryGovernor(reader=reader, registry=caches_only()).optimize(target=15 * MiB)
+    assert list(f.cache) == list(range(5, 20))
+
+
+# ----------------------------------------------------------------------------- dicts, evict="oldest"
+
+
+def test_dict_evicts_oldest_inserted_until_the_need_is_met() -> None:
+    """A dict registered with evict='oldest' loses its oldest entries, about the bytes needed."""
+    from hivemem._cache import weigh
+    from hivemem._caches import evict_oldest
+
+    d = {i: b"v" * 1000 for i in range(100)}
+    one = weigh(0) + weigh(b"v" * 1000)
+    got = evict_oldest(d, 10 * one)
+    assert got["entries"] == 10
+    assert got["bytes"] == sum(weigh(k) + weigh(b"v" * 1000) for k in range(10))
+    assert list(d) == list(range(10, 100))
+    got = evict_oldest(d, 10**9, keep=5)
+    assert list(d) == list(range(95, 100)) and got["entries"] == 85
+
+
+def test_registered_dict_shrinks_in_a_pass_and_keeps_a_floor_below_critical() -> None:
+    """A pass with a target evicts part of an evict='oldest' dict; below CRITICAL it keeps 10% of it."""
+    from hivemem._engine import run_pass
+
+    d = {i: b"x" * 10_000 for i in range(100)}
+    hivemem.register_cache(d, evict="oldest")
+    reader = FakeReader(10 * MiB)
+    run_pass(caches_only(), reader, target=10 * MiB - 200_000, aggressiveness=MODERATE, level="high")
+    assert 75 <= len(d) <= 85 and 99 in d and 0 not in d
+    start = len(d)
+    run_pass(caches_only(), reader, target=1, aggressiveness=MODERATE, level="high")
+    assert len(d) == -(-start // 10) and 99 in d  # a tenth of what it held when the pass began
+    run_pass(caches_only(), reader, target=1, aggressiveness=AGGRESSIVE, level="critical")
+    assert d == {}
+
+
+def test_registered_dict_with_busy_lock_is_left_alone() -> None:
+    """evict='oldest' honours lock=: when another thread holds it, the dict is left for the next pass."""
+    from hivemem._engine import run_pass
+
+    lock = threading.Lock()
+    d = {i: b"x" * 10_000 for i in range(100)}
+    hivemem.register_cache(d, lock=lock, evict="oldest")
+    with lock:
+        report = run_pass(caches_only(), FakeReader(10 * MiB), target=1, aggressiveness=MODERATE)
+    assert report is not None and len(d) == 100 and report.step("caches").stats["busy"] >= 1
+    assert not lock.locked()
+
+
+@pytest.mark.parametrize(
+    ("obj", "evict", "match"),
+    [
+        ({}, "newest", "evict="),
+        ({}, None, "evict="),
+        (functools.lru_cache(maxsize=None)(abs), "oldest", "cleared whole"),
+        ("myapp.*", "oldest", "module pattern"),
+    ],
+)
+def test_register_cache_checks_evict(obj: object, evict: object, match: str) -> None:
+    """evict must be 'clear' or 'oldest', and 'oldest' needs a dict; nothing is registered otherwise."""
+    with pytest.raises(hivemem.InvalidArgument, match=match):
+        hivemem.register_cache(obj, evict=evict)  # type: ignore[arg-type]
+    assert len(_caches) == 0 and "myapp.*" not in _patterns
+
+
+@pytest.mark.parametrize(("level", "yields"), [("high", True), ("critical", False), (None, False)])
+@pytest.mark.usefixtures("fresh_caches")
+def test_governor_passes_below_critical_evict_in_slices(
+    monkeypatch: pytest.MonkeyPatch, level: str | None, yields: bool
+) -> None:
+    """Below CRITICAL a governor pass evicts in batches and releases the GIL between slices; same result."""
+    from hivemem._engine import run_pass
+    from hivemem.strategies import caches as strategy
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(strategy, "SLICE", 0.0)  # every batch ends a slice
+    monkeypatch.setattr(strategy.time, "sleep", sleeps.append)
+    c = mib_cache(1000)
+    reader = TrackingReader(0, [c])  # type: ignore[list-item]
+    run_pass(caches_only(), reader, target=400 * MiB, aggressiveness=MODERATE, level=level)
+    assert list(c) == list(range(600, 1000))
+    assert c.info().evicted_pressure == 600
+    assert (len(sleeps) >= 600 // strategy.BATCH - 1) is yields and (not sleeps) is not yields

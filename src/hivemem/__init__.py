@@ -21,6 +21,7 @@ _LAZY: dict[str, str] = {
     "Aggressiveness": "hivemem._levels",
     "BufferPool": "hivemem._pool",
     "CHEAP": "hivemem._levels",
+    "Cache": "hivemem._cache",
     "CompressedStore": "hivemem._compress",
     "CorruptedValue": "hivemem._errors",
     "Fragmentation": "hivemem._containers",
@@ -62,6 +63,7 @@ _LAZY: dict[str, str] = {
     "add_listener": "hivemem._engine:subscribe",
     "after_fork_child": "hivemem._fork",
     "allow_unload": "hivemem._unload",
+    "cache": "hivemem._cache",
     "compactable": "hivemem._containers",
     "disable_strategy": "hivemem._api",
     "disallow_unload": "hivemem._unload",
@@ -111,6 +113,7 @@ __all__ = [
     "Aggressiveness",
     "BufferPool",
     "CHEAP",
+    "Cache",
     "CompressedStore",
     "CorruptedValue",
     "Fragmentation",
@@ -152,6 +155,7 @@ __all__ = [
     "add_listener",
     "after_fork_child",
     "allow_unload",
+    "cache",
     "compactable",
     "disable_strategy",
     "disallow_unload",
@@ -213,6 +217,8 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     from hivemem._api import (
         unregister_strategy as unregister_strategy,
     )
+    from hivemem._cache import Cache as Cache
+    from hivemem._cache import cache as cache
     from hivemem._caches import register_cache as register_cache
     from hivemem._caches import unregister_cache as unregister_cache
     from hivemem._compress import CompressedStore as CompressedStore

@@ -2,9 +2,13 @@
 
 ``register_cache(obj)`` accepts anything with ``cache_clear()`` (a
 ``functools.lru_cache``/``functools.cache`` wrapper) or ``clear()`` (a
-``dict``, a cachetools cache, any mapping). ``register_cache("myapp.*")``
+``dict``, a cachetools cache, any mapping). Those can only be cleared whole.
+``register_cache(d, evict="oldest")`` lets a pass evict part of a ``dict``
+instead, oldest inserted first (:func:`evict_oldest`). ``register_cache("myapp.*")``
 instead allows the ``caches`` strategy, at the aggressive level only, to
 discover and clear every ``functools`` cache defined in the matching modules.
+A ``hivemem.Cache`` (and a ``hivemem.cache`` function) needs no registration:
+it shrinks by itself under pressure (``hivemem._cache``).
 
 Why discovery needs an allowlist: ``@functools.cache`` is a common way to
 write a singleton (``def get_client(): return Client()``). Clearing that
@@ -15,10 +19,11 @@ checks. Only the application knows which of its caches merely memoize.
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 from hivemem._errors import InvalidArgument
-from hivemem._held import HeldSet, release, try_lock
+from hivemem._held import Entry, HeldSet, release, try_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +35,10 @@ __all__ = [
     "clear_registered",
     "clear_stdlib",
     "discover",
+    "estimate_bytes",
+    "evict_oldest",
     "lru_cache_allowlist",
+    "partial_registered",
     "register_cache",
     "unregister_cache",
 ]
@@ -52,7 +60,11 @@ def _check_pattern(pattern: str) -> str:
     return pattern
 
 
-def register_cache(obj: object, *, lock: object = None) -> object:
+#: How a registered cache gives memory back: ``"clear"`` (whole) or ``"oldest"`` (a dict, in part).
+EVICT = ("clear", "oldest")
+
+
+def register_cache(obj: object, *, lock: object = None, evict: str = "clear") -> object:
     """Let the ``caches`` strategy clear *obj*; returns *obj* (usable as a decorator).
 
     *obj* is anything with ``cache_clear()`` (``functools.lru_cache`` and
@@ -68,23 +80,42 @@ def register_cache(obj: object, *, lock: object = None) -> object:
     acquired without waiting before clearing; when busy, the cache is left
     for the next pass.
 
+    ``evict="oldest"`` (a ``dict`` only) opts in to partial eviction: a
+    pass with a target removes the dict's oldest inserted entries until it
+    has the bytes the pass still needs (weighed by ``hivemem._cache.weigh``),
+    and clears it whole only when there is no target. ``functools.lru_cache``
+    objects cannot be evicted in part (they expose no way to drop one entry):
+    they are always cleared whole.
+
     A string registers a module allowlist instead: ``register_cache("myapp.*")``
     lets the strategy, at the ``aggressive`` level only, discover and clear the
     ``functools`` caches defined in ``myapp`` and its submodules (functions and
     methods at module or class level). Never list a module that uses
     ``@functools.cache`` to build singletons.
     """
+    if evict not in EVICT:
+        from hivemem._validate import show
+
+        raise InvalidArgument(f"evict={show(evict)}: expected 'clear' (whole) or 'oldest' (a dict, in part)")
     if isinstance(obj, str):
+        if evict != "clear":
+            raise InvalidArgument(f"evict={evict!r} applies to a dict, not to a module pattern ({obj!r})")
         pattern = _check_pattern(obj)
         if pattern not in _patterns:
             _patterns.append(pattern)
         return obj
+    if evict == "oldest" and not isinstance(obj, dict):
+        raise InvalidArgument(
+            f"evict='oldest' needs a dict (evicted in insertion order), got {type(obj).__name__}; "
+            "lru_cache objects and other caches can only be cleared whole (evict='clear'), "
+            "or use hivemem.Cache, which shrinks by itself"
+        )
     if not (callable(getattr(obj, "cache_clear", None)) or callable(getattr(obj, "clear", None))):
         raise InvalidArgument(
             f"cannot register {obj!r} as a cache: expected an object with cache_clear() "
             "(functools.lru_cache) or clear() (dict, cachetools cache), or a module pattern string"
         )
-    _caches.add(obj, lock)
+    _caches.add(obj, lock, evict=evict)
     return obj
 
 
@@ -126,6 +157,23 @@ def _clear(obj: object, slice_seconds: float = 0.0) -> None:
         obj.clear()  # type: ignore[attr-defined]
 
 
+def _shrinks_itself(obj: object) -> bool:
+    """A ``hivemem.Cache``, or a ``hivemem.cache`` function: the strategy shrinks those directly."""
+    module = sys.modules.get("hivemem._cache")
+    if module is None:
+        return False
+    return isinstance(obj, module.Cache) or isinstance(getattr(obj, "cache", None), module.Cache)
+
+
+def partial_registered() -> list[tuple[dict[object, object], Entry]]:
+    """Registered dicts that opted in to partial eviction (``evict="oldest"``), with their entries."""
+    return [
+        (obj, entry)
+        for obj, entry in _caches.entries()
+        if entry.options.get("evict") == "oldest" and isinstance(obj, dict)
+    ]
+
+
 def _clear_in_slices(cache: dict[object, object], slice_seconds: float) -> None:
     """Empty *cache* a time slice at a time, letting other threads run in between.
 
@@ -164,15 +212,21 @@ def _clear_in_slices(cache: dict[object, object], slice_seconds: float) -> None:
     cache.clear()
 
 
-def clear_registered(wait: float = 0.0, slice_seconds: float = 0.0) -> dict[str, int]:
-    """Clear every registered cache. Returns counts: caches, entries, busy (lock held), failed.
+def clear_registered(
+    wait: float = 0.0, slice_seconds: float = 0.0, *, partial: bool = True
+) -> dict[str, int]:
+    """Clear every registered cache whole. Returns counts: caches, entries, busy (lock held), failed.
 
+    ``hivemem.Cache`` objects are left alone (the strategy shrinks them itself); so are
+    dicts registered with ``evict="oldest"`` unless *partial* is true.
     *wait*: seconds to wait for a cache's lock before leaving it as busy.
     *slice_seconds*: when above 0, a ``dict`` is emptied in slices of about that
     long, the GIL released in between (see :func:`_clear_in_slices`).
     """
     counts = {"caches": 0, "entries": 0, "busy": 0, "failed": 0}
     for obj, entry in _caches.entries():
+        if _shrinks_itself(obj) or (not partial and entry.options.get("evict") == "oldest"):
+            continue
         if not try_lock(entry.lock, wait):
             counts["busy"] += 1
             continue
@@ -190,6 +244,76 @@ def clear_registered(wait: float = 0.0, slice_seconds: float = 0.0) -> dict[str,
         counts["caches"] += 1
         counts["entries"] += n or 0
     return counts
+
+
+def _pair_weight(key: object, value: object) -> int:
+    from hivemem._cache import weigh
+
+    return weigh(key) + weigh(value)
+
+
+def estimate_bytes(d: dict[object, object], sample: int = 16) -> int:
+    """About how many bytes *d*'s entries weigh: its length times the mean of its oldest *sample*.
+
+    Used only to split a pass's need between caches in proportion; what a
+    pass reports is the weight of what it actually evicted.
+    """
+    n = len(d)
+    if not n:
+        return 0
+    try:
+        first = list(itertools.islice(d.items(), sample))
+    except RuntimeError:  # changed size while sampled: try again next pass
+        return 0
+    if not first:
+        return 0
+    return int(n * sum(_pair_weight(k, v) for k, v in first) / len(first))
+
+
+def evict_oldest(
+    d: dict[object, object], nbytes: int, *, keep: int = 0, most: int | None = None
+) -> dict[str, int]:
+    """Remove *d*'s oldest inserted entries until *nbytes* of weight are gone or *keep* entries are left.
+
+    Weights are ``hivemem._cache.weigh`` of key and value. Each removal is one
+    ``d.pop(key)``, so a thread writing to the dict meanwhile never sees it
+    half-changed; keys are read in batches that double in size (popping from
+    the front of a dict leaves holes that every new iterator steps over).
+    *most* bounds the entries removed in this call (``more`` in the result
+    says it stopped there). Returns ``entries`` and ``bytes`` evicted, and
+    ``released``: the weight of values nothing else referenced.
+    """
+    missing = object()
+    getrefcount = sys.getrefcount
+    gone = weight = released = more = 0
+    batch, retries = 64, 8
+    while weight < nbytes and len(d) > keep and not more:
+        try:
+            keys = list(itertools.islice(d, batch))
+        except RuntimeError:  # another thread resized it while we read: read again, a few times
+            retries -= 1
+            if retries < 0:
+                break
+            continue
+        if not keys:
+            break
+        for key in keys:
+            if weight >= nbytes or len(d) <= keep:
+                break
+            if most is not None and gone >= most:
+                more = 1
+                break
+            value = d.pop(key, missing)
+            if value is missing:
+                continue
+            w = _pair_weight(key, value)
+            weight += w
+            gone += 1
+            if getrefcount(value) <= 2:  # this frame's name and getrefcount's argument
+                released += w
+            del value
+        batch = min(batch * 2, 65_536)
+    return {"entries": gone, "bytes": weight, "released": released, "more": more}
 
 
 # ------------------------------------------------------------------ standard library
