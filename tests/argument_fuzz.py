@@ -135,6 +135,20 @@ def _uses_store(store: object) -> None:
         store.close()
 
 
+def _uses_cache(cache: object) -> None:
+    """An accepted Cache keeps what fits and returns it unchanged."""
+    value = b"hivemem " * 64
+    cache["k"] = value  # type: ignore[index]
+    assert cache.get("k", value) == value  # type: ignore[attr-defined]
+
+
+def _memoized(**kwargs: object) -> None:
+    """An accepted cache() decorator memoizes: a second call is a hit with the same answer."""
+    f = hivemem.cache(**kwargs)(lambda x: x * 2)  # type: ignore[arg-type]
+    assert f(21) == f(21) == 42
+    assert f.cache_info().hits >= 0
+
+
 def _uses_pool(pool: object) -> None:
     if isinstance(pool, hivemem.BufferPool):
         buf = pool.acquire(64)
@@ -397,6 +411,15 @@ def _targets() -> list[Target]:
         Target("SpillStore(directory=v)", lambda v: hivemem.SpillStore(directory=v), _uses_store),
         Target("SpillStore().spill(nbytes=v)", lambda v: _spill(nbytes=v)),
         Target("SpillStore().spill(stop=v)", lambda v: _spill(stop=v)),
+        Target("Cache(max_bytes=v)", lambda v: _uses_cache(hivemem.Cache(v))),
+        Target("Cache('1MB', maxsize=v)", lambda v: _uses_cache(hivemem.Cache("1MB", maxsize=v))),
+        Target("Cache('1MB', weigher=v)", lambda v: _uses_cache(hivemem.Cache("1MB", weigher=v))),
+        Target("Cache('1MB', keep=v)", lambda v: _uses_cache(hivemem.Cache("1MB", keep=v))),
+        Target("cache(max_bytes=v)", lambda v: _memoized(max_bytes=v)),
+        Target("cache(maxsize=v)", lambda v: _memoized(max_bytes="1MB", maxsize=v)),
+        Target("cache(typed=v)", lambda v: _memoized(max_bytes="1MB", typed=v)),
+        Target("cache(weigher=v)", lambda v: _memoized(max_bytes="1MB", weigher=v)),
+        Target("cache(keep=v)", lambda v: _memoized(max_bytes="1MB", keep=v)),
         Target("StringPool(max_size=v)", lambda v: hivemem.StringPool(max_size=v).intern("abc" * 3)),
         Target("StringPool(max_length=v)", lambda v: hivemem.StringPool(max_length=v).intern("abc" * 3)),
         Target("StringPool().intern(v)", lambda v: hivemem.StringPool().intern(v)),
