@@ -353,7 +353,10 @@ def _run_locked(
     """
     read_rss: Callable[[], int] = reader.rss  # type: ignore[attr-defined]
     read_usage = reader.usage  # type: ignore[attr-defined]
-    read_alloc = probe_for(reader)
+    # Allocator credit feeds the governor's adaptive order only: its passes carry a level.
+    # mallinfo2 walks malloc's free chunks (~45 ms a read on the demo's fragmented 1.7 GiB
+    # heap, two reads a step), a cost optimize() calls need not pay (docs/optimize.md).
+    read_alloc = probe_for(reader) if level is not None else None
     started = clock()
     before = read_usage()
     ctx = StrategyContext(
