@@ -13,7 +13,10 @@ musl, jemalloc, tcmalloc, mimalloc or on non-Linux systems, where it is
 skipped with the reason.
 
 Cost: proportional to the heap's size, tens of ms per GiB; ctypes releases
-the GIL during the call, so other threads run. Runs at CHEAP.
+the GIL during the call, so other threads run, but glibc holds each arena's
+lock while it walks it: a thread that allocates meanwhile waits (5-13 ms
+stalls of a request loop measured during governor passes over a ~1 GiB
+heap, ``benchmarks/bench_governor.py pauses``). Runs at CHEAP.
 
 A *finisher* (``finisher = True``): it turns what earlier steps released to
 malloc into RSS, so the governor's adaptive order runs it after them and
@@ -95,16 +98,16 @@ class MallocTrim:
         trim_unavailable_reason()
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        from hivemem._native import malloc_info, malloc_trim, trim_unavailable_reason
+        from hivemem._native import malloc_trim, trim_unavailable_reason
 
         reason = trim_unavailable_reason()
         if reason is not None:
             return StrategyResult.skip(reason)
-        info = malloc_info()
+        # No mallinfo2() beside it: it walks every free chunk under malloc's lock (~45 ms on a
+        # fragmented 1.7 GiB heap), stalling the program's own allocations; what the trim
+        # returned is measured as RSS around the step (docs/allocator.md).
         released = malloc_trim(0)
         stats: dict[str, object] = {"released": released}
-        if info is not None:
-            stats["malloc_free_before"] = info["free"]
         summary = "malloc_trim(0) released pages" if released else "malloc_trim(0) found nothing to release"
         return StrategyResult(summary, stats=stats)
 
