@@ -40,6 +40,30 @@ def test_line_watch_keeps_a_cell_peak_without_any_sampler(n: int) -> None:
     assert sys.gettrace() is before
 
 
+SHAPES = {
+    "top_level_hot_loop": "out = []\nfor i in range(6000):\n    out.append(bytearray(1000))\ndel out\n",
+    "function_hot_loop": (
+        "def build(n):\n    rows = []\n    for i in range(n):\n        rows.append(bytearray(1000))\n"
+        "    return len(rows)\nbuild(6000)\n"
+    ),
+    "one_line_after": "data = [bytearray(1000) for _ in range(6000)]; n = len(data)\ndel data\n",
+}
+LINES = {"top_level_hot_loop": 3, "function_hot_loop": 4, "one_line_after": 1}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_line_watch_keeps_peaks_of_hot_loops_whose_lines_went_quiet(shape: str) -> None:
+    """A loop past the quiet threshold (6000 iterations) still has its peak kept, at the statement
+    after it or at its function's return."""
+    ns: dict[str, object] = {}
+    with Profiler(trace=True, interval=None) as prof, LineWatch(prof, ns):
+        exec(compile(SHAPES[shape], "<cell>", "exec"), ns)
+    report = prof.report(top=3)
+    assert report.top is not None and report.top.label == "peak"
+    assert report.top.rows[0][0] == f"<cell>:{LINES[shape]}"
+    assert report.peak.sites_traced is not None and report.peak.sites_traced >= 0.5 * 6000 * 1000
+
+
 def test_without_the_watch_the_same_cell_peak_is_lost() -> None:
     """The control: the same cell with the watch on another namespace keeps no "peak" snapshot."""
     with Profiler(trace=True, interval=None) as prof:

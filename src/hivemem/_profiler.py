@@ -1587,6 +1587,9 @@ class Profiler:
 # --------------------------------------------------------------------------- line watch
 
 _TOOL_IDS = (4, 3)  # sys.monitoring tools left free by convention (0-2 and 5 are named ones)
+# Line events a function's code reports before its lines go quiet (its returns still check): a hot
+# loop is watched for its first iterations, then costs nothing.
+_HOT_LINES = 1000
 
 
 class LineWatch:
@@ -1597,7 +1600,9 @@ class LineWatch:
     every new line: a statement of top-level code that just ended keeps a
     ``"peak"`` snapshot when traced memory grew by a quarter, any line when it
     doubled, so a peak that lives a few milliseconds is seen while it is alive
-    however loaded the machine is. On Python 3.12+ it uses ``sys.monitoring``
+    however loaded the machine is. A function's return checks too, and after
+    ``_HOT_LINES`` line events a code object's lines go quiet, so a hot loop
+    is watched only for its first iterations. On Python 3.12+ it uses ``sys.monitoring``
     (LINE events set locally on that code, any thread; other code pays one
     callback the first time it starts); before 3.12 ``sys.settrace`` in the
     calling thread, whose call event costs every function call of that
@@ -1634,8 +1639,8 @@ class LineWatch:
             for code in self._codes:
                 mon.set_local_events(tool, code, 0)
             self._codes.clear()
-            mon.register_callback(tool, mon.events.PY_START, None)
-            mon.register_callback(tool, mon.events.LINE, None)
+            for event in (mon.events.PY_START, mon.events.LINE, mon.events.PY_RETURN):
+                mon.register_callback(tool, event, None)
             mon.free_tool_id(tool)
         elif sys.gettrace() is self._tracer:
             sys.settrace(None)
@@ -1659,28 +1664,39 @@ class LineWatch:
         else:
             return
         ns, codes, prof, check = self._ns, self._codes, self._prof, self._prof._check_live
-        getframe, disable, line = sys._getframe, mon.DISABLE, events.LINE
+        getframe, disable = sys._getframe, mon.DISABLE
+        local = events.LINE | events.PY_RETURN
+        hits: dict[object, int] = {}
 
         def on_start(code: object, offset: int) -> object:
             try:
                 if getframe(1).f_globals is ns:
                     if code not in codes:
                         codes[code] = None
-                        mon.set_local_events(tool, code, line)
+                        mon.set_local_events(tool, code, local)
                     return None
             except Exception:  # never raise into the program
                 pass
             return disable  # other code: this callback never runs there again
 
-        def on_line(code: object, lineno: int) -> None:
+        def on_line(code: object, lineno: int) -> object:
             if code.co_name == "<module>":  # type: ignore[attr-defined]
                 if _get_traced()[0] >= prof._peak_plateau:
                     check(True)
             elif _get_traced()[0] >= prof._peak_next:
                 check(False)
+            n = hits[code] = hits.get(code, 0) + 1
+            # a line not yet reported still reports once: each statement after a hot loop is checked
+            return disable if n > _HOT_LINES else None
 
+        def on_return(code: object, offset: int, value: object) -> None:
+            if code.co_name != "<module>" and _get_traced()[0] >= prof._peak_plateau:  # type: ignore[attr-defined]
+                check(True)  # a function's end: its locals and its result are still alive
+
+        mon.restart_events()  # lines a previous watch quietened are watched again
         mon.register_callback(tool, events.PY_START, on_start)
         mon.register_callback(tool, events.LINE, on_line)
+        mon.register_callback(tool, events.PY_RETURN, on_return)
         mon.set_events(tool, events.PY_START)
         self._tool, self.active = tool, True
 
@@ -1688,15 +1704,23 @@ class LineWatch:
         if sys.gettrace() is not None:  # a debugger or coverage: theirs, not ours
             return
         ns, prof, check = self._ns, self._prof, self._prof._check_live
+        hits: dict[object, int] = {}
 
         def top(frame: object, event: str, arg: object) -> object:
             if event == "line" and _get_traced()[0] >= prof._peak_plateau:
                 check(True)
             return top
 
-        def inner(frame: object, event: str, arg: object) -> object:
-            if event == "line" and _get_traced()[0] >= prof._peak_next:
-                check(False)
+        def inner(frame: Any, event: str, arg: object) -> object:
+            if event == "line":
+                if _get_traced()[0] >= prof._peak_next:
+                    check(False)
+                code = frame.f_code
+                n = hits[code] = hits.get(code, 0) + 1
+                if n > _HOT_LINES:
+                    frame.f_trace_lines = False  # this call's lines go quiet; its return still checks
+            elif event == "return" and _get_traced()[0] >= prof._peak_plateau:
+                check(True)  # a function's end: its locals and its result are still alive
             return inner
 
         def on_call(frame: Any, event: str, arg: object) -> object:
