@@ -64,20 +64,32 @@ def parse_options(line: str) -> dict[str, object]:
     return opts
 
 
-def profile_cell(cell: str, run: Callable[[str], object], line: str = "") -> object:
+def profile_cell(
+    cell: str, run: Callable[[str], object], line: str = "", *, namespace: dict[str, object] | None = None
+) -> object:
     """Run *cell* through *run* (IPython's ``run_cell``, or ``exec`` in tests) under a Profiler.
 
     Returns the :class:`hivemem.ProfileReport`; with ``--html PATH`` the
-    self-contained HTML report is written there too.
+    self-contained HTML report is written there too. With ``--trace``, the
+    code that runs with *namespace* as its globals (the cell, and functions
+    defined in cells) checks traced memory at each line, so a peak that lives
+    for milliseconds is kept (docs/profiler.md, "Allocation sites at the peak").
     """
-    from hivemem._profiler import Profiler
+    from hivemem._profiler import LineWatch, Profiler
 
     opts = parse_options(line)
     frames, top, interval = opts["frames"], opts["top"], opts["interval"]
     assert isinstance(frames, int) and isinstance(top, int) and isinstance(interval, float)
     prof = Profiler(trace=bool(opts["trace"]), frames=frames, interval=interval)
     with prof:
-        run(cell)
+        watch = LineWatch(prof, namespace) if namespace is not None and prof.trace else None
+        if watch is not None:
+            watch.start()
+        try:
+            run(cell)
+        finally:
+            if watch is not None:
+                watch.stop()
     report = prof.report(top=top)
     if opts["html"]:
         report.to_html(str(opts["html"]))
@@ -85,15 +97,20 @@ def profile_cell(cell: str, run: Callable[[str], object], line: str = "") -> obj
 
 
 def hivemem_magic(
-    line: str, cell: str | None = None, *, run: Callable[[str], object] | None = None
+    line: str,
+    cell: str | None = None,
+    *,
+    run: Callable[[str], object] | None = None,
+    namespace: dict[str, object] | None = None,
 ) -> object:
-    """The ``%hivemem`` / ``%%hivemem`` magic: profile a cell, or show status, top or growth."""
+    """The ``%hivemem`` / ``%%hivemem`` magic: profile a cell (*namespace*: the globals it runs
+    in), or show status, top or growth."""
     if cell is not None:
         if run is None:
             from hivemem._errors import InvalidArgument
 
             raise InvalidArgument("profiling a cell needs a runner (IPython's run_cell)")
-        return profile_cell(cell, run, line)
+        return profile_cell(cell, run, line, namespace=namespace)
     from hivemem._inspect import growth, status, top
 
     command = line.strip() or "status"
@@ -119,7 +136,7 @@ def load_ipython_extension(ipython: object) -> None:
         return result
 
     def magic(line: str, cell: str | None = None) -> object:
-        return hivemem_magic(line, cell, run=run)
+        return hivemem_magic(line, cell, run=run, namespace=getattr(ipython, "user_global_ns", None))
 
     magic.__doc__ = __doc__
     ipython.register_magic_function(magic, magic_kind="line_cell", magic_name="hivemem")  # type: ignore[attr-defined]

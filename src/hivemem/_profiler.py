@@ -34,6 +34,7 @@ import gc
 import os
 import sys
 import time
+from _tracemalloc import get_traced_memory as _get_traced
 
 from hivemem._render import Result, html_table, short_path, text_table
 from hivemem._sizes import format_size
@@ -778,7 +779,7 @@ class _Sites:
         return out
 
 
-def _take_sites(at: float, rss: Callable[[], int] | None = None) -> _Sites:
+def _take_sites(at: float, rss: Callable[[], int] | None = None, rss0: int | None = None) -> _Sites:
     """Take a tracemalloc snapshot and group it by traceback, in bounded extra traced memory.
 
     ``Snapshot.statistics()`` and ``filter_traces()`` walk every trace in
@@ -788,7 +789,10 @@ def _take_sites(at: float, rss: Callable[[], int] | None = None) -> _Sites:
     """
     import tracemalloc
 
-    rss0 = rss() if rss is not None else 0
+    if rss0 is None:
+        rss0 = rss() if rss is not None else 0
+    # no call that releases the GIL between the caller's decision and the copy of the traces: another
+    # thread could free the peak meanwhile (docs/profiler.md, "Allocation sites at the peak")
     traced = tracemalloc.get_traced_memory()[0]
     snap = tracemalloc.take_snapshot()
     held = rss() - rss0 if rss is not None else 0
@@ -986,7 +990,15 @@ class Profiler:
                 except Exception:  # no limit known: only the CPU budget bounds the snapshots
                     self._limit = 0
             self._arm_peak(self._snapshots["start"].traced)
+            if self.peak_sites:
+                gc.callbacks.append(self._on_gc)
         return self
+
+    def _drop_gc_callback(self) -> None:
+        callbacks = gc.callbacks
+        for i in range(len(callbacks) - 1, -1, -1):
+            if callbacks[i] == self._on_gc:
+                del callbacks[i]
 
     def stop(self) -> Profiler:
         """Stop sampling (after one last sample), take the ``"stop"`` snapshot, stop tracemalloc if ours."""
@@ -994,6 +1006,7 @@ class Profiler:
 
         if not self._running:
             return self
+        self._drop_gc_callback()
         if self._thread is not None:
             self._stop_flag.set()  # type: ignore[attr-defined]
             self._thread.join()  # type: ignore[attr-defined]
@@ -1019,6 +1032,7 @@ class Profiler:
         self.stop()
 
     def _forked(self) -> None:
+        self._drop_gc_callback()
         self._running = False
         self._thread = None
         self._lock = _thread.allocate_lock()
@@ -1185,6 +1199,33 @@ class Profiler:
             return False
         return self._snap_count > before and self._snap_error is None
 
+    def _check_live(self, boundary: bool) -> None:
+        """Keep a "peak" snapshot now, from the thread that holds the memory, if traced memory doubled
+        since the last one, or, at a *boundary* (a statement of the watched code just ended), grew by
+        a quarter. Called by the gc callback and the line watch (docs/profiler.md, "Allocation sites
+        at the peak"); never raises and never waits for the sample lock (its own thread may hold it)."""
+        try:
+            import _tracemalloc
+
+            if not (self._running and _tracemalloc.is_tracing()):
+                return
+            traced = _tracemalloc.get_traced_memory()[0]
+            if traced < (self._peak_plateau if boundary else self._peak_next):
+                return
+            if not self._lock.acquire(False):
+                return
+            self._lock.release()
+            now, rss = self._clock() - self._t0, self._rss_now()
+            self._peak_snapshot(now, rss, sys.getallocatedblocks(), wait=True)
+        except Exception:  # never raise into the program's allocation or line
+            pass
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """``gc.callbacks`` entry: a collection runs in the thread whose allocations triggered it, while
+        what it allocated is alive, so growth of containers is seen in any thread, however loaded."""
+        if phase == "start" and _get_traced()[0] >= self._peak_next:
+            self._check_live(False)
+
     def _peak_due(self, traced: int, prev: tuple[int, int]) -> bool:
         """Traced memory has doubled since the last "peak" snapshot, or grew by a quarter and stopped.
 
@@ -1234,18 +1275,19 @@ class Profiler:
                 if _tracemalloc.get_traced_memory()[0] < self._peak_plateau:
                     self._peak_busy.release()  # the snapshot we waited for already covers this
                     return
-            elif not self._peak_busy.acquire(False):
-                return
-            self._peak_snapshot_locked()
+                self._peak_snapshot_locked(None)  # RSS may have moved while waiting: read it again
+            elif self._peak_busy.acquire(False):
+                self._peak_snapshot_locked(rss)
         finally:
             self._peak_threads.discard(me)
 
-    def _peak_snapshot_locked(self) -> None:
-        """Take the "peak" snapshot, holding ``_peak_busy``, which this releases."""
+    def _peak_snapshot_locked(self, rss: int | None) -> None:
+        """Take the "peak" snapshot, holding ``_peak_busy``, which this releases; *rss* was read just
+        before the decision (``None``: read it now)."""
         try:
             cpu0 = time.thread_time()
             try:
-                sites = self._take("peak", peak=True)
+                sites = self._take("peak", peak=True, rss0=rss)
             except Exception as exc:  # never break the host program; the report says why sites are older
                 self._snap_error = f"{type(exc).__name__}: {exc}"
                 self._peak_next = self._peak_plateau = sys.maxsize
@@ -1330,8 +1372,10 @@ class Profiler:
         self._take(str(label))
         return str(label)
 
-    def _take(self, label: str, *, peak: bool = False) -> _Sites:
-        sites = _take_sites(self._clock() - self._t0, self._rss_now if peak else None)
+    def _take(self, label: str, *, peak: bool = False, rss0: int | None = None) -> _Sites:
+        """Take snapshot *label*; a ``"peak"`` one replaces the kept one only if it holds more (the
+        memory may have been freed between the decision and the copy), and the kept one is returned."""
+        sites = _take_sites(self._clock() - self._t0, self._rss_now if peak else None, rss0)
         if peak:
             import tracemalloc
 
@@ -1345,6 +1389,9 @@ class Profiler:
                 if trim_unavailable_reason() is None:
                     malloc_trim(0)
         with self._lock:
+            old = self._snapshots.get(label) if peak else None
+            if old is not None and old.total > sites.total:
+                return old
             self._snapshots.pop(label, None)  # a replaced label moves to the end: labels stay in time order
             self._snapshots[label] = sites
             if peak:
@@ -1535,3 +1582,152 @@ class Profiler:
             f"Profiler({state}, {rate}, samples={n}, rss={format_size(last)!r}, trace={self.trace}, "
             f"snapshots={len(self._snapshots)})"
         )
+
+
+# --------------------------------------------------------------------------- line watch
+
+_TOOL_IDS = (4, 3)  # sys.monitoring tools left free by convention (0-2 and 5 are named ones)
+# Line events a function's code reports before its lines go quiet (its returns still check): a hot
+# loop is watched for its first iterations, then costs nothing.
+_HOT_LINES = 1000
+
+
+class LineWatch:
+    """Check traced memory at each line event of one namespace's code, and nowhere else.
+
+    The code whose frames run with *namespace* as their globals (a notebook's
+    cells and the functions they define) calls ``Profiler._check_live`` at
+    every new line: a statement of top-level code that just ended keeps a
+    ``"peak"`` snapshot when traced memory grew by a quarter, any line when it
+    doubled, so a peak that lives a few milliseconds is seen while it is alive
+    however loaded the machine is. A function's return checks too, and after
+    ``_HOT_LINES`` line events a code object's lines go quiet, so a hot loop
+    is watched only for its first iterations. On Python 3.12+ it uses ``sys.monitoring``
+    (LINE events set locally on that code, any thread; other code pays one
+    callback the first time it starts); before 3.12 ``sys.settrace`` in the
+    calling thread, whose call event costs every function call of that
+    thread (docs/profiler.md, "Allocation sites at the peak", has the
+    figures). It stands aside when another tool holds the hook: ``active``
+    says whether it watches.
+    """
+
+    def __init__(self, profiler: Profiler, namespace: dict[str, object]) -> None:
+        self._prof = profiler
+        self._ns = namespace
+        self._tool: int | None = None
+        self._codes: dict[object, None] = {}
+        self._tracer: object = None
+        self.active = False
+
+    def start(self) -> LineWatch:
+        if self.active:
+            return self
+        if sys.version_info >= (3, 12):
+            self._start_monitoring()
+        else:
+            self._start_settrace()
+        return self
+
+    def stop(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        if self._tool is not None:
+            mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+            tool, self._tool = self._tool, None
+            mon.set_events(tool, 0)
+            for code in self._codes:
+                mon.set_local_events(tool, code, 0)
+            self._codes.clear()
+            for event in (mon.events.PY_START, mon.events.LINE, mon.events.PY_RETURN):
+                mon.register_callback(tool, event, None)
+            mon.free_tool_id(tool)
+        elif sys.gettrace() is self._tracer:
+            sys.settrace(None)
+        self._tracer = None
+
+    def __enter__(self) -> LineWatch:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start_monitoring(self) -> None:
+        mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+        events = mon.events
+        for tool in _TOOL_IDS:
+            try:
+                mon.use_tool_id(tool, "hivemem")
+            except ValueError:  # another tool holds it
+                continue
+            break
+        else:
+            return
+        ns, codes, prof, check = self._ns, self._codes, self._prof, self._prof._check_live
+        getframe, disable = sys._getframe, mon.DISABLE
+        local = events.LINE | events.PY_RETURN
+        hits: dict[object, int] = {}
+
+        def on_start(code: object, offset: int) -> object:
+            try:
+                if getframe(1).f_globals is ns:
+                    if code not in codes:
+                        codes[code] = None
+                        mon.set_local_events(tool, code, local)
+                    return None
+            except Exception:  # never raise into the program
+                pass
+            return disable  # other code: this callback never runs there again
+
+        def on_line(code: object, lineno: int) -> object:
+            if code.co_name == "<module>":  # type: ignore[attr-defined]
+                if _get_traced()[0] >= prof._peak_plateau:
+                    check(True)
+            elif _get_traced()[0] >= prof._peak_next:
+                check(False)
+            n = hits[code] = hits.get(code, 0) + 1
+            # a line not yet reported still reports once: each statement after a hot loop is checked
+            return disable if n > _HOT_LINES else None
+
+        def on_return(code: object, offset: int, value: object) -> None:
+            if code.co_name != "<module>" and _get_traced()[0] >= prof._peak_plateau:  # type: ignore[attr-defined]
+                check(True)  # a function's end: its locals and its result are still alive
+
+        mon.restart_events()  # lines a previous watch quietened are watched again
+        mon.register_callback(tool, events.PY_START, on_start)
+        mon.register_callback(tool, events.LINE, on_line)
+        mon.register_callback(tool, events.PY_RETURN, on_return)
+        mon.set_events(tool, events.PY_START)
+        self._tool, self.active = tool, True
+
+    def _start_settrace(self) -> None:
+        if sys.gettrace() is not None:  # a debugger or coverage: theirs, not ours
+            return
+        ns, prof, check = self._ns, self._prof, self._prof._check_live
+        hits: dict[object, int] = {}
+
+        def top(frame: object, event: str, arg: object) -> object:
+            if event == "line" and _get_traced()[0] >= prof._peak_plateau:
+                check(True)
+            return top
+
+        def inner(frame: Any, event: str, arg: object) -> object:
+            if event == "line":
+                if _get_traced()[0] >= prof._peak_next:
+                    check(False)
+                code = frame.f_code
+                n = hits[code] = hits.get(code, 0) + 1
+                if n > _HOT_LINES:
+                    frame.f_trace_lines = False  # this call's lines go quiet; its return still checks
+            elif event == "return" and _get_traced()[0] >= prof._peak_plateau:
+                check(True)  # a function's end: its locals and its result are still alive
+            return inner
+
+        def on_call(frame: Any, event: str, arg: object) -> object:
+            if frame.f_globals is not ns:
+                return None
+            return top if frame.f_code.co_name == "<module>" else inner
+
+        self._tracer = on_call
+        sys.settrace(on_call)  # type: ignore[arg-type]
+        self.active = True
