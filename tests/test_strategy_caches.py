@@ -548,3 +548,50 @@ def test_governor_passes_below_critical_evict_in_slices(
     assert list(c) == list(range(600, 1000))
     assert c.info().evicted_pressure == 600
     assert (len(sleeps) >= 600 // strategy.BATCH - 1) is yields and (not sleeps) is not yields
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_a_child_forked_while_the_caches_step_holds_a_cache_lock_can_take_it() -> None:
+    """A registered cache's lock, held by a caches step in another thread at fork(), is free in the
+    child (no thread there would ever release it); the parent's step still releases its own."""
+    from tests.conftest import run_python
+
+    out = run_python(
+        """
+        import json, os, threading
+        import hivemem
+        from hivemem._caches import clear_registered
+        lock = threading.Lock()
+        cache = {i: bytes(100) for i in range(50_000)}
+        hivemem.register_cache(cache, lock=lock)
+        holding, go_on = threading.Event(), threading.Event()
+        real_clear = dict.clear
+        class Slow(dict):
+            def clear(self):
+                holding.set()
+                go_on.wait(10)
+                real_clear(self)
+        slow = Slow(cache)
+        hivemem.unregister_cache(cache)
+        hivemem.register_cache(slow, lock=lock)
+        t = threading.Thread(target=clear_registered)
+        t.start()
+        assert holding.wait(10)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            got = lock.acquire(timeout=2)
+            os.write(w, b"1" if got else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        child_got = os.read(r, 1) == b"1"
+        parent_locked_during = lock.locked()
+        go_on.set()
+        t.join()
+        print(json.dumps([child_got, parent_locked_during, lock.locked(), len(slow)]))
+        """
+    )
+    child_got, locked_during, locked_after, left = json.loads(out.strip().splitlines()[-1])
+    assert child_got is True  # freed in the child
+    assert locked_during is True and locked_after is False  # the parent's step held it, then let go
+    assert left == 0

@@ -23,7 +23,7 @@ import itertools
 import sys
 
 from hivemem._errors import InvalidArgument
-from hivemem._held import Entry, HeldSet, release, try_lock
+from hivemem._held import Entry, HeldSet, give_back, take_briefly
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def clear_registered(
     for obj, entry in _caches.entries():
         if _shrinks_itself(obj) or (not partial and entry.options.get("evict") == "oldest"):
             continue
-        if not try_lock(entry.lock, wait):
+        if not take_briefly(entry.lock, wait):
             counts["busy"] += 1
             continue
         try:
@@ -240,7 +240,7 @@ def clear_registered(
             logging.getLogger("hivemem").warning("hivemem: clearing cache %r failed", obj, exc_info=True)
             continue
         finally:
-            release(entry.lock)
+            give_back(entry.lock)
         counts["caches"] += 1
         counts["entries"] += n or 0
     return counts

@@ -52,7 +52,9 @@ __all__ = [
     "other_threads",
     "release",
     "resume_signals",
+    "give_back",
     "signal_pending",
+    "take_briefly",
     "try_lock",
 ]
 
@@ -190,6 +192,7 @@ def _after_fork_child() -> None:
     for s in _all_sets:
         s._after_fork()
     _gate_after_fork_child()
+    _free_brief_locks()
 
 
 def other_threads() -> int:
@@ -227,6 +230,31 @@ def try_lock(lock: object, timeout: float = 0.0) -> bool:
 def release(lock: object) -> None:
     if lock is not None:
         lock.release()  # type: ignore[attr-defined]
+
+
+#: Application locks a step holds for a moment without the gate (the ``caches`` step, while it
+#: clears or shrinks one cache). A child forked meanwhile has no thread that would release them:
+#: it frees them itself (the cache may be part-cleared there, never wrong: docs/caches.md).
+_brief: list[object] = []
+
+
+def take_briefly(lock: object, timeout: float = 0.0) -> bool:
+    """:func:`try_lock`, with the lock recorded so that a forked child frees it."""
+    # One line: no line event (and no interrupt) between taking the lock and recording it.
+    return try_lock(lock, timeout) and (lock is None or _brief.append(lock) is None)  # type: ignore[func-returns-value]
+
+
+def give_back(lock: object) -> None:
+    """Release a lock taken with :func:`take_briefly`. Idempotent."""
+    for i in range(len(_brief) - 1, -1, -1):
+        if _brief[i] is lock:
+            _brief.pop(i).release()  # type: ignore[attr-defined]  # one expression: nothing between
+            return
+
+
+def _free_brief_locks() -> None:
+    while _brief:
+        _reinit(_brief.pop())
 
 
 def access_problem(entry: Entry) -> str | None:

@@ -103,7 +103,7 @@ class _Shrinkable:
 
 def _shrinkables(critical: bool) -> list[_Shrinkable]:
     from hivemem._caches import estimate_bytes, evict_oldest, partial_registered
-    from hivemem._held import release, try_lock
+    from hivemem._held import give_back, take_briefly
 
     found: list[_Shrinkable] = []
     module = sys.modules.get("hivemem._cache")
@@ -123,12 +123,12 @@ def _shrinkables(critical: bool) -> list[_Shrinkable]:
         def evict(
             n: int, most: int | None, d: dict[object, object] = d, lock: object = entry.lock, keep: int = keep
         ) -> dict[str, int] | None:
-            if not try_lock(lock):
+            if not take_briefly(lock):
                 return None
             try:
                 return evict_oldest(d, n, keep=keep, most=most)
             finally:
-                release(lock)
+                give_back(lock)
 
         found.append(_Shrinkable("dict", estimate_bytes(d), evict))
     return found
