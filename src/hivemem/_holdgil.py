@@ -62,7 +62,7 @@ def statm_rss(fd: int) -> int:
 
 
 def _make_mallinfo() -> Callable[[], int | None]:
-    from hivemem._native import allocator
+    from hivemem._native import MALLINFO2_FIELDS, allocator
 
     if allocator() != "glibc":  # another malloc: glibc's statistics would describe an unused heap
         return lambda: None
@@ -74,21 +74,7 @@ def _make_mallinfo() -> Callable[[], int | None]:
         return lambda: None
 
     class MallInfo2(ctypes.Structure):
-        _fields_ = tuple(
-            (name, ctypes.c_size_t)
-            for name in (
-                "arena",
-                "ordblks",
-                "smblks",
-                "hblks",
-                "hblkhd",
-                "usmblks",
-                "fsmblks",
-                "uordblks",
-                "fordblks",
-                "keepcost",
-            )
-        )
+        _fields_ = tuple((name, ctypes.c_size_t) for name in MALLINFO2_FIELDS)
 
     fn.argtypes = []
     fn.restype = MallInfo2

@@ -136,6 +136,21 @@ def malloc_trim(pad: int = 0) -> bool:
 _mallinfo2_fn: object = None
 
 
+#: glibc's ``struct mallinfo2``, in order: every field a ``size_t`` (glibc 2.33+).
+MALLINFO2_FIELDS = (
+    "arena",
+    "ordblks",
+    "smblks",
+    "hblks",
+    "hblkhd",
+    "usmblks",
+    "fsmblks",
+    "uordblks",
+    "fordblks",
+    "keepcost",
+)
+
+
 def _mallinfo2() -> Callable[[], Any] | None:
     """glibc's ``mallinfo2`` with its result type, set up once (``None`` before glibc 2.33)."""
     global _mallinfo2_fn
@@ -143,21 +158,7 @@ def _mallinfo2() -> Callable[[], Any] | None:
         ctypes = _ctypes()
 
         class _MallInfo2(ctypes.Structure):  # type: ignore[name-defined,misc]
-            _fields_ = tuple(
-                (name, ctypes.c_size_t)
-                for name in (
-                    "arena",
-                    "ordblks",
-                    "smblks",
-                    "hblks",
-                    "hblkhd",
-                    "usmblks",
-                    "fsmblks",
-                    "uordblks",
-                    "fordblks",
-                    "keepcost",
-                )
-            )
+            _fields_ = tuple((name, ctypes.c_size_t) for name in MALLINFO2_FIELDS)
 
         try:
             fn = _load_libc().mallinfo2
