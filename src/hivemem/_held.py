@@ -103,8 +103,11 @@ class HeldSet:
 
     def add(self, obj: object, lock: object = None, **options: object) -> Entry:
         """Register *obj* (again: its lock and options are replaced)."""
-        if lock is not None and not (
-            callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None))
+        # A class such as threading.Lock (a type on 3.13) has acquire/release as plain
+        # functions; only an instance can be held.
+        if lock is not None and (
+            isinstance(lock, type)
+            or not (callable(getattr(lock, "acquire", None)) and callable(getattr(lock, "release", None)))
         ):
             from hivemem._errors import InvalidArgument
             from hivemem._validate import show
