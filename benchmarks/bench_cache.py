@@ -163,8 +163,8 @@ def bench_honest(total: int = 256 * MiB) -> dict[str, object]:
 HITRATE = """
 import bisect, random
 import hivemem
-from hivemem import _cache
-from hivemem._engine import run_pass
+from hivemem._stores import cache as _cache
+from hivemem._engine.engine import run_pass
 A = ARGS
 MODE = A["mode"]  # "shrink": a hivemem.Cache; "clear": a clear-only cache registered as before
 import threading
@@ -360,7 +360,7 @@ COST = """
 import functools, threading, timeit, time
 from collections import OrderedDict
 import hivemem
-from hivemem import _cache
+from hivemem._stores import cache as _cache
 import cachetools
 T = time.thread_time
 REPEAT, NUMBER = ARGS["repeat"], ARGS["number"]
@@ -613,7 +613,7 @@ SURVIVAL_MATRIX: dict[str, dict[str, object]] = {
 
 def _v1_group_root() -> str | None:
     sys.path.insert(0, SRC)
-    from hivemem._limits import cgroup_dirs
+    from hivemem._measure.limits import cgroup_dirs
 
     own = cgroup_dirs().get("v1")
     return own if own is not None and os.access(own, os.W_OK) else None

@@ -68,8 +68,8 @@ def run(code: str, *, src: str = SRC, timeout: float = 3600) -> dict[str, object
 KIT = """
 import gc, json, sys
 from tests import faultkit as fk
-from hivemem._compaction import compact_registered
-from hivemem._dedup import dedup_registered
+from hivemem._reclaim.compaction import compact_registered
+from hivemem._reclaim.dedup import dedup_registered
 force = lambda: compact_registered(rss=lambda: 0, ceiling=None, min_free=0, min_ratio=0.0)
 gc.freeze()
 """
@@ -170,7 +170,7 @@ SPARSE = """
 import gc, json, time
 import hivemem
 from benchmarks.scenarios import sparse_survivors as sc
-from hivemem._compaction import compact_registered
+from hivemem._reclaim.compaction import compact_registered
 state = sc.build()
 sc.prepare(state)
 gc.collect()
@@ -186,7 +186,7 @@ print(json.dumps({"cpu": c1 - c0, "wall": w1 - w0, "rss_before": before, "rss_af
 DEMO = """
 import json, time
 import hivemem
-from hivemem._demo import DEFAULT_SIZE, answers, build_app, register
+from hivemem._cli.demo import DEFAULT_SIZE, answers, build_app, register
 app = build_app({size})
 register(app)
 expected = answers(app)

@@ -178,7 +178,7 @@ scenario.prepare(state)
 with_unload = {with_unload!r}
 gc.collect()
 hivemem.optimize(strategies=["gc", "trim"])  # same starting point for both runs
-from hivemem._native import pymalloc_stats
+from hivemem._measure.native import pymalloc_stats
 before, py_before = rss(), pymalloc_stats()["allocated"]
 names = ["gc", "unload_modules", "trim"] if with_unload else ["gc", "trim"]
 report = hivemem.optimize(strategies=names, aggressiveness="aggressive")

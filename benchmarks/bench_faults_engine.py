@@ -91,7 +91,8 @@ INJECT = """
 import logging
 logging.disable(logging.CRITICAL)
 from tests import test_faults_engine as t, test_inspect as ti
-from hivemem import _engine, _inspect
+from hivemem._engine import engine as _engine
+from hivemem._profile import inspect as _inspect
 out = {}
 for scenario in sorted(t.SCENARIOS):
     points = t._inject_everywhere(scenario, KeyboardInterrupt)   # asserts no lock held after each
@@ -122,9 +123,9 @@ def bench_inject() -> dict[str, object]:
 
 # ----------------------------------------------------------------------------- fd2
 FD2 = """
-import hivemem, hivemem._native
+import hivemem, hivemem._measure.native
 if {fallback}:
-    hivemem._native._memstream = False
+    hivemem._measure.native._memstream = False
 heap = build_heap({objects}, 'mixed')
 gc.collect()
 err = open(os.path.join({tmp!r}, 'stderr-%d' % os.getpid()), 'w+b')

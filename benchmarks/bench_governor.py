@@ -558,7 +558,7 @@ print(json.dumps({"note": note, "trigger": trigger, "trials": rows}))
 
 def psi(trials: int = 3) -> dict[str, object]:
     sys.path.insert(0, ROOT)
-    from hivemem._psi import open_trigger, pressure_files
+    from hivemem._measure.psi import open_trigger, pressure_files
 
     files = pressure_files()
     out: dict[str, object] = {"pressure_files": files}

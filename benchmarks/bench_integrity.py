@@ -181,7 +181,7 @@ print(json.dumps({{"trials": trials, **outcome, "other_errors": others, "by_dama
 
 BLOB_DAMAGE = """
 import ctypes, json, sys, hivemem
-from hivemem import _compress
+from hivemem._stores import compressed as _compress
 rng = random.Random({seed})
 codecs = ["zlib", "zstd"] if _compress.zstd_available() else ["zlib"]
 outcome = {{"detected": 0, "silent": 0, "other_error": 0, "unchanged": 0}}

@@ -50,7 +50,7 @@ WORKLOADS = {
 
 CHILD = r"""
 import json, sys, time, tracemalloc
-from hivemem._profiler import LineWatch, Profiler
+from hivemem._profile.profiler import LineWatch, Profiler
 workloads, repeat = json.loads(sys.argv[1]), int(sys.argv[2])
 foreign = {}
 exec("def f(x):\n    return x\n", foreign)

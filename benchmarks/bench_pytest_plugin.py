@@ -472,8 +472,8 @@ import time
 import pytest
 import hivemem.pytest_plugin
 t = time.perf_counter()
-import hivemem._pytest_runner, hivemem.testing
-from hivemem import _pytest_meter
+import hivemem._pytest.runner, hivemem.testing
+from hivemem._pytest import meter as _pytest_meter
 _pytest_meter.rss_clock()
 print(time.perf_counter() - t)
 """
@@ -588,7 +588,9 @@ def runner_per_test(runner, n=2000, tries=7):
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session):
     # After the suite ran with --memory-limit: the heap and the clock are as a real session leaves them.
-    from hivemem import _measure, _native, _pytest_meter as m
+    from hivemem._measure import usage as _measure
+    from hivemem._measure import native as _native
+    from hivemem._pytest import meter as m
 
     clock = m.rss_clock()
     runner = session.config.pluginmanager.get_plugin("hivemem-runner")

@@ -133,7 +133,7 @@ else:
             stop()
     if mode in ('nothing', 'optimize'):
         # RSS in parts, read after the baseline's own figures: do they add up? (docs/optimize.md)
-        from hivemem._explain import SUMMED, rss_parts
+        from hivemem._measure.explain import SUMMED, rss_parts
         rss_parts()  # warm up: the first call loads what it needs
         parts_rss = rss()
         parts = rss_parts()

@@ -195,7 +195,7 @@ def _find_leaks(**kwargs: object) -> object:
 
 def _malloc_thresholds(**kwargs: object) -> object:
     # Validation happens before glibc is called; a recording mallopt keeps this process's malloc as it is.
-    from hivemem import _native
+    from hivemem._measure import native as _native
 
     real = _native.mallopt
     _native.mallopt = lambda param, value: True

@@ -386,7 +386,8 @@ def hivemem_state_clean() -> list[str]:
     """What hivemem left behind that it must not: a held gate, signal handlers, rescued bytes."""
     import signal
 
-    from hivemem import _compaction, _held
+    from hivemem._reclaim import compaction as _compaction
+    from hivemem._reclaim import held as _held
 
     problems = []
     if not _held._gate.acquire(False):
@@ -495,7 +496,7 @@ def sweep(
     and every damage found (a changed shape, a lock left held, hivemem state
     left behind), which must be empty.
     """
-    from hivemem._containers import _compact, _dedup
+    from hivemem._reclaim.containers import _compact, _dedup
 
     def fresh() -> Workload:
         w = build(kind, size, depth)
@@ -572,7 +573,7 @@ def _settle() -> None:
     same path (a registry purge inside one run would shift the event numbers)."""
     import gc
 
-    from hivemem._containers import _compact, _dedup
+    from hivemem._reclaim.containers import _compact, _dedup
 
     gc.collect()
     _compact.entries()
@@ -581,6 +582,6 @@ def _settle() -> None:
 
 def _reset_state() -> None:
     """After a finding, leave a clean state so one damage is not counted for every later point."""
-    from hivemem import _compaction
+    from hivemem._reclaim import compaction as _compaction
 
     _compaction._rescued.clear()

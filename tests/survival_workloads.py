@@ -68,7 +68,7 @@ if P["govern"]:
             sys.stderr.write(f"{time.perf_counter() - t00:7.3f} {e.describe()[:160]} | {steps}\n")
         gov.subscribe(trace)
         if P["trace"] == "ticks":
-            from hivemem import _engine
+            from hivemem._engine import engine as _engine
             orig_run_one = _engine._run_one
             def run_one(strategy, name, *a, **k):
                 now = time.perf_counter() - t00
@@ -254,7 +254,7 @@ def v1_memory_group() -> tuple[str | None, str]:
     """This process's own cgroup v1 memory directory if a child group can be made there, else (None, why)."""
     if not sys.platform.startswith("linux"):
         return None, f"cgroups are Linux only ({sys.platform})"
-    from hivemem._limits import cgroup_dirs
+    from hivemem._measure.limits import cgroup_dirs
 
     own = cgroup_dirs().get("v1")
     if own is None:

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hivemem
-from hivemem import _cache
-from hivemem._cache import ENTRY_OVERHEAD, WALK, live_caches, weigh
+from hivemem._stores import cache as _cache
+from hivemem._stores.cache import ENTRY_OVERHEAD, WALK, live_caches, weigh
 
 from .conftest import run_python
 
@@ -855,7 +855,7 @@ def test_import_stays_cheap_and_optimize_does_not_load_the_cache_module() -> Non
         """
         import json, sys, hivemem
         hivemem.optimize(target_mb=1)
-        after_optimize = "hivemem._cache" in sys.modules
+        after_optimize = "hivemem._stores.cache" in sys.modules
         @hivemem.cache(max_bytes="1 MiB")
         def f(x):
             return x

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import hivemem
-from hivemem._cli import EXIT_CODES, main
+from hivemem._cli.main import EXIT_CODES, main
 from hivemem.testing import FakeReader
 
 from .conftest import SRC, linux_only, run_python
@@ -87,11 +87,11 @@ def test_cli_import_is_light() -> None:
         """
         import sys
         before = set(sys.modules)
-        import hivemem._cli
+        import hivemem._cli.main
         print(sorted(m for m in set(sys.modules) - before if m.startswith("hivemem")))
         """
     )
-    assert out.strip() == "['hivemem', 'hivemem._cli']"
+    assert out.strip() == "['hivemem', 'hivemem._cli.main']"
 
 
 # --------------------------------------------------------------------------- run
@@ -343,7 +343,9 @@ def test_status_lists_the_rlimits_it_mentions() -> None:
 
 def test_cli_errors_are_in_hivemems_tree() -> None:
     """The errors the CLI's modules raise are hivemem errors, catchable as InvalidArgument or Unavailable."""
-    from hivemem import _clireport, _runner, _status
+    from hivemem._cli import report as _clireport
+    from hivemem._cli import runner as _runner
+    from hivemem._cli import status as _status
 
     assert issubclass(_status.NoSuchProcess, hivemem.InvalidArgument)
     assert issubclass(_status.NotAvailable, hivemem.Unavailable)
@@ -488,7 +490,7 @@ def test_demo_app_answers_survive_cache_clearing_and_rebuilding() -> None:
     """The app's answers depend on its data, not on identities or cache contents; floor answers match."""
     import pickle
 
-    from hivemem._demo import answers, build_app, build_floor
+    from hivemem._cli.demo import answers, build_app, build_floor
 
     app = build_app(4 * 2**20)
     expected = answers(app)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hivemem
-from hivemem import _compress
+from hivemem._stores import compressed as _compress
 from hivemem.strategies.compress import CompressValues
 from hivemem.testing import FakeReader
 

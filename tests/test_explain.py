@@ -7,8 +7,9 @@ import json
 import pytest
 
 import hivemem
-from hivemem import _explain, _native
 from hivemem._levels import AGGRESSIVE, MODERATE
+from hivemem._measure import explain as _explain
+from hivemem._measure import native as _native
 
 from .conftest import linux_only, run_python
 
@@ -126,7 +127,7 @@ def test_real_parts_add_up_to_rss() -> None:
     out = run_python(
         """
         import json, hivemem
-        from hivemem import _explain
+        from hivemem._measure import explain as _explain
         keep = [{"i": i, "s": str(i)} for i in range(300_000)][::50]
         blobs = [bytes(2000) for _ in range(20_000)][::64]
         hivemem.rss(); _explain.rss_parts()  # warm up: the first call loads its modules
@@ -150,7 +151,8 @@ def test_real_parts_add_up_to_rss() -> None:
 @pytest.fixture
 def clean_registrations() -> object:
     """Forget what earlier tests registered (the held sets are process-wide)."""
-    from hivemem import _caches, _containers
+    from hivemem._reclaim import caches as _caches
+    from hivemem._reclaim import containers as _containers
 
     saved = (
         dict(_containers._compact._entries),

@@ -22,9 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hivemem
-from hivemem import _compaction, _held
-from hivemem._compaction import compact_registered
-from hivemem._containers import _compact as registered
+from hivemem._reclaim import compaction as _compaction
+from hivemem._reclaim import held as _held
+from hivemem._reclaim.compaction import compact_registered
+from hivemem._reclaim.containers import _compact as registered
 
 from . import faultkit as fk
 from .conftest import linux_only, run_python
@@ -35,7 +36,7 @@ ENV = {"PYTHONPATH": ROOT}
 
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch: pytest.MonkeyPatch) -> object:
-    monkeypatch.setattr("hivemem._held.other_threads", lambda: 0)
+    monkeypatch.setattr("hivemem._reclaim.held.other_threads", lambda: 0)
     yield
     registered.clear()
     _compaction._rescued.clear()
@@ -49,7 +50,7 @@ def force(**kw: object) -> dict[str, object]:
 def run_kit(code: str, timeout: float = 300) -> dict[str, object]:
     out = run_python(
         "import gc, json, sys\nfrom tests import faultkit as fk\n"
-        "from hivemem._compaction import compact_registered\n"
+        "from hivemem._reclaim.compaction import compact_registered\n"
         "force = lambda: compact_registered(rss=lambda: 0, ceiling=None, min_free=0, min_ratio=0.0)\n"
         "gc.freeze()\n" + code,
         timeout=timeout,
@@ -347,7 +348,7 @@ def test_reload_that_never_succeeds_keeps_the_bytes_and_says_so(
         force()
     assert len(_compaction._rescued) == 1
     assert "If a reload fails" in caplog.text
-    assert "hivemem._containers.rescued" not in caplog.text
+    assert "hivemem._reclaim.containers.rescued" not in caplog.text
     assert rows == []  # the one case that cannot be helped at once: memory never came back
     monkeypatch.undo()
     (contents,) = pickle.loads(_compaction.rescued()[0])
@@ -360,8 +361,8 @@ def test_reload_that_never_succeeds_keeps_the_bytes_and_says_so(
 RLIMIT_TRIALS = """
 import hashlib, pickle, resource
 import hivemem
-from hivemem import _compaction
-from hivemem._containers import _compact
+from hivemem._reclaim import compaction as _compaction
+from hivemem._reclaim.containers import _compact
 soft, hard = resource.getrlimit(resource.RLIMIT_AS)
 def vmsize():
     for line in open("/proc/self/status"):
@@ -430,9 +431,9 @@ def test_memoryerror_under_rlimit_as_never_changes_data() -> None:
 
 SIGINT_TRIALS = """
 import os, random, signal, threading, time
-import hivemem._held
-from hivemem._containers import _compact
-hivemem._held.other_threads = lambda: 0  # the sender thread touches no data
+import hivemem._reclaim.held
+from hivemem._reclaim.containers import _compact
+hivemem._reclaim.held.other_threads = lambda: 0  # the sender thread touches no data
 sending, stop, sent, delay = [False], [False], [0], [0.0]
 def sender():
     while not stop[0]:
@@ -527,7 +528,7 @@ def test_sigint_during_the_pass_is_delivered_after_it() -> None:
 FORK_TRIAL = """
 import hashlib, os, random, threading, time
 import hivemem
-from hivemem import _held
+from hivemem._reclaim import held as _held
 _held.FORK_WAIT = {wait}
 rows = [{{"id": i, "name": f"user{{i}}", "tags": [i]}} for i in range(20_000)]
 lock = threading.{lock}()
@@ -618,7 +619,7 @@ def test_another_pass_holding_the_gate_means_skip() -> None:
 
 FORK_INSIDE = """
 import os
-from hivemem import _held
+from hivemem._reclaim import held as _held
 N = 50
 calls, children = [0], []
 class Forker(fk.Record):

@@ -14,8 +14,8 @@ import os
 import pytest
 
 import hivemem
-from hivemem._containers import _dedup as registered
-from hivemem._dedup import dedup_registered
+from hivemem._reclaim.containers import _dedup as registered
+from hivemem._reclaim.dedup import dedup_registered
 
 from .conftest import linux_only, run_python
 
@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch: pytest.MonkeyPatch) -> object:
-    monkeypatch.setattr("hivemem._held.other_threads", lambda: 0)
+    monkeypatch.setattr("hivemem._reclaim.held.other_threads", lambda: 0)
     yield
     registered.clear()
 
@@ -32,7 +32,7 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> object:
 def run_kit(code: str, timeout: float = 300) -> dict[str, object]:
     out = run_python(
         "import gc, json, sys\nfrom tests import faultkit as fk\n"
-        "from hivemem._dedup import dedup_registered\ngc.freeze()\n" + code,
+        "from hivemem._reclaim.dedup import dedup_registered\ngc.freeze()\n" + code,
         timeout=timeout,
         env={"PYTHONPATH": ROOT},
     )
@@ -119,9 +119,9 @@ def test_ordered_dict_keys_are_left_alone() -> None:
 
 SIGINT_TRIALS = """
 import os, random, signal, threading, time
-import hivemem._held
-from hivemem._containers import _dedup
-hivemem._held.other_threads = lambda: 0  # the sender thread touches no data
+import hivemem._reclaim.held
+from hivemem._reclaim.containers import _dedup
+hivemem._reclaim.held.other_threads = lambda: 0  # the sender thread touches no data
 sending, stop, sent, delay = [False], [False], [0], [0.0]
 def sender():
     while not stop[0]:
@@ -183,7 +183,7 @@ def test_repeated_sigint_during_key_merging_changes_nothing() -> None:
 FORK_TRIAL = """
 import os, random, threading, time
 import hivemem
-from hivemem import _held
+from hivemem._reclaim import held as _held
 _held.FORK_WAIT = {wait}
 lock = threading.Lock()
 def fresh(s):

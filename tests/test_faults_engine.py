@@ -16,7 +16,7 @@ import threading
 import pytest
 
 import hivemem
-from hivemem import _engine
+from hivemem._engine import engine as _engine
 from hivemem.testing import FakeReader
 
 from .conftest import linux_only, run_python
@@ -251,9 +251,9 @@ def test_concurrent_fragmentation_never_moves_fd2_nor_loses_stderr(path: str) ->
     out = run_python(
         f"""
         import os, sys, tempfile, threading
-        import hivemem, hivemem._native
+        import hivemem, hivemem._measure.native
         if {path == "fd2-fallback"}:
-            hivemem._native._memstream = False  # as if _PyObject_DebugMallocStats were missing
+            hivemem._measure.native._memstream = False  # as if _PyObject_DebugMallocStats were missing
         def ident(fd):
             st = os.fstat(fd)
             return (st.st_dev, st.st_ino)
@@ -305,7 +305,7 @@ def test_concurrent_fragmentation_never_moves_fd2_nor_loses_stderr(path: str) ->
 
 def test_pymalloc_stats_do_not_touch_fd2() -> None:
     """pymalloc_stats() reads CPython's figures without duplicating or replacing fd 2."""
-    from hivemem import _native
+    from hivemem._measure import native as _native
 
     if _native._stats_private() is _native._MISSING:
         pytest.skip("this CPython has no _PyObject_DebugMallocStats or libc no open_memstream")
@@ -324,7 +324,7 @@ def test_pymalloc_stats_do_not_touch_fd2() -> None:
 
 def test_fallback_passes_on_what_other_threads_wrote() -> None:
     """The fd-2 fallback writes back lines another thread sent while fd 2 pointed at the stats file."""
-    from hivemem import _native
+    from hivemem._measure import native as _native
 
     text = "warning from a thread\nSmall block threshold = 512, in 32 size classes.\n"
     r, w = os.pipe()

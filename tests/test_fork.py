@@ -181,7 +181,7 @@ def test_gunicorn_hooks_for_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     import time
 
     import hivemem
-    from hivemem._signals import read_status
+    from hivemem._governor.signals import read_status
 
     sock = tmp_path / "g.sock"
     (tmp_path / "app.py").write_text(GUNICORN_APP)

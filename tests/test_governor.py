@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 import hivemem
 from hivemem import AGGRESSIVE, CHEAP, MODERATE, MemoryGovernor, Pressure, Registry, StrategyResult
-from hivemem._cpubudget import CpuBudget
-from hivemem._limits import memory_limit
-from hivemem._thresholds import Thresholds
+from hivemem._governor.cpubudget import CpuBudget
+from hivemem._governor.thresholds import Thresholds
+from hivemem._measure.limits import memory_limit
 from hivemem.testing import FakeReader
 
 MiB = 2**20
@@ -504,7 +504,7 @@ def test_escalation_exit_writes_a_report_and_exits(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """escalation='exit': a Fil-style report on stderr, then os._exit(exit_code)."""
-    from hivemem import _governor
+    from hivemem._governor import governor as _governor
 
     codes: list[int] = []
     monkeypatch.setattr(_governor, "_exit", codes.append)
@@ -626,11 +626,11 @@ def test_hooks_strategy_is_never_demoted(reader: FakeReader, registry: Registry,
 def test_release_hooks_fallback_for_a_registry_without_the_hooks_strategy(
     reader: FakeReader, registry: Registry, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With no 'hooks' strategy registered, hivemem._hooks.run_hooks(level) is called, if loaded."""
+    """With no 'hooks' strategy registered, hivemem._reclaim.hooks.run_hooks(level) is called, if loaded."""
     called: list[object] = []
-    fake = types.ModuleType("hivemem._hooks")
+    fake = types.ModuleType("hivemem._reclaim.hooks")
     fake.run_hooks = called.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "hivemem._hooks", fake)
+    monkeypatch.setitem(sys.modules, "hivemem._reclaim.hooks", fake)
     registry.register(Frees(reader, clock, "a", 0))
     gov = make(reader, registry, clock)
     reader.set("820MB")
@@ -766,7 +766,7 @@ def test_repr_shows_budget_and_level_when_configured(
 
 def test_a_busy_engine_is_never_waited_on(reader: FakeReader, registry: Registry, clock: Clock) -> None:
     """While another pass holds the engine lock, a tick skips its pass (counted in busy), never blocks."""
-    from hivemem import _engine
+    from hivemem._engine import engine as _engine
 
     registry.register(Frees(reader, clock, "a", 0))
     gov = make(reader, registry, clock)

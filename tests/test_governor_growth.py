@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 import hivemem
 from hivemem import AGGRESSIVE, CHEAP, MODERATE, MemoryGovernor, Pressure, Registry, StrategyResult
-from hivemem._adaptive import AdaptiveOrder
-from hivemem._gilswitch import SwitchInterval
-from hivemem._growth import Growth, headroom
-from hivemem._pacing import next_wait
-from hivemem._report import StepResult
+from hivemem._engine.report import StepResult
+from hivemem._governor.adaptive import AdaptiveOrder
+from hivemem._governor.gilswitch import SwitchInterval
+from hivemem._governor.pacing import next_wait
+from hivemem._measure.growth import Growth, headroom
 from hivemem.testing import FakeReader
 
 from .test_governor import Clock, Frees

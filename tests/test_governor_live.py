@@ -99,7 +99,7 @@ def test_govern_replaces_the_previous_process_governor(reader: FakeReader, regis
         second = hivemem.govern("400MB", reader=reader, registry=registry, limit="1000MB", psi=False)
         assert second.running and not first.running and second.budget == 400 * MiB
     finally:
-        hivemem._governor._governed.stop()  # type: ignore[union-attr]
+        hivemem._governor.governor._governed.stop()  # type: ignore[union-attr]
 
 
 def test_threads_calling_optimize_never_overlap_the_monitor(reader: FakeReader, registry: Registry) -> None:
@@ -253,8 +253,8 @@ def test_a_pressure_event_wakes_the_monitor_at_once() -> None:
     """A POLLPRI on a trigger descriptor ticks with source 'psi' well before the 10 s poll interval."""
     import socket
 
-    from hivemem._monitor import Monitor
-    from hivemem._psi import PsiTrigger
+    from hivemem._governor.monitor import Monitor
+    from hivemem._measure.psi import PsiTrigger
 
     a, b = socket.socketpair()
     seen: list[tuple[str, float]] = []

@@ -17,8 +17,8 @@ import pytest
 import hivemem
 from hivemem import MemoryGovernor, Registry
 from hivemem._errors import Unavailable
-from hivemem._monitor import Monitor
-from hivemem._notify import POLLERR, POLLPRI, limited_v2_group, open_events, open_thresholds
+from hivemem._governor.monitor import Monitor
+from hivemem._governor.notify import POLLERR, POLLPRI, limited_v2_group, open_events, open_thresholds
 from hivemem.testing import FakeReader
 
 from .conftest import linux_only, run_python
@@ -75,7 +75,7 @@ def _run_in_own_group(code: str) -> str:
 
 
 def _own_v1_group() -> str | None:
-    from hivemem._limits import cgroup_dirs
+    from hivemem._measure.limits import cgroup_dirs
 
     group = cgroup_dirs().get("v1")
     if group is None or not os.access(os.path.join(group, "cgroup.event_control"), os.W_OK):
@@ -90,8 +90,8 @@ def test_real_thresholds_fire_on_the_crossing() -> None:
         """
         import json, os, select
         import hivemem
-        from hivemem._limits import cgroup_dirs
-        from hivemem._notify import open_thresholds
+        from hivemem._measure.limits import cgroup_dirs
+        from hivemem._governor.notify import open_thresholds
         rss = hivemem.rss()
         src = open_thresholds(cgroup_dirs()["v1"], [rss + 32 * 2**20], rss)
         p = select.poll(); p.register(src.fd, src.mask)
@@ -123,8 +123,8 @@ def test_thresholds_are_re_aimed_when_the_group_drifts_from_our_rss() -> None:
         """
         import json, os, select, tempfile
         import hivemem
-        from hivemem._limits import cgroup_dirs
-        from hivemem._notify import open_thresholds
+        from hivemem._measure.limits import cgroup_dirs
+        from hivemem._governor.notify import open_thresholds
         rss = hivemem.rss()
         src = open_thresholds(cgroup_dirs()["v1"], [rss + 48 * 2**20], rss)
         fd0, shift0 = src.fd, src.shift
@@ -261,8 +261,8 @@ def test_the_monitor_waits_what_the_tick_returns_and_wakes_on_a_source() -> None
 @linux_only
 def test_gil_holding_reads_match_the_ordinary_ones() -> None:
     """statm_rss equals hivemem.rss() (within one allocation's pages); malloc_in_use is bytes or None."""
-    from hivemem._holdgil import malloc_in_use, statm_rss
-    from hivemem._native import malloc_info
+    from hivemem._measure.holdgil import malloc_in_use, statm_rss
+    from hivemem._measure.native import malloc_info
 
     fd = os.open("/proc/self/statm", os.O_RDONLY)
     try:
@@ -293,8 +293,8 @@ def test_a_step_records_what_it_released_to_malloc() -> None:
         reg.register(Drop())
         plain = hivemem.MemoryGovernor(registry=reg).optimize().step("drop")  # no credit reads there
         keep.extend(bytes(200 * 1024) for _ in range(40))
-        from hivemem._engine import run_pass
-        from hivemem._measure import ProcReader
+        from hivemem._engine.engine import run_pass
+        from hivemem._measure.usage import ProcReader
         # a pass as the governor runs it: it carries a level
         report = run_pass(reg, ProcReader(), target=None, aggressiveness=hivemem.CHEAP, level="moderate")
         step = report.step("drop")
@@ -304,7 +304,7 @@ def test_a_step_records_what_it_released_to_malloc() -> None:
     )
     malloc, blocks, plain_malloc, plain_blocks = json.loads(out.strip().splitlines()[-1])
     assert plain_malloc is None and plain_blocks is None  # optimize() does not pay for mallinfo2
-    from hivemem._native import malloc_info
+    from hivemem._measure.native import malloc_info
 
     if malloc_info() is None:
         assert malloc is None

@@ -12,9 +12,9 @@ import pytest
 
 import hivemem
 from hivemem import AGGRESSIVE, CHEAP, MODERATE, Registry, StrategyContext
-from hivemem._caches import clear_registered, register_cache, unregister_cache
+from hivemem._reclaim.caches import clear_registered, register_cache, unregister_cache
 from hivemem.strategies.caches import ClearCaches
-from hivemem.strategies.collect import GarbageCollect
+from hivemem.strategies.gc import GarbageCollect
 from hivemem.testing import FakeReader
 
 
@@ -104,7 +104,7 @@ def test_critical_passes_and_optimize_clear_in_one_call(
     cache: dict[int, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No slicing at CRITICAL or outside the governor: the fastest clear, one dict.clear()."""
-    import hivemem._caches as caches_module
+    import hivemem._reclaim.caches as caches_module
 
     sliced: list[object] = []
     monkeypatch.setattr(caches_module, "_clear_in_slices", lambda c, s: sliced.append(c) or c.clear())
@@ -117,7 +117,7 @@ def test_critical_passes_and_optimize_clear_in_one_call(
 def test_an_interrupt_inside_slicing_leaves_the_lock_free_and_the_cache_usable() -> None:
     """KeyboardInterrupt at every 50th line of the slicing loop: it propagates, the lock is released,
     and what is left in the cache is what was put there (a cache may lose entries, never change them)."""
-    import hivemem._caches as caches_module
+    import hivemem._reclaim.caches as caches_module
 
     for n in range(1, 400, 50):
         c = {i: i * 3 for i in range(5000)}

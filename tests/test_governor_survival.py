@@ -103,7 +103,7 @@ def v1_memory_group() -> tuple[str | None, str]:
     """This process's own cgroup v1 memory directory if a child group can be made there, else (None, why)."""
     if not sys.platform.startswith("linux"):
         return None, f"cgroups are Linux only ({sys.platform})"
-    from hivemem._limits import cgroup_dirs
+    from hivemem._measure.limits import cgroup_dirs
 
     own = cgroup_dirs().get("v1")
     if own is None:

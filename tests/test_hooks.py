@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 import hivemem
-from hivemem import _hooks
+from hivemem._reclaim import hooks as _hooks
 from hivemem.strategies.hooks import ReleaseHooks, pressure_of
 from hivemem.testing import FakeReader
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import hivemem
-from hivemem._htmlreport import _MAX_POINTS, render, svg_timeline
-from hivemem._leaks import LeakReport
-from hivemem._profiler import LeakWatch, Overhead, Peak, ProfileReport, SiteDiff, Timeline, TopSites
+from hivemem._profile.html import _MAX_POINTS, render, svg_timeline
+from hivemem._profile.leaks import LeakReport
+from hivemem._profile.profiler import LeakWatch, Overhead, Peak, ProfileReport, SiteDiff, Timeline, TopSites
 
 from .conftest import SRC
 from .pngpixels import Image, bands, bbox, chromium, filled_box, run_chromium, screenshot
@@ -202,7 +202,7 @@ needs_chromium = pytest.mark.skipif(
     reason="headless Chromium is not installed (make test runs scripts/ensure-chromium.sh)",
 )
 
-# The colours the pages draw with (src/hivemem/_htmlreport.py, src/hivemem/_render.py).
+# The colours the pages draw with (src/hivemem/_profile/html.py, src/hivemem/_profile/render.py).
 RSS_BLUE, TRACED_ORANGE, PEAK_RED = (0x15, 0x65, 0xC0), (0xEF, 0x6C, 0x00), (0xC6, 0x28, 0x28)
 TH_GREY, SUMMARY_BLUE, SUMMARY_GREEN = (0xF5, 0xF5, 0xF5), (0xE3, 0xF2, 0xFD), (0xE8, 0xF5, 0xE9)
 PLOT_GREY = (0xFA, 0xFA, 0xFA)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import hivemem
-from hivemem._advice import Advice, advise, lru_caches
-from hivemem._inspect import SizeOf, Why
+from hivemem._profile.advice import Advice, advise, lru_caches
+from hivemem._profile.inspect import SizeOf, Why
 
 SECRET = "hunter2-TOP-SECRET"
 
@@ -243,7 +243,7 @@ class _FakeGovernor:
 
 def test_status_one_screen(monkeypatch: pytest.MonkeyPatch) -> None:
     """status() shows usage, limit and source, pressure from a running governor, fragmentation, types."""
-    import hivemem._governor as governor
+    import hivemem._governor.governor as governor
 
     monkeypatch.setattr(governor, "_governed", _FakeGovernor(), raising=False)
     s = hivemem.status(types=5, advice=False)
@@ -263,7 +263,7 @@ def test_status_one_screen(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_status_without_governor(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a governor, pressure is reported as not available and nothing breaks."""
-    import hivemem._governor as governor
+    import hivemem._governor.governor as governor
 
     monkeypatch.setattr(governor, "_governed", None, raising=False)
     s = hivemem.status(types=0, advice=False)
@@ -291,7 +291,7 @@ def test_no_advice_below_threshold() -> None:
 
 def test_pymalloc_advice_matches_measured_free(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pymalloc advice quotes exactly the free bytes that status() measured and recommends compactable."""
-    import hivemem._native as native
+    import hivemem._measure.native as native
 
     fake = {
         "arenas": 600 << 20,
@@ -437,7 +437,7 @@ def test_sizeof_of_other_objects_has_no_cache_figure() -> None:
 
 def test_type_table_counts_each_untracked_object_once() -> None:
     """Unique, shared and repeated untracked referents are each counted once (complex: an untracked type)."""
-    from hivemem._inspect import type_table
+    from hivemem._profile.inspect import type_table
 
     before = type_table(sizes=True).get(complex, [0, 0])[0]
     unique = [complex(i, 1) for i in range(5000)]
@@ -457,7 +457,7 @@ def test_concurrent_walks_are_shared(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
     import time
 
-    from hivemem import _inspect
+    from hivemem._profile import inspect as _inspect
 
     walks: list[int] = []
     real = _inspect._walk_heap
@@ -492,7 +492,7 @@ def test_an_interrupted_walk_does_not_strand_the_callers_waiting_on_it(
     import threading
     import time
 
-    from hivemem import _inspect
+    from hivemem._profile import inspect as _inspect
 
     real = _inspect._walk_heap
     first = threading.Event()
@@ -527,7 +527,7 @@ def test_an_interrupted_walk_does_not_strand_the_callers_waiting_on_it(
 @pytest.fixture
 def free_walk_locks() -> object:
     """Release the inspection locks a failing test left held, so the next test fails instead of hanging."""
-    from hivemem import _inspect
+    from hivemem._profile import inspect as _inspect
 
     yield
     for lock in (_inspect._walk_lock, _inspect._growth_lock):
@@ -538,7 +538,7 @@ def free_walk_locks() -> object:
 def _inspect_free() -> None:
     import threading
 
-    from hivemem import _inspect
+    from hivemem._profile import inspect as _inspect
 
     assert not _inspect._walk_lock.locked(), "the heap-walk lock was left held"
     assert not _inspect._growth_lock.locked(), "the growth lock was left held"
@@ -554,7 +554,7 @@ def test_an_interrupt_at_any_line_of_the_walk_leaves_no_lock_held(
     call: str, monkeypatch: pytest.MonkeyPatch, free_walk_locks: None
 ) -> None:
     """KeyboardInterrupt at every line of the walk's locking code leaves no lock held; calls run after."""
-    from hivemem import _inspect
+    from hivemem._profile import inspect as _inspect
 
     # The walk itself holds no lock; a small fixed table keeps a few hundred runs fast.
     monkeypatch.setattr(_inspect, "_walk_heap", lambda sizes: {int: [3, 84], str: [2, 100], list: [1, 56]})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import hivemem
-from hivemem._lazy import is_lazy, live_proxies
+from hivemem._stores.lazy import is_lazy, live_proxies
 from hivemem.strategies.lazy import DropLazyProxies
 from hivemem.testing import FakeReader
 

@@ -14,8 +14,8 @@ import tracemalloc
 import pytest
 
 import hivemem
-from hivemem import _leaks
-from hivemem._leaks import LeakReport, SiteGrowth, TypeGrowth
+from hivemem._profile import leaks as _leaks
+from hivemem._profile.leaks import LeakReport, SiteGrowth, TypeGrowth
 
 from .conftest import SRC, run_python
 
@@ -531,7 +531,7 @@ def test_screen_stops_every_leak_of_the_corpus() -> None:
     out = run_python(
         f"""
         import json, runpy
-        from hivemem import _leaks
+        from hivemem._profile import leaks as _leaks
         ns = runpy.run_path({WORKLOADS!r}, run_name="leak_workloads")
         print(json.dumps([fn.__name__ for fn in ns["ALL_LEAKS"] if _leaks.screen(fn).clear]))
         """

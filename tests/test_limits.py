@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import hivemem
-from hivemem._limits import cgroup_dirs, memory_limit
+from hivemem._measure.limits import cgroup_dirs, memory_limit
 
 GIB = 2**30
 

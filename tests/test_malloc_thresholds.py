@@ -7,7 +7,7 @@ import json
 import pytest
 
 import hivemem
-from hivemem import _native
+from hivemem._measure import native as _native
 
 from .conftest import linux_only, run_python
 

@@ -151,7 +151,7 @@ def test_rss_after_fork_reads_child() -> None:
 
 def test_reset_peak_fallback_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     """When clear_refs cannot be written, reset_peak() returns False and usage() says so."""
-    from hivemem import _measure
+    from hivemem._measure import usage as _measure
 
     real_open = os.open
 

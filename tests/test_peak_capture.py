@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from hivemem._profiler import LineWatch, Profiler
+from hivemem._profile.profiler import LineWatch, Profiler
 
 from .conftest import run_python
 
@@ -155,7 +155,7 @@ try:
         where = r.top.rows[0][0]
         where = where.split("-")[0] + ":" + where.rsplit(":", 1)[1]
         out["cell"].append([r.top.label, where, r.peak.sites_traced / r.peak.traced])
-    from hivemem._runner import prepare
+    from hivemem._cli.runner import prepare
     for mib in (4, 5, 6, 7, 8, 9, 10, 11, 12, 14):
         d = tempfile.mkdtemp()
         script, line = write("thread_dicts", d, mib)

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 import hivemem
-from hivemem._pool import live_pools, size_class
+from hivemem._stores.pools import live_pools, size_class
 from hivemem.strategies.pools import DropIdlePooled
 from hivemem.testing import FakeReader
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import hivemem
-from hivemem._proctree import ProcessMemory, ProcessTree, _ordered
+from hivemem._measure.proctree import ProcessMemory, ProcessTree, _ordered
 
 from .conftest import linux_only
 
@@ -117,7 +117,7 @@ def test_real_children_are_found_and_measured() -> None:
 def test_psutil_fallback_matches_shape() -> None:
     """The psutil path (used off Linux) returns the same tree shape for this process and a child."""
     pytest.importorskip("psutil")
-    from hivemem._proctree import _psutil_tree
+    from hivemem._measure.proctree import _psutil_tree
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
@@ -134,7 +134,7 @@ def test_psutil_fallback_matches_shape() -> None:
 @linux_only
 def test_hivemem_status_children(capsys: pytest.CaptureFixture[str]) -> None:
     """``hivemem status --children PID`` lists the descendants with the sums, in text and in JSON."""
-    from hivemem._cli import main
+    from hivemem._cli.main import main
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

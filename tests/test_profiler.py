@@ -11,7 +11,7 @@ import tracemalloc
 import pytest
 
 import hivemem
-from hivemem._profiler import LeakWatch, Profiler
+from hivemem._profile.profiler import LeakWatch, Profiler
 from hivemem.testing import FakeReader
 
 from .conftest import linux_only, run_python
@@ -283,7 +283,8 @@ def test_peak_sites_off_keeps_start_and_stop_only() -> None:
 
 def test_peak_snapshot_skipped_over_budget_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     """Over its CPU budget, or when the copy of the traces would not fit the limit, it skips and says why."""
-    from hivemem import _limits, _profiler
+    from hivemem._measure import limits as _limits
+    from hivemem._profile import profiler as _profiler
 
     monkeypatch.setattr(_profiler, "_PEAK_CPU_GRACE", -1.0)
     with Profiler(trace=True, interval=None) as prof:
@@ -313,7 +314,7 @@ def test_peak_checks_from_a_signal_handler_never_deadlock() -> None:
     out = run_python(
         """
         import time, hivemem
-        from hivemem import _runner
+        from hivemem._cli import runner as _runner
         _runner.PROFILE_INTERVAL = 0.001
         prof = hivemem.Profiler(trace=True, interval=0.001).start()
         stop = _runner._peak_ticker(prof)
@@ -339,7 +340,7 @@ def test_peak_checks_from_a_signal_handler_never_deadlock() -> None:
 
 def test_site_grouping_matches_tracemalloc_statistics() -> None:
     """Sites grouped by hivemem equal tracemalloc's own Snapshot.statistics(), for every grouping."""
-    from hivemem._profiler import _HERE, _group, _Sites, _where
+    from hivemem._profile.profiler import _HERE, _group, _Sites, _where
 
     tracemalloc.start(4)
     try:
@@ -514,7 +515,7 @@ def test_report_json_round_trip(reader: FakeReader) -> None:
 
 def test_magic_profiles_a_cell_directly() -> None:
     """The magic function runs the cell through the given runner and returns a ProfileReport."""
-    from hivemem._ipython import hivemem_magic, parse_options
+    from hivemem._profile.ipython import hivemem_magic, parse_options
 
     ns: dict[str, object] = {}
     report = hivemem_magic(
@@ -622,7 +623,7 @@ def test_profiler_module_not_loaded_by_import() -> None:
     """import hivemem does not load the profiler, threading or tracemalloc's Python module."""
     out = run_python(
         "import sys, hivemem; print(sorted(m for m in sys.modules if m in "
-        "('hivemem._profiler', 'threading', 'tracemalloc', 'hivemem._inspect', 'pympler')))"
+        "('hivemem._profile.profiler', 'threading', 'tracemalloc', 'hivemem._profile.inspect', 'pympler')))"
     )
     assert out.strip() == "[]", out
-    assert sys.modules.get("hivemem._profiler") is not None  # loaded here by the tests above
+    assert sys.modules.get("hivemem._profile.profiler") is not None  # loaded here by the tests above

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import hivemem
-from hivemem import _psi
-from hivemem._psi import format_trigger, open_trigger, parse_pressure, parse_trigger, pressure_files
+from hivemem._measure import psi as _psi
+from hivemem._measure.psi import format_trigger, open_trigger, parse_pressure, parse_trigger, pressure_files
 
 from .conftest import linux_only
 

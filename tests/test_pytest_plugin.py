@@ -228,7 +228,7 @@ def test_z_after():
 
 def test_trim_gate_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
     """The gate on a scripted RSS: checkpoints trim past the margin or when forced; explicit blocks always."""
-    from hivemem import _pytest_meter
+    from hivemem._pytest import meter as _pytest_meter
 
     margin = _pytest_meter.TRIM_MARGIN
     rss = [100 * MiB]

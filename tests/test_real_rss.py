@@ -22,7 +22,7 @@ def test_trim_returns_fragmented_glibc_heap() -> None:
     out = run_python(
         """
         import json, time, hivemem
-        from hivemem._demo import build_fragmented_heap
+        from hivemem._cli.demo import build_fragmented_heap
         base = hivemem.rss()
         keep = build_fragmented_heap(600)
         live = sum(map(len, keep))

@@ -6,7 +6,7 @@ import pytest
 
 import hivemem
 from hivemem import CHEAP, MODERATE, Registry, StrategyError, UnknownStrategy
-from hivemem._registry import _entry_point_specs
+from hivemem._engine.registry import _entry_point_specs
 
 
 class Named:
@@ -159,7 +159,7 @@ def test_entry_points_load_and_broken_plugin_warns(tmp_path: Path, monkeypatch: 
 
 def test_strategy_protocol_runtime_check() -> None:
     """hivemem.Strategy is a runtime-checkable protocol that the built-ins satisfy."""
-    from hivemem.strategies.collect import GarbageCollect
+    from hivemem.strategies.gc import GarbageCollect
 
     assert isinstance(GarbageCollect(), hivemem.Strategy)
     assert not isinstance(object(), hivemem.Strategy)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import hivemem
-from hivemem import _signals
+from hivemem._governor import signals as _signals
 from hivemem.testing import FakeReader
 
 from .conftest import linux_only, run_python
@@ -246,7 +246,7 @@ def test_forked_child_answers_its_own_signal(tmp_path: Path) -> None:
         """
         import json, os, signal, time
         import hivemem
-        from hivemem import _signals
+        from hivemem._governor import signals as _signals
         hivemem.install_signal_handler(signal.SIGUSR2)
         pid = os.fork()
         if pid == 0:
@@ -274,7 +274,7 @@ def test_hivemem_status_shows_the_kept_report(
     import subprocess
     import sys
 
-    from hivemem._cli import main
+    from hivemem._cli.main import main
 
     from .conftest import SRC
 

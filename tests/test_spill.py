@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hivemem
-from hivemem import _spill
+from hivemem._stores import spill as _spill
 from hivemem.strategies.spill import SpillValues
 from hivemem.testing import FakeReader
 

@@ -25,7 +25,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hivemem
-from hivemem import _compress, _lrustore, _spill
+from hivemem._stores import compressed as _compress
+from hivemem._stores import lru as _lrustore
+from hivemem._stores import spill as _spill
 
 from .conftest import linux_only, run_python
 

@@ -14,7 +14,7 @@ import pytest
 
 import hivemem
 from hivemem import AGGRESSIVE, CHEAP, MODERATE, Registry
-from hivemem._caches import _caches, _patterns, discover
+from hivemem._reclaim.caches import _caches, _patterns, discover
 from hivemem.strategies.caches import ClearCaches
 from hivemem.testing import FakeReader
 
@@ -170,7 +170,7 @@ def test_stdlib_caches_cleared_only_for_imported_modules() -> None:
         re.compile("hivemem-[0-9]+-test")
         assert "fnmatch" not in sys.modules and "urllib.parse" not in sys.modules
         from hivemem.strategies.caches import ClearCaches
-        from hivemem._caches import clear_stdlib
+        from hivemem._reclaim.caches import clear_stdlib
         done = clear_stdlib()
         print(json.dumps({"done": done, "fnmatch": "fnmatch" in sys.modules,
                           "urllib": "urllib.parse" in sys.modules, "re_cache": len(re._cache)}))
@@ -183,7 +183,7 @@ def test_stdlib_caches_cleared_only_for_imported_modules() -> None:
 
 def test_linecache_keeps_entries_without_a_file() -> None:
     """File-backed linecache entries go; hand-registered ones (mtime None, e.g. IPython cells) stay."""
-    from hivemem._caches import clear_stdlib
+    from hivemem._reclaim.caches import clear_stdlib
 
     linecache.getline(__file__, 1)
     linecache.cache["<cell-1>"] = (10, None, ["x = 1\n"], "<cell-1>")
@@ -257,7 +257,7 @@ def test_discovered_lru_caches_only_when_allowlisted_and_aggressive(fake_module:
 )
 def test_allowlist_pattern_matching(pattern: str, module: str, matches: bool) -> None:
     """'pkg.*' covers the package and its submodules; a plain name covers only itself."""
-    from hivemem._caches import _matches
+    from hivemem._reclaim.caches import _matches
 
     assert _matches(module, [pattern]) is matches
 
@@ -267,7 +267,7 @@ def test_allowlist_rejects_bad_patterns(bad: str) -> None:
     """Only dotted module names, optionally ending in '.*', are accepted (no blanket '*')."""
     with pytest.raises(hivemem.InvalidArgument, match="module pattern"):
         hivemem.register_cache(bad)
-    assert bad not in hivemem._caches.lru_cache_allowlist()
+    assert bad not in hivemem._reclaim.caches.lru_cache_allowlist()
 
 
 def test_unregister_pattern() -> None:
@@ -311,8 +311,8 @@ MiB = 2**20
 @pytest.fixture
 def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the caches this test makes are alive for the strategy (others may wait for the collector)."""
-    from hivemem import _cache
-    from hivemem._live import LiveSet
+    from hivemem._reclaim.live import LiveSet
+    from hivemem._stores import cache as _cache
 
     monkeypatch.setattr(_cache, "_live", LiveSet(on_fork=_cache._new_lock))
 
@@ -380,7 +380,7 @@ def test_two_caches_give_in_proportion_to_their_bytes() -> None:
 @pytest.mark.usefixtures("fresh_caches")
 def test_only_critical_empties_a_cache(level: str, left: int) -> None:
     """A HIGH pass needing more than the cache holds keeps its most recent 10%; a CRITICAL pass empties it."""
-    from hivemem._engine import run_pass
+    from hivemem._engine.engine import run_pass
 
     c = mib_cache(100)
     reader = TrackingReader(0, [c])  # type: ignore[list-item]
@@ -472,8 +472,8 @@ def test_decorated_function_cache_shrinks_under_a_pass() -> None:
 
 def test_dict_evicts_oldest_inserted_until_the_need_is_met() -> None:
     """A dict registered with evict='oldest' loses its oldest entries, about the bytes needed."""
-    from hivemem._cache import weigh
-    from hivemem._caches import evict_oldest
+    from hivemem._reclaim.caches import evict_oldest
+    from hivemem._stores.cache import weigh
 
     d = {i: b"v" * 1000 for i in range(100)}
     one = weigh(0) + weigh(b"v" * 1000)
@@ -487,7 +487,7 @@ def test_dict_evicts_oldest_inserted_until_the_need_is_met() -> None:
 
 def test_registered_dict_shrinks_in_a_pass_and_keeps_a_floor_below_critical() -> None:
     """A pass with a target evicts part of an evict='oldest' dict; below CRITICAL it keeps 10% of it."""
-    from hivemem._engine import run_pass
+    from hivemem._engine.engine import run_pass
 
     d = {i: b"x" * 10_000 for i in range(100)}
     hivemem.register_cache(d, evict="oldest")
@@ -503,7 +503,7 @@ def test_registered_dict_shrinks_in_a_pass_and_keeps_a_floor_below_critical() ->
 
 def test_registered_dict_with_busy_lock_is_left_alone() -> None:
     """evict='oldest' honours lock=: when another thread holds it, the dict is left for the next pass."""
-    from hivemem._engine import run_pass
+    from hivemem._engine.engine import run_pass
 
     lock = threading.Lock()
     d = {i: b"x" * 10_000 for i in range(100)}
@@ -536,7 +536,7 @@ def test_governor_passes_below_critical_evict_in_slices(
     monkeypatch: pytest.MonkeyPatch, level: str | None, yields: bool
 ) -> None:
     """Below CRITICAL a governor pass evicts in batches and releases the GIL between slices; same result."""
-    from hivemem._engine import run_pass
+    from hivemem._engine.engine import run_pass
     from hivemem.strategies import caches as strategy
 
     sleeps: list[float] = []
@@ -560,7 +560,7 @@ def test_a_child_forked_while_the_caches_step_holds_a_cache_lock_can_take_it() -
         """
         import json, os, threading
         import hivemem
-        from hivemem._caches import clear_registered
+        from hivemem._reclaim.caches import clear_registered
         lock = threading.Lock()
         cache = {i: bytes(100) for i in range(50_000)}
         hivemem.register_cache(cache, lock=lock)

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 import hivemem
 from hivemem import AGGRESSIVE, MODERATE, Registry
-from hivemem._compaction import _rescued, compact_registered
-from hivemem._containers import _compact as registered
+from hivemem._reclaim.compaction import _rescued, compact_registered
+from hivemem._reclaim.containers import _compact as registered
 from hivemem.strategies.compact import Compact
 from hivemem.testing import FakeReader
 
@@ -50,7 +50,7 @@ class Item:
 
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch: pytest.MonkeyPatch) -> object:
-    monkeypatch.setattr("hivemem._held.other_threads", lambda: 0)
+    monkeypatch.setattr("hivemem._reclaim.held.other_threads", lambda: 0)
     yield
     registered.clear()
 
@@ -211,7 +211,7 @@ def test_compactable_rejects_other_types() -> None:
 
 def test_unlocked_container_skipped_while_other_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a lock, another running thread means the container is not emptied even briefly."""
-    monkeypatch.setattr("hivemem._held.other_threads", lambda: 1)
+    monkeypatch.setattr("hivemem._reclaim.held.other_threads", lambda: 1)
     rows = [Item(1)]
     first = rows[0]
     hivemem.compactable(rows)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import hivemem
 from hivemem import AGGRESSIVE, CHEAP, MODERATE, Registry
-from hivemem._containers import _dedup as registered
-from hivemem._dedup import _Dedup, dedup_registered
+from hivemem._reclaim.containers import _dedup as registered
+from hivemem._reclaim.dedup import _Dedup, dedup_registered
 from hivemem.strategies.dedup_strings import DedupStrings
 from hivemem.testing import FakeReader
 
@@ -23,7 +23,7 @@ from hivemem.testing import FakeReader
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch: pytest.MonkeyPatch) -> object:
     # pytest may run helper threads (xdist); unit tests decide explicitly
-    monkeypatch.setattr("hivemem._held.other_threads", lambda: 0)
+    monkeypatch.setattr("hivemem._reclaim.held.other_threads", lambda: 0)
     yield
     registered.clear()
 
@@ -150,7 +150,7 @@ def test_skipped_at_cheap_and_without_containers() -> None:
 
 def test_unlocked_container_skipped_while_other_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a lock, a container is left alone when another Python thread exists, with the reason."""
-    monkeypatch.setattr("hivemem._held.other_threads", lambda: 2)
+    monkeypatch.setattr("hivemem._reclaim.held.other_threads", lambda: 2)
     rows = [fresh("ab"), fresh("ab")]
     hivemem.register_container(rows)
     step = run(AGGRESSIVE)
@@ -160,7 +160,7 @@ def test_unlocked_container_skipped_while_other_threads_run(monkeypatch: pytest.
 
 def test_concurrent_writer_with_lock_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """A thread appending and rewriting under the registered lock while dedup runs: every write survives."""
-    monkeypatch.setattr("hivemem._held.other_threads", lambda: 1)
+    monkeypatch.setattr("hivemem._reclaim.held.other_threads", lambda: 1)
     lock = threading.Lock()
     rows: list[object] = [fresh("v") for _ in range(20_000)]
     hivemem.register_container(rows, lock=lock)

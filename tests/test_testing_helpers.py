@@ -260,7 +260,7 @@ def test_sampling_fallback_says_what_it_is() -> None:
     out = run_python(
         """
         import time
-        from hivemem import _pytest_meter
+        from hivemem._pytest import meter as _pytest_meter
         from hivemem.testing import MemoryMeter
         _pytest_meter.rss_clock()._use_sampling("forced by the test")
         m = MemoryMeter()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import hivemem
-from hivemem._unload import unload_allowlist
+from hivemem._reclaim.unload import unload_allowlist
 from hivemem.strategies.unload_modules import UnloadModules
 from hivemem.testing import FakeReader
 

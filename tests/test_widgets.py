@@ -14,7 +14,7 @@ import pytest
 
 import hivemem
 import hivemem.widgets as widgets
-from hivemem import _hooks
+from hivemem._reclaim import hooks as _hooks
 
 from .conftest import run_python
 

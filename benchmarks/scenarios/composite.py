@@ -5,14 +5,14 @@ About 1.7 GB of RSS from a mix of every cause (application and lru caches,
 kept, cyclic session garbage, CSV rows full of duplicate strings) while the
 data the program truly keeps is under 50 MB. ``prepare`` registers the caches
 and containers the way the application would at start-up (where this build
-of hivemem has the APIs). The app is defined once, in ``hivemem._demo``, so
+of hivemem has the APIs). The app is defined once, in ``hivemem._cli.demo``, so
 ``hivemem demo`` and this scenario measure the same program.
 """
 
 from __future__ import annotations
 
-from hivemem._demo import DEFAULT_SIZE, App, answers, build_app, register
-from hivemem._demo import build_floor as _floor
+from hivemem._cli.demo import DEFAULT_SIZE, App, answers, build_app, register
+from hivemem._cli.demo import build_floor as _floor
 
 DESCRIPTION = "composite 'hive mind' app: caches, events, cycles, buffers, duplicate strings; <50 MB live"
 TARGETED = True

@@ -8,8 +8,8 @@ the demo app; the optimize baseline is ``hivemem.optimize(target_mb=90)``.
 
 from __future__ import annotations
 
-from hivemem._demo import App, answers, build_app, register
-from hivemem._demo import build_floor as _floor
+from hivemem._cli.demo import App, answers, build_app, register
+from hivemem._cli.demo import build_floor as _floor
 
 DESCRIPTION = "composite app, other proportions: 1.2 GB, 4% of events kept, more cache and buffers"
 TARGETED = True

@@ -8,8 +8,8 @@ help: the fragmentation compact could undo and the registrations it needs.
 
 from __future__ import annotations
 
-from hivemem._demo import App, answers, build_app
-from hivemem._demo import build_floor as _floor
+from hivemem._cli.demo import App, answers, build_app
+from hivemem._cli.demo import build_floor as _floor
 
 DESCRIPTION = "composite app, 1 GB, nothing registered with hivemem"
 TARGETED = True

@@ -2,7 +2,7 @@
 
 Loading this module costs next to nothing: it registers two markers, three
 options, two ini keys and two fixtures, and imports nothing but pytest. The
-machinery (``hivemem._pytest_runner``) is imported and registered only when
+machinery (``hivemem._pytest.runner``) is imported and registered only when
 something asks for it:
 
 * ``--memory-limit``/``memory_limit``, ``--hivemem-report`` or
@@ -123,7 +123,7 @@ def _wants_every_test(config: pytest.Config) -> bool:
 def _activate(config: pytest.Config) -> None:
     if config.stash.get(ACTIVE, False):
         return
-    from hivemem._pytest_runner import Runner
+    from hivemem._pytest.runner import Runner
 
     config.stash[ACTIVE] = True
     config.pluginmanager.register(Runner(config), "hivemem-runner")
@@ -169,6 +169,6 @@ def memory_ceiling(request: pytest.FixtureRequest) -> Callable[..., _Ceiling]:
     passes when its peak is ``<=`` the limit. Each block appears in
     ``--hivemem-report``.
     """
-    from hivemem._pytest_runner import ceiling_factory
+    from hivemem._pytest.runner import ceiling_factory
 
     return ceiling_factory(request.node)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import _thread
 import time
 
-from hivemem._measure import MemoryUsage
+from hivemem._measure.usage import MemoryUsage
 from hivemem._sizes import format_size, parse_size
 
 TYPE_CHECKING = False
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
-    from hivemem._leaks import LeakReport
-    from hivemem._pytest_meter import Span
+    from hivemem._profile.leaks import LeakReport
+    from hivemem._pytest.meter import Span
 
 __all__ = [
     "FakeReader",
@@ -259,7 +259,7 @@ class MemoryMeter:
     """
 
     def __init__(self, kind: str = "rss", *, reader: Any = None, label: str = "meter") -> None:
-        from hivemem._pytest_meter import clock_for
+        from hivemem._pytest.meter import clock_for
 
         self._clock = clock_for(kind, reader)
         self._reader = reader
@@ -305,7 +305,7 @@ class MemoryMeter:
         """A complete :class:`hivemem.MemoryUsage` snapshot (absolute figures) of this process."""
         if self._reader is not None:
             return self._reader.usage()  # type: ignore[no-any-return]
-        from hivemem._measure import usage
+        from hivemem._measure.usage import usage
 
         return usage()
 
@@ -365,7 +365,7 @@ class _Ceiling:
         on_result: Callable[[PeakMeasurement], None] | None = None,
         hint: str = "",
     ) -> None:
-        from hivemem._pytest_meter import KINDS
+        from hivemem._pytest.meter import KINDS
 
         self.limit = parse_size(limit)
         if kind not in KINDS:
@@ -382,7 +382,7 @@ class _Ceiling:
         self._catcher: Any = None
 
     def __enter__(self) -> _Ceiling:
-        from hivemem._pytest_meter import SiteCatcher, clock_for
+        from hivemem._pytest.meter import SiteCatcher, clock_for
 
         self._clock = clock_for(self.kind, self.reader)
         self._t0 = time.perf_counter()
@@ -412,7 +412,7 @@ class _Ceiling:
         sites: tuple[tuple[str, int, int], ...] = ()
         note = ""
         if catcher is not None and rise > self.limit:
-            from hivemem._pytest_meter import block_sites
+            from hivemem._pytest.meter import block_sites
 
             sites, note = block_sites(span, catcher, rise, "block")
         span.close()
@@ -503,7 +503,7 @@ def assert_no_leaks(
     """Call *fn* ``warmup + repeat`` times; raise :class:`hivemem.LeakDetected` if it leaks.
 
     It leaks when memory grew by more than *tolerance* (bytes per call;
-    default :data:`hivemem._leaks.DEFAULT_TOLERANCE`) on **every** one of
+    default :data:`hivemem._profile.leaks.DEFAULT_TOLERANCE`) on **every** one of
     the *repeat* measured runs, the rule of CPython's refleak hunter, as
     :func:`hivemem.find_leaks` measures it (only the function inside the
     window; growth that tails off is a cache filling). The *warmup* runs
@@ -512,7 +512,7 @@ def assert_no_leaks(
     types in the error (one more run, which walks the heap). Returns the
     :class:`hivemem.LeakReport` otherwise.
     """
-    from hivemem._leaks import DEFAULT_TOLERANCE, find_leaks
+    from hivemem._profile.leaks import DEFAULT_TOLERANCE, find_leaks
 
     report = find_leaks(
         fn,

@@ -118,7 +118,7 @@ def track(
         hook = not _hooked
         _hooked = True
     if hook:
-        from hivemem._hooks import on_pressure
+        from hivemem._reclaim.hooks import on_pressure
 
         on_pressure("normal", _pressure_hook)
     return widget

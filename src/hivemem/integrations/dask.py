@@ -54,7 +54,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from hivemem._report import OptimizationReport
+    from hivemem._engine.report import OptimizationReport
 
 __all__ = ["GovernorPlugin", "dask_fractions", "optimize_workers", "reports", "thresholds_for"]
 
@@ -199,7 +199,7 @@ class GovernorPlugin(_Base):  # type: ignore[misc]
         )
 
     def _governor(self, *, budget: object, thresholds: dict[Any, Any], limit: int) -> Any:
-        from hivemem._governor import MemoryGovernor
+        from hivemem._governor.governor import MemoryGovernor
 
         return MemoryGovernor(
             budget=budget,
@@ -222,7 +222,7 @@ class GovernorPlugin(_Base):  # type: ignore[misc]
             )
 
     def _start(self, worker: object, address: str) -> None:
-        from hivemem._engine import subscribe
+        from hivemem._engine.engine import subscribe
         from hivemem._sizes import format_size
 
         previous = _state.governors.pop(address, None)
@@ -230,7 +230,7 @@ class GovernorPlugin(_Base):  # type: ignore[misc]
             previous.stop()  # type: ignore[attr-defined]
         limit = _worker_limit(worker)
         if limit is None:
-            from hivemem._limits import memory_limit
+            from hivemem._measure.limits import memory_limit
 
             limit = memory_limit().bytes
         fractions = dask_fractions(worker)
@@ -275,7 +275,7 @@ class GovernorPlugin(_Base):  # type: ignore[misc]
 
 def worker_report(dask_worker: object = None) -> dict[str, object]:
     """This worker's governor state and last report, JSON-safe (what :func:`reports` gathers)."""
-    from hivemem._measure import usage
+    from hivemem._measure.usage import usage
 
     address = str(getattr(dask_worker, "address", os.getpid()))
     gov: Any = _state.governors.get(address)
@@ -307,7 +307,7 @@ def reports(client: Any) -> dict[str, dict[str, object]]:
 
 
 def _optimize_here(dask_worker: object = None, **kwargs: object) -> dict[str, object]:
-    from hivemem._governor import optimize
+    from hivemem._governor.governor import optimize
 
     return optimize(**kwargs).to_dict()  # type: ignore[arg-type]
 

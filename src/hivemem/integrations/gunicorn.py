@@ -44,7 +44,7 @@ def _log_failure(owner: object, what: str) -> None:
 def pre_fork(server: object, worker: object) -> None:
     """Master, before forking each worker: freeze everything built so far (``hivemem.prepare_fork``)."""
     try:
-        from hivemem._fork import prepare_fork
+        from hivemem._governor.fork import prepare_fork
 
         prepare_fork()
     except Exception:
@@ -54,7 +54,7 @@ def pre_fork(server: object, worker: object) -> None:
 def post_fork(server: object, worker: object) -> None:
     """Worker, right after the fork: automatic GC back on (``hivemem.after_fork_child``)."""
     try:
-        from hivemem._fork import after_fork_child
+        from hivemem._governor.fork import after_fork_child
 
         after_fork_child()
     except Exception:
@@ -72,7 +72,7 @@ def post_worker_init(worker: object) -> None:
     if choice.lower() in ("", "0", "off", "none", "no"):
         return
     try:
-        from hivemem._signals import install_signal_handler
+        from hivemem._governor.signals import install_signal_handler
 
         install_signal_handler(choice)
     except Exception:

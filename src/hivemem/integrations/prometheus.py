@@ -42,7 +42,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from hivemem._report import OptimizationReport
+    from hivemem._engine.report import OptimizationReport
 
 __all__ = ["HivememMetrics", "install", "multiprocess_mode"]
 
@@ -146,7 +146,7 @@ class HivememMetrics:
 
     # ------------------------------------------------------------------ values
     def _read_limit(self) -> float:
-        from hivemem._limits import memory_limit
+        from hivemem._measure.limits import memory_limit
 
         try:
             return float(memory_limit().bytes)
@@ -257,7 +257,7 @@ class HivememMetrics:
         if self._closed:
             return
         self._closed = True
-        from hivemem._engine import unsubscribe
+        from hivemem._engine.engine import unsubscribe
 
         unsubscribe(self.on_report)
         for gov in self._governors:
@@ -293,7 +293,7 @@ class HivememMetrics:
 def _process_wide_governor() -> object:
     import sys
 
-    module = sys.modules.get("hivemem._governor")
+    module = sys.modules.get("hivemem._governor.governor")
     gov = getattr(module, "_governed", None)
     return gov if gov is not None and getattr(gov, "running", False) else None
 
@@ -337,7 +337,7 @@ def install(
             existing.watch(governor)
         return existing
     if reader is None:
-        from hivemem._measure import ProcReader
+        from hivemem._measure.usage import ProcReader
 
         reader = ProcReader()
     elif not (callable(getattr(reader, "rss", None)) and callable(getattr(reader, "usage", None))):
@@ -349,7 +349,7 @@ def install(
         refresh_interval=refresh_interval,
         multiprocess=multiprocess_mode() if multiprocess is None else bool(multiprocess),
     )
-    from hivemem._engine import subscribe
+    from hivemem._engine.engine import subscribe
 
     subscribe(metrics.on_report)
     watched = governor if governor is not None else _process_wide_governor()

@@ -16,7 +16,7 @@ has ``ctx.needed``: the bytes the pass still needs. It goes, in this order:
    cachetools caches, dicts), and the standard library's own caches of
    modules already imported (``re``, ``fnmatch``, ``urllib.parse``,
    ``struct``, ``typing``, file-backed ``linecache`` entries, ...:
-   ``hivemem._caches.STDLIB_CACHES``).
+   ``hivemem._reclaim.caches.STDLIB_CACHES``).
 3. At the ``aggressive`` level only, the ``functools`` caches defined in
    modules the user allowlisted with ``hivemem.register_cache("myapp.*")``.
    Never by default: ``@functools.cache`` often builds a singleton, and
@@ -60,8 +60,8 @@ import math
 import sys
 import time
 
+from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import AGGRESSIVE, MODERATE
-from hivemem._strategy import StrategyContext, StrategyResult
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,11 +102,11 @@ class _Shrinkable:
 
 
 def _shrinkables(critical: bool) -> list[_Shrinkable]:
-    from hivemem._caches import estimate_bytes, evict_oldest, partial_registered
-    from hivemem._held import give_back, take_briefly
+    from hivemem._reclaim.caches import estimate_bytes, evict_oldest, partial_registered
+    from hivemem._reclaim.held import give_back, take_briefly
 
     found: list[_Shrinkable] = []
-    module = sys.modules.get("hivemem._cache")
+    module = sys.modules.get("hivemem._stores.cache")
     if module is not None:  # never imported when the program made no Cache
         for cache in module.live_caches():
             floor = 0 if critical else int(cache.bytes * cache.keep)  # fixed once for the pass
@@ -116,7 +116,7 @@ def _shrinkables(critical: bool) -> list[_Shrinkable]:
 
             found.append(_Shrinkable("Cache", cache.bytes, shrink))
     for d, entry in partial_registered():
-        from hivemem._cache import KEEP
+        from hivemem._stores.cache import KEEP
 
         keep = 0 if critical else math.ceil(len(d) * KEEP)  # fixed once for the pass
 
@@ -191,10 +191,15 @@ class ClearCaches:
 
     def prepare(self) -> None:
         """Load what the first pass needs now (a background governor calls this when it starts)."""
-        import hivemem._caches  # noqa: F401
+        import hivemem._reclaim.caches  # noqa: F401
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        from hivemem._caches import clear_discovered, clear_registered, clear_stdlib, lru_cache_allowlist
+        from hivemem._reclaim.caches import (
+            clear_discovered,
+            clear_registered,
+            clear_stdlib,
+            lru_cache_allowlist,
+        )
         from hivemem._sizes import format_size
 
         needed = None
@@ -278,7 +283,7 @@ class ClearCaches:
 def _drop_all() -> dict[str, int]:
     """No target: every hivemem cache is emptied (counted as pressure evictions)."""
     done = {"caches": 0, "entries": 0, "bytes": 0, "released": 0, "busy": 0}
-    module = sys.modules.get("hivemem._cache")
+    module = sys.modules.get("hivemem._stores.cache")
     if module is None:
         return done
     for cache in module.live_caches():

@@ -44,8 +44,8 @@ get new identities.
 
 from __future__ import annotations
 
+from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import AGGRESSIVE
-from hivemem._strategy import StrategyContext, StrategyResult
 
 __all__ = ["Compact"]
 
@@ -114,10 +114,10 @@ class Compact:
 
     def prepare(self) -> None:
         """Load what the first pass needs now (a background governor calls this when it starts)."""
-        import hivemem._compaction  # noqa: F401
+        import hivemem._reclaim.compaction  # noqa: F401
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        from hivemem._compaction import compact_registered
+        from hivemem._reclaim.compaction import compact_registered
         from hivemem._sizes import format_size as fs
 
         stats = compact_registered(rss=ctx.rss, ceiling=ceiling(ctx))

@@ -13,7 +13,7 @@ value read back identical.
 
 Stops as soon as RSS is at or below the pass's target (checked before each
 value), so the most recently used values stay uncompressed. Does nothing
-when no store exists (``hivemem._compress`` is then not even imported) or
+when no store exists (``hivemem._stores.compressed`` is then not even imported) or
 every value is already compressed, too small, or does not compress by the
 store's ``min_ratio``. A store that fails (closed meanwhile) is recorded in
 the stats and the others still run; a value that cannot be compressed now
@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import sys
 
+from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import MODERATE
-from hivemem._strategy import StrategyContext, StrategyResult
 
 __all__ = ["CompressValues"]
 
@@ -45,7 +45,7 @@ class CompressValues:
     aggressiveness = MODERATE
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        module = sys.modules.get("hivemem._compress")
+        module = sys.modules.get("hivemem._stores.compressed")
         stores = module.live_stores() if module is not None else []
         if not stores:
             return StrategyResult.skip("no CompressedStore exists")

@@ -38,8 +38,8 @@ wrong).
 
 from __future__ import annotations
 
+from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import MODERATE
-from hivemem._strategy import StrategyContext, StrategyResult
 
 __all__ = ["DedupStrings"]
 
@@ -53,12 +53,12 @@ class DedupStrings:
 
     def prepare(self) -> None:
         """Load what the first pass needs now (a background governor calls this when it starts)."""
-        import hivemem._containers
-        import hivemem._dedup  # noqa: F401
+        import hivemem._reclaim.containers
+        import hivemem._reclaim.dedup  # noqa: F401
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        from hivemem._containers import _dedup as registered
-        from hivemem._dedup import dedup_registered
+        from hivemem._reclaim.containers import _dedup as registered
+        from hivemem._reclaim.dedup import dedup_registered
         from hivemem._sizes import format_size
 
         if not len(registered):

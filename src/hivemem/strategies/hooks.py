@@ -12,7 +12,7 @@ no pressure level, so its aggressiveness stands in for one: ``cheap`` runs
 hooks up to ``MODERATE``, ``moderate`` (the default) up to ``HIGH``,
 ``aggressive`` up to ``CRITICAL``.
 
-Does nothing when no hook is registered (``hivemem._hooks`` is then not even
+Does nothing when no hook is registered (``hivemem._reclaim.hooks`` is then not even
 imported). A hook that raises is recorded in the stats and the others run.
 
 Cost: the callbacks' own; the strategy itself added ~3 µs per hook here.
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import sys
 
+from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import CHEAP
-from hivemem._strategy import StrategyContext, StrategyResult
 
 __all__ = ["ReleaseHooks", "pressure_of"]
 
@@ -63,7 +63,7 @@ class ReleaseHooks:
     aggressiveness = CHEAP
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        module = sys.modules.get("hivemem._hooks")
+        module = sys.modules.get("hivemem._reclaim.hooks")
         if module is None:
             return StrategyResult.skip("no release hook registered (hivemem.on_pressure)")
         level = pressure_of(ctx)

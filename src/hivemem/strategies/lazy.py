@@ -5,7 +5,7 @@ straight to the OS, small objects to pymalloc/malloc, where ``gc`` and
 ``trim`` later in the pass pick them up), unless other code still holds a
 reference to the object itself.
 
-Does nothing when no droppable proxy exists (``hivemem._lazy`` is then not
+Does nothing when no droppable proxy exists (``hivemem._stores.lazy`` is then not
 even imported) or none is built. Proxies made without ``droppable=True`` are
 never touched.
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import sys
 
+from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import MODERATE
-from hivemem._strategy import StrategyContext, StrategyResult
 
 __all__ = ["DropLazyProxies"]
 
@@ -32,7 +32,7 @@ class DropLazyProxies:
     aggressiveness = MODERATE
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        module = sys.modules.get("hivemem._lazy")
+        module = sys.modules.get("hivemem._stores.lazy")
         proxies = module.live_proxies() if module is not None else []
         if not proxies:
             return StrategyResult.skip("no droppable LazyProxy exists")

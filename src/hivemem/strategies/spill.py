@@ -9,7 +9,7 @@ values of 1 MiB (bytes and arrays); an aggressive pass took RSS from 534.7 to
 
 Stops as soon as RSS is at or below the pass's target (checked before each
 value), so recently used values stay in memory. Does nothing when no store
-exists (``hivemem._spill`` is then not even imported) or every value is on
+exists (``hivemem._stores.spill`` is then not even imported) or every value is on
 disk, too small, or cannot be spilled. A failed write (disk full) keeps the
 value in memory; the step's summary and stats say so.
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import sys
 
+from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import MODERATE
-from hivemem._strategy import StrategyContext, StrategyResult
 
 __all__ = ["SpillValues"]
 
@@ -38,7 +38,7 @@ class SpillValues:
     aggressiveness = MODERATE
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        module = sys.modules.get("hivemem._spill")
+        module = sys.modules.get("hivemem._stores.spill")
         stores = module.live_stores() if module is not None else []
         if not stores:
             return StrategyResult.skip("no open SpillStore exists")

@@ -26,8 +26,8 @@ never leaves it out while they release memory (see ``docs/governor.md``,
 
 from __future__ import annotations
 
+from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import CHEAP
-from hivemem._strategy import StrategyContext, StrategyResult
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,12 +93,12 @@ class MallocTrim:
 
     def prepare(self) -> None:
         """Load ctypes and find the allocator now (reads /proc/self/maps once), not in the first pass."""
-        from hivemem._native import trim_unavailable_reason
+        from hivemem._measure.native import trim_unavailable_reason
 
         trim_unavailable_reason()
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        from hivemem._native import malloc_trim, trim_unavailable_reason
+        from hivemem._measure.native import malloc_trim, trim_unavailable_reason
 
         reason = trim_unavailable_reason()
         if reason is not None:

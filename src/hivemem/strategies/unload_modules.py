@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import sys
 
+from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import AGGRESSIVE
-from hivemem._strategy import StrategyContext, StrategyResult
 
 __all__ = ["UnloadModules"]
 
@@ -37,7 +37,7 @@ class UnloadModules:
     aggressiveness = AGGRESSIVE
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        module = sys.modules.get("hivemem._unload")
+        module = sys.modules.get("hivemem._reclaim.unload")
         if module is None or not module.unload_allowlist():
             return StrategyResult.skip("opt-in: no module is allowed to unload (hivemem.allow_unload)")
         done = module.unload_modules()

@@ -1,0 +1,1 @@
+"""The hivemem command line: run, status, report, bench and the demo application."""

@@ -1,0 +1,1 @@
+"""The governor: optimize(), govern(), the background monitor, thresholds, pacing, signals, fork."""

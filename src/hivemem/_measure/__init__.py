@@ -1,0 +1,1 @@
+"""Measuring memory: this process, its children, its limits, its allocators, and pressure."""

@@ -1,0 +1,1 @@
+"""What strategies reclaim from: registered caches and containers, compaction, dedup, unloading, gc."""
