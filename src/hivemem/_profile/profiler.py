@@ -36,6 +36,10 @@ import sys
 import time
 from _tracemalloc import get_traced_memory as _get_traced
 
+# Imported here, not where used: the peak path runs inside gc callbacks and the line watch, which
+# may fire while the program is itself importing a module. A first import from there nests in the
+# program's module lock and corrupts it on CPython 3.11 (KeyError in importlib's _blocking_on).
+from hivemem._measure.native import malloc_trim, trim_unavailable_reason
 from hivemem._profile.render import Result, html_table, short_path, text_table
 from hivemem._sizes import format_size
 
@@ -1385,8 +1389,6 @@ class Profiler:
             if sites.left >= _PEAK_MIN_STEP and self._reader is None:
                 # tracemalloc copies the traces with malloc (about 160 bytes each, measured): give
                 # the pages back rather than leave the profiled program's RSS inflated.
-                from hivemem._measure.native import malloc_trim, trim_unavailable_reason
-
                 if trim_unavailable_reason() is None:
                     malloc_trim(0)
         with self._lock:
