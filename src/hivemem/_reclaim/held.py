@@ -30,6 +30,10 @@ from __future__ import annotations
 import _thread
 import os
 import sys
+import time
+from collections import deque
+from itertools import compress
+from operator import methodcaller
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -241,17 +245,56 @@ def release(lock: object) -> None:
 _brief: list[object] = []
 
 
+# Taking a lock and recording it, and forgetting a lock and releasing it, each happen inside ONE
+# call into C: map(), compress() and deque() drive the lock's own C methods. CPython may switch
+# threads after any call made from Python code, so with two calls a fork() in another thread could
+# land between them and leave the child a held lock that no record names (or a record of a lock
+# already released). A one-line expression is not enough: that only keeps trace functions out.
+# Holds for C locks (threading.Lock, RLock); a lock type written in Python runs Python code inside
+# acquire() and can still be switched away from there (docs/containers.md, "Interrupts and fork").
+_TRY = methodcaller("acquire", False)
+_RELEASE = methodcaller("release")
+_POLL = 0.0005  # seconds between tries while waiting for a lock (the wait itself holds nothing)
+
+
+def _take_into(record: list[object], lock: object) -> bool:
+    """Acquire *lock* without waiting and append it to *record*, with no thread switch between."""
+    size = len(record)
+    taken = compress((lock,), map(_TRY, (lock,)))  # lazy: nothing is acquired before extend() runs
+    try:
+        # One line: taken, recorded and reported with no line event (so no interrupt) between.
+        return record.extend(taken) or len(record) > size  # type: ignore[func-returns-value]
+    except TypeError:  # acquire() without a blocking argument: a lock type written in Python
+        return bool(lock.acquire()) and record.append(lock) is None  # type: ignore[attr-defined,func-returns-value]
+
+
+def _release_from(record: list[object], index: int) -> None:
+    """Remove ``record[index]`` and release it, with no thread switch between."""
+    deque(map(_RELEASE, map(methodcaller("pop", index), (record,))), 0)
+
+
 def take_briefly(lock: object, timeout: float = 0.0) -> bool:
-    """:func:`try_lock`, with the lock recorded so that a forked child frees it."""
-    # One line: no line event (and no interrupt) between taking the lock and recording it.
-    return try_lock(lock, timeout) and (lock is None or _brief.append(lock) is None)  # type: ignore[func-returns-value]
+    """:func:`try_lock`, with the lock recorded so that a forked child frees it.
+
+    A *timeout* is waited out by polling: a blocking ``acquire`` would own the lock while its
+    thread waits for the GIL, unrecorded, and a fork in that moment would leak it to the child.
+    """
+    if lock is None:
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        # One line: an interrupt cannot land between taking the lock and telling the caller.
+        if _take_into(_brief, lock): return True  # noqa: E701  # fmt: skip
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL)
 
 
 def give_back(lock: object) -> None:
     """Release a lock taken with :func:`take_briefly`. Idempotent."""
     for i in range(len(_brief) - 1, -1, -1):
         if _brief[i] is lock:
-            _brief.pop(i).release()  # type: ignore[attr-defined]  # one expression: nothing between
+            _release_from(_brief, i)
             return
 
 
@@ -310,23 +353,22 @@ class Hold:
         locks = self.locks
         if any(held is lock for held in locks):  # several containers under one lock
             return True
-        # One line: no line event (and no interrupt) between taking the lock and recording it.
-        got = _acquire_now(lock) and (locks.append(lock) is None)  # type: ignore[func-returns-value]
-        return got
+        # One call: no line event, interrupt or thread switch between taking the lock and recording it.
+        return _take_into(locks, lock)
 
     def drop(self, lock: object) -> None:
         """Release *lock* now if this pass holds it. Idempotent."""
         locks = self.locks
         for i in range(len(locks) - 1, -1, -1):
             if locks[i] is lock:
-                locks.pop(i).release()  # type: ignore[attr-defined]  # one expression: nothing between
+                _release_from(locks, i)
                 return
 
     def release_all(self) -> None:
         """Release every lock taken, newest first. Idempotent: call it again if it was interrupted."""
         locks = self.locks
         while locks:
-            locks.pop().release()  # type: ignore[attr-defined]  # one expression: nothing between
+            _release_from(locks, -1)
 
 
 class _GateState:
@@ -385,13 +427,6 @@ def finish(cleanup: Callable[[], None]) -> None:
         cleanup()
     finally:
         cleanup()
-
-
-def _acquire_now(lock: object) -> bool:
-    try:
-        return bool(lock.acquire(False))  # type: ignore[attr-defined]
-    except TypeError:  # acquire() without a blocking argument
-        return bool(lock.acquire())  # type: ignore[attr-defined]
 
 
 def _before_fork() -> None:
