@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from hivemem._profile.profiler import LeakWatch, TopSites
 
-__all__ = ["Advice", "advise", "lru_caches"]
+__all__ = ["Advice", "advise", "lru_cache_contents", "lru_caches"]
 
 MIN_SIZE = 16 << 20
 """Default threshold: figures below 16 MiB are not worth a user's time."""
@@ -76,6 +76,26 @@ def _qualname(fn: object) -> str:
     return f"{module}.{name}"
 
 
+def lru_cache_contents(obj: object) -> list[object] | None:
+    """What a ``functools.lru_cache`` wrapper holds in its cache, or ``None`` for other objects.
+
+    The C implementation keeps its entries where pympler cannot see them;
+    the garbage collector's ``get_referents`` can. Left out: the wrapper's
+    ``__dict__``, the wrapped function, types, callables and the bare
+    ``object()`` marker, which are code rather than cached data.
+    """
+    import functools
+
+    if type(obj) is not type(functools.lru_cache(maxsize=None)(len)):
+        return None
+    skip = {id(getattr(obj, "__dict__", None)), id(getattr(obj, "__wrapped__", None))}
+    return [
+        r
+        for r in gc.get_referents(obj)
+        if id(r) not in skip and not isinstance(r, type) and not callable(r) and type(r) is not object
+    ]
+
+
 def lru_caches(min_size: int = 0) -> list[tuple[str, int, int, int | None]]:
     """Every ``functools.lru_cache`` wrapper alive: ``(name, deep bytes, entries, maxsize)``, biggest first.
 
@@ -95,8 +115,6 @@ def lru_caches(min_size: int = 0) -> list[tuple[str, int, int, int | None]]:
     if not found:
         return []
     from pympler import asizeof
-
-    from hivemem._profile.inspect import lru_cache_contents
 
     out = []
     for obj, info in found:

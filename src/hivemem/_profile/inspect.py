@@ -335,26 +335,6 @@ class SizeOf(Result):
         }
 
 
-def lru_cache_contents(obj: object) -> list[object] | None:
-    """What a ``functools.lru_cache`` wrapper holds in its cache, or ``None`` for other objects.
-
-    The C implementation keeps its entries where pympler cannot see them;
-    the garbage collector's ``get_referents`` can. Left out: the wrapper's
-    ``__dict__``, the wrapped function, types, callables and the bare
-    ``object()`` marker, which are code rather than cached data.
-    """
-    import functools
-
-    if type(obj) is not type(functools.lru_cache(maxsize=None)(len)):
-        return None
-    skip = {id(getattr(obj, "__dict__", None)), id(getattr(obj, "__wrapped__", None))}
-    return [
-        r
-        for r in gc.get_referents(obj)
-        if id(r) not in skip and not isinstance(r, type) and not callable(r) and type(r) is not object
-    ]
-
-
 def sizeof(obj: object) -> SizeOf:
     """Deep size of *obj* in bytes (pympler ``asizeof``), with its flat size and type.
 
@@ -363,6 +343,8 @@ def sizeof(obj: object) -> SizeOf:
     ``cache`` has that part, the figure ``status()`` cites.
     """
     from pympler import asizeof
+
+    from hivemem._profile.advice import lru_cache_contents
 
     target = obj
     func = getattr(obj, "__func__", None)

@@ -84,7 +84,7 @@ if TYPE_CHECKING:
     import array
     from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["LeakReport", "SiteGrowth", "TypeGrowth", "find_leaks"]
+__all__ = ["LeakReport", "SiteGrowth", "TypeGrowth", "describe_leak", "find_leaks", "refleak"]
 
 DEFAULT_TOLERANCE = 32
 """Bytes per call a repetition may grow without counting as growth.
@@ -1131,3 +1131,31 @@ def _calibrated(grown: array.array[int], offset: tuple[int, ...]) -> tuple[list[
     """Split the ``bytes, blocks, tables`` triples in *grown* into three calibrated series."""
     n = len(grown) // 3
     return tuple([grown[3 * i + k] - offset[k] for i in range(n)] for k in range(3))  # type: ignore[return-value]
+
+
+def refleak(report: LeakReport) -> bool:
+    """The refleak rule: every measured repetition grew (rule A of ``hivemem.find_leaks``)."""
+    return report.leaking and report.rule == "every-repetition"
+
+
+def describe_leak(report: LeakReport, *, what: str = "the function") -> str:
+    """Failure text for a leak: growth per run, growing types and growing sites."""
+    per_run = ", ".join(format_size(b, signed=True) for b in report.per_run)
+    warm = ", ".join(format_size(b, signed=True) for b in report.warmup_runs) or "none"
+    lines = [
+        f"hivemem: {what} leaks: memory grew on every one of {len(report.per_run)} measured runs "
+        f"by more than the tolerance ({format_size(report.tolerance)} per call)",
+        f"  growth per run:  {per_run}  (warm-up runs, not judged: {warm})",
+        f"  mean per call:   {format_size(report.bytes_per_call, signed=True)}",
+    ]
+    if report.growing_types:
+        lines.append("  growing types:")
+        for t in report.growing_types[:8]:
+            lines.append(f"    {t.name:<30} {t.before:>8} -> {t.after:<8} ({t.delta:+d})")
+        lines.append(f"    (counted across one more run of {report.number} call(s))")
+    if report.growing_sites:
+        lines.append("  growing allocation sites:")
+        for site in report.growing_sites[:8]:
+            grew = format_size(site.size_diff, signed=True)
+            lines.append(f"    {grew:>11}  {site.count_diff:+7d} blocks  {site.where}")
+    return "\n".join(lines)
