@@ -155,7 +155,8 @@ def _no_assertion_rewriting(config: pytest.Config) -> None:
     entry point. hivemem is a library first: its modules raise their own
     errors and have no test asserts to rewrite, and rewriting them made the
     plugin's first measured test cost 4-10 ms more (and every hivemem import
-    in a user's test session slower). The list is pytest's private state, so
+    in a user's test session slower; see docs/design.md,
+    "Assertion rewriting slows the first measured test"). The list is pytest's private state, so
     this is best effort: if it is not where expected, nothing changes.
     """
     hook = getattr(config.pluginmanager, "rewrite_hook", None)

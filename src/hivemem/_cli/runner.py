@@ -33,10 +33,10 @@ class NotAvailable(Unavailable):
     """A feature the user asked for is missing from this build or platform (an ``Unavailable``)."""
 
 
-def _feature(name: str, flag: str, issue: str) -> object:
+def _feature(name: str, flag: str, what: str) -> object:
     if name not in hivemem._LAZY:
         raise NotAvailable(
-            f"{flag} needs hivemem.{name}, which this build of hivemem does not have yet ({issue})"
+            f"{flag} needs hivemem.{name}, which this build of hivemem does not have yet ({what})"
         )
     return getattr(hivemem, name)
 

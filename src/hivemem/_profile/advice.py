@@ -182,6 +182,8 @@ def advise(
 def _allocator_advice(
     min_size: int, stats: dict[str, int] | None, info: dict[str, int] | None
 ) -> list[Advice]:
+    # Why free space inside pymalloc arenas calls for compactable and malloc's free bytes
+    # for a trim: docs/design.md#fragmentation.
     from hivemem._measure.native import malloc_info, pymalloc_stats
 
     tips = []

@@ -895,6 +895,7 @@ def status(*, types: int = 8, advice: bool = True, min_advice: int | str | None 
     except Exception:
         limit = None
     level, gov = _governor_state()
+    # What these figures mean and why RSS keeps them: docs/design.md#fragmentation.
     frag: dict[str, object] = {}
     stats = pymalloc_stats()
     if stats is not None:

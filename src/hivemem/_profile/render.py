@@ -7,6 +7,8 @@ contents of user objects, so whatever is rendered here is safe to paste.
 
 from __future__ import annotations
 
+from hivemem._frozen import Frozen
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -30,20 +32,10 @@ svg text{font-size:11px;fill:#424242}
 """
 
 
-class Result:
-    """Base for frozen result objects: ``to_json()``, ``__str__`` via ``__repr__``, attribute lock."""
+class Result(Frozen):
+    """Base for frozen result objects (a :class:`Frozen`): ``to_json()``, ``__str__`` via ``__repr__``."""
 
     __slots__ = ()
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen; cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen; cannot delete {name!r}")
-
-    def _set(self, **values: object) -> None:
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
 
     def to_dict(self) -> dict[str, object]:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
