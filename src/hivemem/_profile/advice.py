@@ -9,17 +9,18 @@ threshold; no measurement, no advice.
 from __future__ import annotations
 
 import gc
+from typing import cast
 
 from hivemem._profile.render import Result
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from hivemem._profile.profiler import LeakWatch, TopSites
 
-__all__ = ["Advice", "advise", "lru_cache_contents", "lru_caches"]
+__all__ = ["Advice", "advise", "deep_size", "lru_cache_contents", "lru_caches"]
 
 MIN_SIZE = 16 << 20
 """Default threshold: figures below 16 MiB are not worth a user's time."""
@@ -96,6 +97,14 @@ def lru_cache_contents(obj: object) -> list[object] | None:
     ]
 
 
+def deep_size(*objs: object) -> int:
+    """pympler's ``asizeof`` over *objs* together (shared objects counted once), in bytes."""
+    from pympler import asizeof
+
+    measure = cast("Callable[..., int]", asizeof.asizeof)  # pympler has no type annotations
+    return int(measure(*objs))
+
+
 def lru_caches(min_size: int = 0) -> list[tuple[str, int, int, int | None]]:
     """Every ``functools.lru_cache`` wrapper alive: ``(name, deep bytes, entries, maxsize)``, biggest first.
 
@@ -114,12 +123,10 @@ def lru_caches(min_size: int = 0) -> list[tuple[str, int, int, int | None]]:
                 found.append((obj, info))
     if not found:
         return []
-    from pympler import asizeof
-
     out = []
     for obj, info in found:
         held = lru_cache_contents(obj) or []  # the same figure hivemem.sizeof(obj).cache gives
-        size = asizeof.asizeof(*held) if held else 0  # type: ignore[no-untyped-call]
+        size = deep_size(*held) if held else 0
         if size >= min_size:
             out.append((_qualname(obj), size, info.currsize, info.maxsize))
     out.sort(key=lambda row: -row[1])

@@ -13,13 +13,16 @@ import _thread
 import gc
 import os
 import sys
+from collections.abc import Sized
+from typing import cast
 
 from hivemem._profile.render import Result, html_table, text_table
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    import functools
+    from collections.abc import Iterator, Mapping, Sequence
     from types import FrameType
 
     from hivemem._measure.limits import MemoryLimit
@@ -148,8 +151,8 @@ def _walk_heap(sizes: bool) -> dict[type, list[int]]:
 
 
 def _after_fork_walk() -> None:
-    global _current
-    _walk_lock._at_fork_reinit()  # type: ignore[attr-defined]
+    global _current, _walk_lock
+    _walk_lock = _thread.allocate_lock()  # another thread may have held it: none runs in the child
     _current = None
 
 
@@ -342,9 +345,7 @@ def sizeof(obj: object) -> SizeOf:
     includes what its cache holds, which pympler alone does not see:
     ``cache`` has that part, the figure ``status()`` cites.
     """
-    from pympler import asizeof
-
-    from hivemem._profile.advice import lru_cache_contents
+    from hivemem._profile.advice import deep_size, lru_cache_contents
 
     target = obj
     func = getattr(obj, "__func__", None)
@@ -352,11 +353,11 @@ def sizeof(obj: object) -> SizeOf:
         target = func  # a bound method of a cached method: its cache is the function's
     held = lru_cache_contents(target)
     if held is None:
-        size = int(asizeof.asizeof(obj))  # type: ignore[no-untyped-call]
+        size = deep_size(obj)
         return SizeOf(_type_name(type(obj)), size, sys.getsizeof(obj))
-    cache = int(asizeof.asizeof(*held)) if held else 0  # type: ignore[no-untyped-call]
-    size = int(asizeof.asizeof(obj, *held))  # type: ignore[no-untyped-call]
-    info = target.cache_info()  # type: ignore[attr-defined]
+    cache = deep_size(*held) if held else 0
+    size = deep_size(obj, *held)
+    info = cast("functools._lru_cache_wrapper[object]", target).cache_info()  # held is not None: a wrapper
     shared = " (shared by every instance)" if target is not obj else ""
     note = f"includes its lru_cache's {info.currsize:,} entries{shared}: {format_size(cache)}"
     return SizeOf(_type_name(type(obj)), size, sys.getsizeof(obj), cache=cache, note=note)
@@ -489,8 +490,10 @@ def _describe(obj: object) -> str:
     except TypeError:
         return name
     try:
-        length = len(obj)  # type: ignore[arg-type]
+        length = len(obj) if isinstance(obj, Sized) else None
     except Exception:
+        length = None
+    if length is None:
         return f"{name} ({format_size(size)})"
     return f"{name} of {length} ({format_size(size)})"
 
@@ -778,7 +781,7 @@ class Status(Result):
         rows.append(("pressure", self.pressure or "n/a (no governor running: hivemem.govern() starts one)"))
         frag = self.fragmentation
         if "pymalloc_free" in frag:
-            free, arenas = int(frag["pymalloc_free"]), int(frag["pymalloc_arenas"])  # type: ignore[call-overload]
+            free, arenas = _figure(frag, "pymalloc_free") or 0, _figure(frag, "pymalloc_arenas") or 0
             pct = 100 * free / arenas if arenas else 0.0
             rows.append(
                 (
@@ -788,7 +791,7 @@ class Status(Result):
                 )
             )
         if "malloc_free" in frag:
-            rows.append(("malloc", f"{format_size(frag['malloc_free'])} free inside glibc malloc"))  # type: ignore[arg-type]
+            rows.append(("malloc", f"{format_size(_figure(frag, 'malloc_free'))} free inside glibc malloc"))
         if "note" in frag:
             rows.append(("fragmentation", str(frag["note"])))
         gov = self.governor
@@ -796,7 +799,8 @@ class Status(Result):
             rows.append(
                 (
                     "governor",
-                    f"{'running' if gov['running'] else 'stopped'}, budget {format_size(gov.get('budget'))}, "  # type: ignore[arg-type]
+                    f"{'running' if gov['running'] else 'stopped'}, "
+                    f"budget {format_size(_figure(gov, 'budget'))}, "
                     f"{gov.get('events', 0)} events"
                     + (f", woken by {', '.join(_kinds(gov.get('sources')))}" if gov.get("sources") else "")
                     + (f", last: {gov['last']}" if gov.get("last") else ""),
@@ -869,6 +873,12 @@ def _governor_state() -> tuple[str | None, dict[str, object]]:
     except Exception:
         pass
     return level, state
+
+
+def _figure(figures: Mapping[str, object], key: str) -> int | None:
+    """A byte figure ``status()`` put in *figures*, or ``None`` (shown as n/a) when it is not there."""
+    value = figures.get(key)
+    return value if isinstance(value, int) else None
 
 
 def status(*, types: int = 8, advice: bool = True, min_advice: int | str | None = None) -> Status:

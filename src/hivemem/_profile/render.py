@@ -12,6 +12,7 @@ from hivemem._frozen import Frozen
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from typing import Any
 
 __all__ = ["PAGE_CSS", "Result", "html_page", "html_summary", "html_table", "text_table"]
 
@@ -40,12 +41,12 @@ class Result(Frozen):
     def to_dict(self) -> dict[str, object]:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
 
-    def to_json(self, **kwargs: object) -> str:
+    def to_json(self, **kwargs: Any) -> str:
         """``to_dict()`` as JSON text (``indent=2`` unless given)."""
         import json
 
         kwargs.setdefault("indent", 2)
-        return json.dumps(self.to_dict(), default=str, **kwargs)  # type: ignore[arg-type]
+        return json.dumps(self.to_dict(), default=str, **kwargs)
 
     def __rich_repr__(self) -> Iterator[tuple[str, object]]:
         for key, value in self.to_dict().items():

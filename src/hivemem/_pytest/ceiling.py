@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
+    from hivemem._measure.reader import Reader
     from hivemem._measure.usage import MemoryUsage
     from hivemem._pytest.meter import Span
 
@@ -173,7 +174,7 @@ class MemoryMeter:
 
     __module__ = "hivemem.testing"
 
-    def __init__(self, kind: str = "rss", *, reader: Any = None, label: str = "meter") -> None:
+    def __init__(self, kind: str = "rss", *, reader: Reader | None = None, label: str = "meter") -> None:
         from hivemem._pytest.meter import clock_for
 
         self._clock = clock_for(kind, reader)
@@ -219,7 +220,7 @@ class MemoryMeter:
     def usage(self) -> MemoryUsage:
         """A complete :class:`hivemem.MemoryUsage` snapshot (absolute figures) of this process."""
         if self._reader is not None:
-            return self._reader.usage()  # type: ignore[no-any-return]
+            return self._reader.usage()
         from hivemem._measure.usage import usage
 
         return usage()
@@ -275,7 +276,7 @@ class Ceiling:
         self,
         limit: int | str,
         kind: str,
-        reader: Any,
+        reader: Reader | None,
         label: str,
         on_result: Callable[[PeakMeasurement], None] | None = None,
         hint: str = "",
@@ -297,7 +298,7 @@ class Ceiling:
         self._catcher: Any = None
 
     def __enter__(self) -> Ceiling:
-        from hivemem._pytest.meter import SiteCatcher, clock_for
+        from hivemem._pytest.meter import SiteCatcher, clock_for, python_clock
 
         self._clock = clock_for(self.kind, self.reader)
         self._t0 = time.perf_counter()
@@ -306,7 +307,7 @@ class Ceiling:
             import sys
 
             self._catcher = SiteCatcher(
-                self._clock,  # type: ignore[arg-type]
+                python_clock(),  # the same clock: clock_for("python") is the process-wide one
                 self._span,
                 self.limit,
                 frame=sys._getframe(1),

@@ -389,7 +389,7 @@ class Runner:
         if leak is not None:
             data["leak"] = leak
         if data:
-            report.hivemem = data  # type: ignore[attr-defined]
+            report.__dict__["hivemem"] = data  # travels to the xdist controller with the report
         failures = []
         if result is not None and result.exceeded:
             failures.append(result.explain(hint=_rerun_hint(result)))
@@ -622,7 +622,7 @@ class _SubtestsOnce:
                 if self.first(failure):
                     original(test_case, test, exc_info)
 
-            self.item.addSubTest = add_subtest  # type: ignore[attr-defined]
+            self.item.__dict__["addSubTest"] = add_subtest  # __exit__ pops it
         for fixture in self.fixtures:
             fixture._ihook = _LogreportOnce(fixture._ihook, self)
         return self
