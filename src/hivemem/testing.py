@@ -34,8 +34,8 @@ from hivemem._sizes import parse_size
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from typing import Any
 
+    from hivemem._measure.reader import Reader
     from hivemem._profile.leaks import LeakReport
 
 __all__ = [
@@ -106,7 +106,7 @@ class FakeReader:
         return f"FakeReader(rss={self._rss})"
 
 
-def assert_peak_below(limit: int | str, *, kind: str = "rss", reader: Any = None) -> Ceiling:
+def assert_peak_below(limit: int | str, *, kind: str = "rss", reader: Reader | None = None) -> Ceiling:
     """Context manager: raise :class:`hivemem.MemoryCeilingExceeded` if the block's peak exceeds *limit*.
 
     *limit* is a size (``"20 MiB"``, bytes); the block passes when its peak
