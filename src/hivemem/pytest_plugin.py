@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from hivemem.testing import MemoryMeter, _Ceiling
+    from hivemem._pytest.ceiling import Ceiling, MemoryMeter
 
 __all__ = ["MARKERS"]
 
@@ -48,8 +48,63 @@ MARKERS: dict[str, tuple[str, str]] = {
 }
 
 ACTIVE = pytest.StashKey[bool]()
-METER = pytest.StashKey["MemoryMeter"]()
-BLOCKS = pytest.StashKey[list]()  # type: ignore[type-arg]  # PeakMeasurement.to_dict() of ceiling blocks
+
+
+class Options:
+    """The three options, each read and checked once, here; the runner is built from them.
+
+    ``limit``   default ceiling in bytes (``--memory-limit``/``memory_limit``), ``None`` when off
+    ``top``     how many of the heaviest tests the terminal summary lists (0: none)
+    ``report``  the ``--hivemem-report`` path as given, or ``None``
+    """
+
+    __slots__ = ("limit", "report", "top")
+
+    def __init__(self, limit: int | None, top: int, report: str | None) -> None:
+        self.limit = limit
+        self.top = top
+        self.report = report
+
+    @property
+    def every_test(self) -> bool:
+        """Whether every test is measured (a default limit, a report or a summary asks for it)."""
+        return bool(self.limit is not None or self.report or self.top)
+
+    @classmethod
+    def read(cls, config: pytest.Config) -> Options:
+        """Read and check the options; a bad value is a ``pytest.UsageError``.
+
+        ``hivemem._sizes`` is imported only when a limit is given, so an
+        unused plugin still loads nothing but this module.
+        """
+        raw = str(config.getoption("memory_limit") or config.getini("memory_limit") or "").strip()
+        limit = None
+        if raw.lower() not in ("", "none"):
+            from hivemem._sizes import parse_size
+
+            try:
+                limit = parse_size(raw)
+            except ValueError as exc:
+                raise pytest.UsageError(f"--memory-limit / memory_limit: {exc}") from None
+            if limit == 0:
+                raise pytest.UsageError(
+                    f"--memory-limit / memory_limit: {raw!r} is a limit of 0 bytes, which every test whose "
+                    "memory rises at all would fail; use 'none' to switch the default limit off"
+                )
+        top: int | None = config.getoption("hivemem_top")
+        if top is None:
+            ini = config.getini("hivemem_top")
+            try:
+                top = int(str(ini).strip() or 0)
+            except ValueError:
+                raise pytest.UsageError(f"hivemem_top must be a whole number, got {ini!r}") from None
+        if top < 0:
+            raise pytest.UsageError(f"--hivemem-top must be >= 0, got {top}")
+        report: str | None = config.getoption("hivemem_report") or None
+        return cls(limit, top, report)
+
+
+OPTIONS = pytest.StashKey[Options]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -88,7 +143,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{signature}: {help_text}")
     config.stash[ACTIVE] = False
     _no_assertion_rewriting(config)
-    if _wants_every_test(config):
+    options = config.stash[OPTIONS] = Options.read(config)
+    if options.every_test:
         _activate(config)
 
 
@@ -99,7 +155,8 @@ def _no_assertion_rewriting(config: pytest.Config) -> None:
     entry point. hivemem is a library first: its modules raise their own
     errors and have no test asserts to rewrite, and rewriting them made the
     plugin's first measured test cost 4-10 ms more (and every hivemem import
-    in a user's test session slower). The list is pytest's private state, so
+    in a user's test session slower; see docs/design.md,
+    "Assertion rewriting slows the first measured test"). The list is pytest's private state, so
     this is best effort: if it is not where expected, nothing changes.
     """
     hook = getattr(config.pluginmanager, "rewrite_hook", None)
@@ -108,25 +165,13 @@ def _no_assertion_rewriting(config: pytest.Config) -> None:
         names.discard("hivemem")
 
 
-def _wants_every_test(config: pytest.Config) -> bool:
-    limit = config.getoption("memory_limit") or config.getini("memory_limit")
-    top = config.getoption("hivemem_top")
-    if top is None:
-        top = config.getini("hivemem_top")
-    return bool(
-        (limit and str(limit).strip().lower() not in ("none", ""))
-        or config.getoption("hivemem_report")
-        or str(top).strip() not in ("", "0")
-    )
-
-
 def _activate(config: pytest.Config) -> None:
     if config.stash.get(ACTIVE, False):
         return
     from hivemem._pytest.runner import Runner
 
     config.stash[ACTIVE] = True
-    config.pluginmanager.register(Runner(config), "hivemem-runner")
+    config.pluginmanager.register(Runner(config, config.stash[OPTIONS]), "hivemem-runner")
 
 
 @pytest.hookimpl(trylast=True)
@@ -150,7 +195,8 @@ def memory(request: pytest.FixtureRequest) -> Iterator[MemoryMeter]:
     The meter is reset right before the test body, so fixture setup is not
     counted; call ``memory.reset()`` to start again anywhere in the body.
     """
-    from hivemem.testing import MemoryMeter
+    from hivemem._pytest.ceiling import MemoryMeter
+    from hivemem._pytest.runner import METER
 
     meter = MemoryMeter("rss", label="memory fixture")
     request.node.stash[METER] = meter
@@ -162,7 +208,7 @@ def memory(request: pytest.FixtureRequest) -> Iterator[MemoryMeter]:
 
 
 @pytest.fixture
-def memory_ceiling(request: pytest.FixtureRequest) -> Callable[..., _Ceiling]:
+def memory_ceiling(request: pytest.FixtureRequest) -> Callable[..., Ceiling]:
     """``with memory_ceiling("20 MiB"): ...`` fails the test when the block's peak exceeds the limit.
 
     Several blocks per test, each with its own limit and kind; the block

@@ -324,8 +324,7 @@ def main(
         f"for about {format_size(live)} of live data (events, buffers, rows kept)"
     )
     say("")
-    options: dict[str, object] = {} if aggressiveness is None else {"aggressiveness": aggressiveness}
-    shown = "".join(f", {k}={v!r}" for k, v in options.items())
+    shown = "" if aggressiveness is None else f", aggressiveness={aggressiveness!r}"
     say(f"running hivemem.optimize(target_mb={target_mb:.0f}{shown}) ...")
     running: dict[str, float] = {}
 
@@ -347,7 +346,9 @@ def main(
         else:
             say(f"  {step.name:<16} {step.note()}")
 
-    report = hivemem.optimize(target_mb=target_mb, **options, on_step_start=step_start, on_step=step_done)  # type: ignore[arg-type]
+    report = hivemem.optimize(
+        target_mb=target_mb, aggressiveness=aggressiveness, on_step_start=step_start, on_step=step_done
+    )
     say("")
     say(str(report))
     gc.collect()

@@ -210,7 +210,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
     except InvalidArgument as exc:  # no such process, a bad --top
         raise CliError(str(exc)) from None
-    from hivemem._governor.signals import status_extras  # last kept report, --children (issue 9)
+    from hivemem._governor.signals import status_extras  # last kept report, --children (docs/cli.md)
 
     try:
         extra, extra_text = status_extras(pid, children=args.children)

@@ -90,7 +90,8 @@ class Run:
         hivemem.reset_peak()
         start = hivemem.usage()
         # the governor's clock is monotonic: this pair turns its event times into wall-clock times
-        data["started"], mono0 = time.time(), time.monotonic()
+        started, mono0 = time.time(), time.monotonic()
+        data["started"] = started
         governor = self._start_governor() if self.govern else None
         # 100 Hz: a peak that lives 10 ms is still sampled, so its allocation sites are kept
         profiler: Any = (
@@ -150,7 +151,7 @@ class Run:
         data["end"] = end.to_dict()
         data["peak"] = end.peak
         if governor is not None:
-            data["governor"] = _governor_summary(governor, wall_offset=data["started"] - mono0)  # type: ignore[operator]
+            data["governor"] = _governor_summary(governor, wall_offset=started - mono0)
         if self.target is not None:
             data["optimize"] = hivemem.optimize(target=self.target).to_dict()
         del script_globals

@@ -9,17 +9,18 @@ threshold; no measurement, no advice.
 from __future__ import annotations
 
 import gc
+from typing import cast
 
 from hivemem._profile.render import Result
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from hivemem._profile.profiler import LeakWatch, TopSites
 
-__all__ = ["Advice", "advise", "lru_caches"]
+__all__ = ["Advice", "advise", "deep_size", "lru_cache_contents", "lru_caches"]
 
 MIN_SIZE = 16 << 20
 """Default threshold: figures below 16 MiB are not worth a user's time."""
@@ -76,6 +77,34 @@ def _qualname(fn: object) -> str:
     return f"{module}.{name}"
 
 
+def lru_cache_contents(obj: object) -> list[object] | None:
+    """What a ``functools.lru_cache`` wrapper holds in its cache, or ``None`` for other objects.
+
+    The C implementation keeps its entries where pympler cannot see them;
+    the garbage collector's ``get_referents`` can. Left out: the wrapper's
+    ``__dict__``, the wrapped function, types, callables and the bare
+    ``object()`` marker, which are code rather than cached data.
+    """
+    import functools
+
+    if type(obj) is not type(functools.lru_cache(maxsize=None)(len)):
+        return None
+    skip = {id(getattr(obj, "__dict__", None)), id(getattr(obj, "__wrapped__", None))}
+    return [
+        r
+        for r in gc.get_referents(obj)
+        if id(r) not in skip and not isinstance(r, type) and not callable(r) and type(r) is not object
+    ]
+
+
+def deep_size(*objs: object) -> int:
+    """pympler's ``asizeof`` over *objs* together (shared objects counted once), in bytes."""
+    from pympler import asizeof
+
+    measure = cast("Callable[..., int]", asizeof.asizeof)  # pympler has no type annotations
+    return int(measure(*objs))
+
+
 def lru_caches(min_size: int = 0) -> list[tuple[str, int, int, int | None]]:
     """Every ``functools.lru_cache`` wrapper alive: ``(name, deep bytes, entries, maxsize)``, biggest first.
 
@@ -94,14 +123,10 @@ def lru_caches(min_size: int = 0) -> list[tuple[str, int, int, int | None]]:
                 found.append((obj, info))
     if not found:
         return []
-    from pympler import asizeof
-
-    from hivemem._profile.inspect import lru_cache_contents
-
     out = []
     for obj, info in found:
         held = lru_cache_contents(obj) or []  # the same figure hivemem.sizeof(obj).cache gives
-        size = asizeof.asizeof(*held) if held else 0  # type: ignore[no-untyped-call]
+        size = deep_size(*held) if held else 0
         if size >= min_size:
             out.append((_qualname(obj), size, info.currsize, info.maxsize))
     out.sort(key=lambda row: -row[1])
@@ -164,6 +189,8 @@ def advise(
 def _allocator_advice(
     min_size: int, stats: dict[str, int] | None, info: dict[str, int] | None
 ) -> list[Advice]:
+    # Why free space inside pymalloc arenas calls for compactable and malloc's free bytes
+    # for a trim: docs/design.md#fragmentation.
     from hivemem._measure.native import malloc_info, pymalloc_stats
 
     tips = []

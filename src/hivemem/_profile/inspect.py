@@ -13,13 +13,16 @@ import _thread
 import gc
 import os
 import sys
+from collections.abc import Sized
+from typing import cast
 
 from hivemem._profile.render import Result, html_table, text_table
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    import functools
+    from collections.abc import Iterator, Mapping, Sequence
     from types import FrameType
 
     from hivemem._measure.limits import MemoryLimit
@@ -148,8 +151,8 @@ def _walk_heap(sizes: bool) -> dict[type, list[int]]:
 
 
 def _after_fork_walk() -> None:
-    global _current
-    _walk_lock._at_fork_reinit()  # type: ignore[attr-defined]
+    global _current, _walk_lock
+    _walk_lock = _thread.allocate_lock()  # another thread may have held it: none runs in the child
     _current = None
 
 
@@ -335,26 +338,6 @@ class SizeOf(Result):
         }
 
 
-def lru_cache_contents(obj: object) -> list[object] | None:
-    """What a ``functools.lru_cache`` wrapper holds in its cache, or ``None`` for other objects.
-
-    The C implementation keeps its entries where pympler cannot see them;
-    the garbage collector's ``get_referents`` can. Left out: the wrapper's
-    ``__dict__``, the wrapped function, types, callables and the bare
-    ``object()`` marker, which are code rather than cached data.
-    """
-    import functools
-
-    if type(obj) is not type(functools.lru_cache(maxsize=None)(len)):
-        return None
-    skip = {id(getattr(obj, "__dict__", None)), id(getattr(obj, "__wrapped__", None))}
-    return [
-        r
-        for r in gc.get_referents(obj)
-        if id(r) not in skip and not isinstance(r, type) and not callable(r) and type(r) is not object
-    ]
-
-
 def sizeof(obj: object) -> SizeOf:
     """Deep size of *obj* in bytes (pympler ``asizeof``), with its flat size and type.
 
@@ -362,7 +345,7 @@ def sizeof(obj: object) -> SizeOf:
     includes what its cache holds, which pympler alone does not see:
     ``cache`` has that part, the figure ``status()`` cites.
     """
-    from pympler import asizeof
+    from hivemem._profile.advice import deep_size, lru_cache_contents
 
     target = obj
     func = getattr(obj, "__func__", None)
@@ -370,11 +353,11 @@ def sizeof(obj: object) -> SizeOf:
         target = func  # a bound method of a cached method: its cache is the function's
     held = lru_cache_contents(target)
     if held is None:
-        size = int(asizeof.asizeof(obj))  # type: ignore[no-untyped-call]
+        size = deep_size(obj)
         return SizeOf(_type_name(type(obj)), size, sys.getsizeof(obj))
-    cache = int(asizeof.asizeof(*held)) if held else 0  # type: ignore[no-untyped-call]
-    size = int(asizeof.asizeof(obj, *held))  # type: ignore[no-untyped-call]
-    info = target.cache_info()  # type: ignore[attr-defined]
+    cache = deep_size(*held) if held else 0
+    size = deep_size(obj, *held)
+    info = cast("functools._lru_cache_wrapper[object]", target).cache_info()  # held is not None: a wrapper
     shared = " (shared by every instance)" if target is not obj else ""
     note = f"includes its lru_cache's {info.currsize:,} entries{shared}: {format_size(cache)}"
     return SizeOf(_type_name(type(obj)), size, sys.getsizeof(obj), cache=cache, note=note)
@@ -507,8 +490,10 @@ def _describe(obj: object) -> str:
     except TypeError:
         return name
     try:
-        length = len(obj)  # type: ignore[arg-type]
+        length = len(obj) if isinstance(obj, Sized) else None
     except Exception:
+        length = None
+    if length is None:
         return f"{name} ({format_size(size)})"
     return f"{name} of {length} ({format_size(size)})"
 
@@ -796,7 +781,7 @@ class Status(Result):
         rows.append(("pressure", self.pressure or "n/a (no governor running: hivemem.govern() starts one)"))
         frag = self.fragmentation
         if "pymalloc_free" in frag:
-            free, arenas = int(frag["pymalloc_free"]), int(frag["pymalloc_arenas"])  # type: ignore[call-overload]
+            free, arenas = _figure(frag, "pymalloc_free") or 0, _figure(frag, "pymalloc_arenas") or 0
             pct = 100 * free / arenas if arenas else 0.0
             rows.append(
                 (
@@ -806,7 +791,7 @@ class Status(Result):
                 )
             )
         if "malloc_free" in frag:
-            rows.append(("malloc", f"{format_size(frag['malloc_free'])} free inside glibc malloc"))  # type: ignore[arg-type]
+            rows.append(("malloc", f"{format_size(_figure(frag, 'malloc_free'))} free inside glibc malloc"))
         if "note" in frag:
             rows.append(("fragmentation", str(frag["note"])))
         gov = self.governor
@@ -814,7 +799,8 @@ class Status(Result):
             rows.append(
                 (
                     "governor",
-                    f"{'running' if gov['running'] else 'stopped'}, budget {format_size(gov.get('budget'))}, "  # type: ignore[arg-type]
+                    f"{'running' if gov['running'] else 'stopped'}, "
+                    f"budget {format_size(_figure(gov, 'budget'))}, "
                     f"{gov.get('events', 0)} events"
                     + (f", woken by {', '.join(_kinds(gov.get('sources')))}" if gov.get("sources") else "")
                     + (f", last: {gov['last']}" if gov.get("last") else ""),
@@ -889,6 +875,12 @@ def _governor_state() -> tuple[str | None, dict[str, object]]:
     return level, state
 
 
+def _figure(figures: Mapping[str, object], key: str) -> int | None:
+    """A byte figure ``status()`` put in *figures*, or ``None`` (shown as n/a) when it is not there."""
+    value = figures.get(key)
+    return value if isinstance(value, int) else None
+
+
 def status(*, types: int = 8, advice: bool = True, min_advice: int | str | None = None) -> Status:
     """One screen: usage, limit and source, pressure level, fragmentation, governor, biggest types, advice.
 
@@ -913,6 +905,7 @@ def status(*, types: int = 8, advice: bool = True, min_advice: int | str | None 
     except Exception:
         limit = None
     level, gov = _governor_state()
+    # What these figures mean and why RSS keeps them: docs/design.md#fragmentation.
     frag: dict[str, object] = {}
     stats = pymalloc_stats()
     if stats is not None:

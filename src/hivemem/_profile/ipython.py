@@ -21,6 +21,17 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Protocol
+
+    class _Shell(Protocol):
+        """The two methods of IPython's ``InteractiveShell`` used here."""
+
+        def run_cell(self, raw_cell: str) -> object: ...
+
+        def register_magic_function(
+            self, func: Callable[..., object], magic_kind: str = ..., magic_name: str | None = ...
+        ) -> None: ...
+
 
 __all__ = ["hivemem_magic", "load_ipython_extension", "parse_options", "profile_cell"]
 
@@ -125,11 +136,11 @@ def hivemem_magic(
     raise InvalidArgument(f"unknown %hivemem command {command!r}: expected status, top or growth")
 
 
-def load_ipython_extension(ipython: object) -> None:
+def load_ipython_extension(ipython: _Shell) -> None:
     """Called by ``%load_ext hivemem``: registers the ``%hivemem`` line and cell magic."""
 
     def run(code: str) -> object:
-        result: object = ipython.run_cell(code)  # type: ignore[attr-defined]
+        result = ipython.run_cell(code)
         error = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
         if error is not None:
             raise error
@@ -139,4 +150,4 @@ def load_ipython_extension(ipython: object) -> None:
         return hivemem_magic(line, cell, run=run, namespace=getattr(ipython, "user_global_ns", None))
 
     magic.__doc__ = __doc__
-    ipython.register_magic_function(magic, magic_kind="line_cell", magic_name="hivemem")  # type: ignore[attr-defined]
+    ipython.register_magic_function(magic, magic_kind="line_cell", magic_name="hivemem")

@@ -82,9 +82,11 @@ from hivemem._sizes import format_size
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import array
+    import tracemalloc
     from collections.abc import Callable, Iterator, Mapping
+    from types import FrameType
 
-__all__ = ["LeakReport", "SiteGrowth", "TypeGrowth", "find_leaks"]
+__all__ = ["LeakReport", "SiteGrowth", "TypeGrowth", "describe_leak", "find_leaks", "refleak"]
 
 DEFAULT_TOLERANCE = 32
 """Bytes per call a repetition may grow without counting as growth.
@@ -262,8 +264,8 @@ class LeakReport(Result):
         from hivemem import _validate
         from hivemem._measure.stats import mean_ci
 
-        number = _validate.count("number", number, maximum=MAX_NUMBER)  # type: ignore[assignment]
-        tolerance = _validate.size("tolerance", tolerance)  # type: ignore[assignment]
+        _validate.count("number", number, maximum=MAX_NUMBER)
+        tolerance = _validate.size("tolerance", tolerance) or 0  # never None: allow_none is off
         runs = tuple(int(v) for v in per_run)
         blocks = tuple(int(v) for v in per_run_blocks)
         tables = tuple(int(v) for v in per_run_tables) if per_run_tables is not None else (0,) * len(runs)
@@ -568,7 +570,9 @@ def _growing_types(before: Mapping[str, int], after: Mapping[str, int], limit: i
     return grown[:limit]
 
 
-def _growing_sites(before: object, after: object, limit: int = 10) -> list[SiteGrowth]:
+def _growing_sites(
+    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, limit: int = 10
+) -> list[SiteGrowth]:
     import tracemalloc
 
     ignore = (
@@ -576,8 +580,8 @@ def _growing_sites(before: object, after: object, limit: int = 10) -> list[SiteG
         tracemalloc.Filter(False, os.path.join(os.path.dirname(__file__), "*")),
         tracemalloc.Filter(False, "<unknown>"),
     )
-    a = after.filter_traces(ignore)  # type: ignore[attr-defined]
-    b = before.filter_traces(ignore)  # type: ignore[attr-defined]
+    a = after.filter_traces(ignore)
+    b = before.filter_traces(ignore)
     out = []
     for stat in a.compare_to(b, "lineno"):
         if stat.size_diff <= 0:
@@ -783,9 +787,9 @@ def _materialize_stack() -> None:
     first repetition that runs it; they live as long as their callers, so
     they are growth once, not a leak, but they need not be growth at all.
     """
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
 
 
 # ------------------------------------------------------------------ the frozen heap
@@ -1130,4 +1134,33 @@ def _quiet_repetitions(
 def _calibrated(grown: array.array[int], offset: tuple[int, ...]) -> tuple[list[int], list[int], list[int]]:
     """Split the ``bytes, blocks, tables`` triples in *grown* into three calibrated series."""
     n = len(grown) // 3
-    return tuple([grown[3 * i + k] - offset[k] for i in range(n)] for k in range(3))  # type: ignore[return-value]
+    sizes, blocks, tables = ([grown[3 * i + k] - offset[k] for i in range(n)] for k in range(3))
+    return sizes, blocks, tables
+
+
+def refleak(report: LeakReport) -> bool:
+    """The refleak rule: every measured repetition grew (rule A of ``hivemem.find_leaks``)."""
+    return report.leaking and report.rule == "every-repetition"
+
+
+def describe_leak(report: LeakReport, *, what: str = "the function") -> str:
+    """Failure text for a leak: growth per run, growing types and growing sites."""
+    per_run = ", ".join(format_size(b, signed=True) for b in report.per_run)
+    warm = ", ".join(format_size(b, signed=True) for b in report.warmup_runs) or "none"
+    lines = [
+        f"hivemem: {what} leaks: memory grew on every one of {len(report.per_run)} measured runs "
+        f"by more than the tolerance ({format_size(report.tolerance)} per call)",
+        f"  growth per run:  {per_run}  (warm-up runs, not judged: {warm})",
+        f"  mean per call:   {format_size(report.bytes_per_call, signed=True)}",
+    ]
+    if report.growing_types:
+        lines.append("  growing types:")
+        for t in report.growing_types[:8]:
+            lines.append(f"    {t.name:<30} {t.before:>8} -> {t.after:<8} ({t.delta:+d})")
+        lines.append(f"    (counted across one more run of {report.number} call(s))")
+    if report.growing_sites:
+        lines.append("  growing allocation sites:")
+        for site in report.growing_sites[:8]:
+            grew = format_size(site.size_diff, signed=True)
+            lines.append(f"    {grew:>11}  {site.count_diff:+7d} blocks  {site.where}")
+    return "\n".join(lines)

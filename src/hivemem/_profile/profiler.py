@@ -45,9 +45,17 @@ from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
+    import tracemalloc
+    import weakref
     from collections.abc import Callable, Iterator, Sequence
+    from types import CodeType, FrameType
     from typing import Any
 
+    from _typeshed import TraceFunction
+
+    from hivemem._measure.reader import Reader
+    from hivemem._measure.usage import MemoryUsage
     from hivemem._profile.advice import Advice
     from hivemem._profile.leaks import LeakReport
 
@@ -143,7 +151,8 @@ class Timeline(Result):
             from hivemem._errors import InvalidArgument
 
             raise InvalidArgument(f"unknown metric {metric!r}: expected one of {', '.join(_METRICS)}")
-        return getattr(self, metric)  # type: ignore[no-any-return]
+        column: tuple[int, ...] = getattr(self, metric)
+        return column
 
     def _summary(self) -> list[tuple[str, str, str, str]]:
         rows = []
@@ -725,13 +734,13 @@ class ProfileReport(Result):
 
 # --------------------------------------------------------------------------- the profiler
 
-_live: list[object] = []  # weak references to every started profiler, for fork handling
+_live: list[weakref.ref[Profiler]] = []  # weak references to every started profiler, for fork handling
 
 
 def _after_fork_child() -> None:
     # The sampling thread does not exist in the child; profilers there are stopped.
     for ref in list(_live):
-        prof = ref()  # type: ignore[operator]
+        prof = ref()
         if prof is not None:
             prof._forked()
     _live.clear()
@@ -743,6 +752,13 @@ if hasattr(os, "register_at_fork"):
 
 # A traceback as tracemalloc hands it over: ((filename, lineno), ...), most recent frame first.
 _Frames = tuple[tuple[str, int], ...]
+
+
+def _sys_monitoring() -> Any:
+    """``sys.monitoring`` (3.12+), which the type checker, set to 3.10, does not know."""
+    return vars(sys)["monitoring"]
+
+
 # Traces are grouped in chunks so the grouping's own (traced) memory stays under ~1 MiB at any heap size.
 _CHUNK = 32_768
 # hivemem's own frames: anything under the package root (this file is in hivemem/_profile/).
@@ -810,7 +826,7 @@ def _take_sites(at: float, rss: Callable[[], int] | None = None, rss0: int | Non
     return out
 
 
-def _group(snap: object) -> tuple[dict[_Frames, list[int]], int]:
+def _group(snap: tracemalloc.Snapshot) -> tuple[dict[_Frames, list[int]], int]:
     """A tracemalloc ``Snapshot``'s sites by traceback, without tracemalloc's and hivemem's own; and its
     number of traces."""
     import tracemalloc
@@ -835,7 +851,7 @@ def _group(snap: object) -> tuple[dict[_Frames, list[int]], int]:
                     cur[1] += len(group)
             del chunk
     else:  # pragma: no cover - a tracemalloc whose Snapshot layout differs: the public, slower path
-        for stat in snap.statistics("traceback"):  # type: ignore[attr-defined]
+        for stat in snap.statistics("traceback"):
             frames = tuple((f.filename, f.lineno) for f in reversed(stat.traceback))
             sites[frames] = [stat.size, stat.count]
     del raw
@@ -845,10 +861,10 @@ def _group(snap: object) -> tuple[dict[_Frames, list[int]], int]:
     return sites, traces
 
 
-def _where(frames: object, by: str) -> str:
-    if by == "file":
-        return short_path(str(frames))
-    return " <- ".join(f"{short_path(f)}:{n}" for f, n in frames)  # type: ignore[attr-defined]
+def _where(frames: str | _Frames, by: str) -> str:
+    if isinstance(frames, str):  # by == "file": the key is a file name
+        return short_path(frames)
+    return " <- ".join(f"{short_path(f)}:{n}" for f, n in frames)
 
 
 class Profiler:
@@ -880,7 +896,7 @@ class Profiler:
         uss: bool = False,
         max_samples: int = 100_000,
         peak_sites: bool = True,
-        reader: object = None,
+        reader: Reader | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         from hivemem import _validate
@@ -891,8 +907,8 @@ class Profiler:
         for name, value in (("trace", trace), ("uss", uss), ("peak_sites", peak_sites)):
             if not isinstance(value, bool):
                 raise InvalidArgument(f"{name}={_validate.show(value)}: expected True or False")
-        frames = _validate.count("frames", frames, maximum=_MAX_FRAMES)  # type: ignore[assignment]
-        max_samples = _validate.count("max_samples", max_samples, minimum=16)  # type: ignore[assignment]
+        _validate.count("frames", frames, maximum=_MAX_FRAMES)
+        _validate.count("max_samples", max_samples, minimum=16)
         if reader is not None and not (
             callable(getattr(reader, "rss", None)) and callable(getattr(reader, "usage", None))
         ):
@@ -942,11 +958,12 @@ class Profiler:
         self._started_tracing = False
         self._peak_reset: bool | str = False
         self._sampler_cpu = 0.0
-        self._thread: object = None
-        self._stop_flag: object = None
+        self._thread: threading.Thread | None = None
+        self._stop_flag: threading.Event | None = None
         self._running = False
         self._listener: Callable[..., object] | None = None
-        self._gov_sub: tuple[object, Callable[..., object]] | None = None
+        # the running governor (duck-typed: read from its module) and our listener on it
+        self._gov_sub: tuple[Any, Callable[..., object]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1013,8 +1030,9 @@ class Profiler:
             return self
         self._drop_gc_callback()
         if self._thread is not None:
-            self._stop_flag.set()  # type: ignore[attr-defined]
-            self._thread.join()  # type: ignore[attr-defined]
+            if self._stop_flag is not None:
+                self._stop_flag.set()
+            self._thread.join()
             self._thread = None
         self.sample(_peak=False)
         self._t_end = self._clock()
@@ -1044,8 +1062,8 @@ class Profiler:
         self._peak_busy = _thread.allocate_lock()
         self._peak_threads = set()
 
-    def _run(self, stop: object) -> None:
-        wait = stop.wait  # type: ignore[attr-defined]
+    def _run(self, stop: threading.Event) -> None:
+        wait = stop.wait
         interval = self.interval
         thread_time = time.thread_time
         base = self._sampler_cpu
@@ -1074,12 +1092,12 @@ class Profiler:
             return True
         return "the injected reader has no reset_peak()"
 
-    def _usage(self) -> object:
+    def _usage(self) -> MemoryUsage:
         if self._reader is None:
             from hivemem._measure.usage import usage
 
             return usage()
-        return self._reader.usage()  # type: ignore[attr-defined]
+        return self._reader.usage()
 
     def _read_peak(self) -> tuple[int | None, int | None]:
         import tracemalloc
@@ -1138,7 +1156,7 @@ class Profiler:
 
             rss = read_rss()
         else:
-            rss = reader.rss()  # type: ignore[attr-defined]
+            rss = reader.rss()
         uss = _MISSING
         if self.uss:
             uss = getattr(self._usage(), "uss", None) or _MISSING
@@ -1333,8 +1351,9 @@ class Profiler:
         if gov is not None and callable(getattr(gov, "subscribe", None)):
 
             def on_event(event: object) -> None:
-                if getattr(event, "kind", None) in ("level", "escalate", "throttle"):
-                    self.mark(f"governor {event.kind}: {getattr(event, 'level', '')}")  # type: ignore[attr-defined]
+                kind = getattr(event, "kind", None)
+                if kind in ("level", "escalate", "throttle"):
+                    self.mark(f"governor {kind}: {getattr(event, 'level', '')}")
 
             try:
                 gov.subscribe(on_event)
@@ -1351,7 +1370,7 @@ class Profiler:
         if self._gov_sub is not None:
             gov, fn = self._gov_sub
             try:
-                gov.unsubscribe(fn)  # type: ignore[attr-defined]
+                gov.unsubscribe(fn)
             except Exception:
                 pass
             self._gov_sub = None
@@ -1407,7 +1426,7 @@ class Profiler:
             from hivemem._measure.usage import rss
 
             return rss()
-        return int(self._reader.rss())  # type: ignore[attr-defined]
+        return int(self._reader.rss())
 
     @property
     def snapshots(self) -> tuple[str, ...]:
@@ -1448,7 +1467,7 @@ class Profiler:
         from hivemem import _validate
 
         self._check_by(by)
-        n = _validate.count("n", n, minimum=0)  # type: ignore[assignment]
+        _validate.count("n", n, minimum=0)
         label, snap = self._snap(snapshot)
         grouped = snap.grouped(by)
         best = sorted(grouped.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:n]
@@ -1460,7 +1479,7 @@ class Profiler:
         from hivemem import _validate
 
         self._check_by(by)
-        n = _validate.count("n", n, minimum=0)  # type: ignore[assignment]
+        _validate.count("n", n, minimum=0)
         la, sa = self._snap(a)
         lb, sb = self._snap(b)
         old, new = sa.grouped(by), sb.grouped(by)
@@ -1636,7 +1655,7 @@ class LineWatch:
             return
         self.active = False
         if self._tool is not None:
-            mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+            mon = _sys_monitoring()
             tool, self._tool = self._tool, None
             mon.set_events(tool, 0)
             for code in self._codes:
@@ -1656,7 +1675,7 @@ class LineWatch:
         self.stop()
 
     def _start_monitoring(self) -> None:
-        mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+        mon = _sys_monitoring()
         events = mon.events
         for tool in _TOOL_IDS:
             try:
@@ -1671,7 +1690,7 @@ class LineWatch:
         local = events.LINE | events.PY_RETURN
         hits: dict[object, int] = {}
 
-        def on_start(code: object, offset: int) -> object:
+        def on_start(code: CodeType, offset: int) -> object:
             try:
                 if getframe(1).f_globals is ns:
                     if code not in codes:
@@ -1682,8 +1701,8 @@ class LineWatch:
                 pass
             return disable  # other code: this callback never runs there again
 
-        def on_line(code: object, lineno: int) -> object:
-            if code.co_name == "<module>":  # type: ignore[attr-defined]
+        def on_line(code: CodeType, lineno: int) -> object:
+            if code.co_name == "<module>":
                 if _get_traced()[0] >= prof._peak_plateau:
                     check(True)
             elif _get_traced()[0] >= prof._peak_next:
@@ -1692,8 +1711,8 @@ class LineWatch:
             # a line not yet reported still reports once: each statement after a hot loop is checked
             return disable if n > _HOT_LINES else None
 
-        def on_return(code: object, offset: int, value: object) -> None:
-            if code.co_name != "<module>" and _get_traced()[0] >= prof._peak_plateau:  # type: ignore[attr-defined]
+        def on_return(code: CodeType, offset: int, value: object) -> None:
+            if code.co_name != "<module>" and _get_traced()[0] >= prof._peak_plateau:
                 check(True)  # a function's end: its locals and its result are still alive
 
         mon.restart_events()  # lines a previous watch quietened are watched again
@@ -1709,12 +1728,12 @@ class LineWatch:
         ns, prof, check = self._ns, self._prof, self._prof._check_live
         hits: dict[object, int] = {}
 
-        def top(frame: object, event: str, arg: object) -> object:
+        def top(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
             if event == "line" and _get_traced()[0] >= prof._peak_plateau:
                 check(True)
             return top
 
-        def inner(frame: Any, event: str, arg: object) -> object:
+        def inner(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
             if event == "line":
                 if _get_traced()[0] >= prof._peak_next:
                     check(False)
@@ -1726,11 +1745,11 @@ class LineWatch:
                 check(True)  # a function's end: its locals and its result are still alive
             return inner
 
-        def on_call(frame: Any, event: str, arg: object) -> object:
+        def on_call(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
             if frame.f_globals is not ns:
                 return None
             return top if frame.f_code.co_name == "<module>" else inner
 
         self._tracer = on_call
-        sys.settrace(on_call)  # type: ignore[arg-type]
+        sys.settrace(on_call)
         self.active = True

@@ -7,9 +7,12 @@ contents of user objects, so whatever is rendered here is safe to paste.
 
 from __future__ import annotations
 
+from hivemem._frozen import Frozen
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from typing import Any
 
 __all__ = ["PAGE_CSS", "Result", "html_page", "html_summary", "html_table", "text_table"]
 
@@ -30,30 +33,20 @@ svg text{font-size:11px;fill:#424242}
 """
 
 
-class Result:
-    """Base for frozen result objects: ``to_json()``, ``__str__`` via ``__repr__``, attribute lock."""
+class Result(Frozen):
+    """Base for frozen result objects (a :class:`Frozen`): ``to_json()``, ``__str__`` via ``__repr__``."""
 
     __slots__ = ()
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen; cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen; cannot delete {name!r}")
-
-    def _set(self, **values: object) -> None:
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
 
     def to_dict(self) -> dict[str, object]:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
 
-    def to_json(self, **kwargs: object) -> str:
+    def to_json(self, **kwargs: Any) -> str:
         """``to_dict()`` as JSON text (``indent=2`` unless given)."""
         import json
 
         kwargs.setdefault("indent", 2)
-        return json.dumps(self.to_dict(), default=str, **kwargs)  # type: ignore[arg-type]
+        return json.dumps(self.to_dict(), default=str, **kwargs)
 
     def __rich_repr__(self) -> Iterator[tuple[str, object]]:
         for key, value in self.to_dict().items():

@@ -1,1 +1,1 @@
-"""The pytest plugin's machinery: peak meters and the runner that judges tests."""
+"""The pytest plugin's machinery: peak meters, the measured-block types and the runner that judges tests."""

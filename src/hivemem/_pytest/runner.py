@@ -20,8 +20,6 @@ import time
 
 import pytest
 
-from hivemem.pytest_plugin import BLOCKS, METER
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -29,12 +27,17 @@ if TYPE_CHECKING:
 
     from pluggy import Result
 
+    from hivemem._pytest.ceiling import Ceiling, MemoryMeter, PeakMeasurement
     from hivemem._pytest.meter import SiteCatcher, Span
-    from hivemem.testing import PeakMeasurement, _Ceiling
+    from hivemem.pytest_plugin import Options
 
-__all__ = ["Plan", "Runner", "ceiling_factory"]
+__all__ = ["BLOCKS", "METER", "Plan", "Runner", "ceiling_factory"]
 
 _STATE: pytest.StashKey[_State] = pytest.StashKey()
+METER: pytest.StashKey[MemoryMeter] = pytest.StashKey()
+"""The ``memory`` fixture's meter, reset right before the test body."""
+BLOCKS: pytest.StashKey[list[dict[str, object]]] = pytest.StashKey()
+"""``PeakMeasurement.to_dict()`` of each ``memory_ceiling`` block of a test."""
 
 
 class Plan:
@@ -127,33 +130,11 @@ def _no_leaks(
 class Runner:
     """Per-session state of the active plugin (one per ``pytest.Config``)."""
 
-    def __init__(self, config: pytest.Config) -> None:
-        from hivemem._sizes import parse_size
-
+    def __init__(self, config: pytest.Config, options: Options) -> None:
         self.config = config
-        raw = config.getoption("memory_limit") or config.getini("memory_limit") or ""
-        raw = str(raw).strip()
-        try:
-            self.default_limit = None if raw.lower() in ("", "none") else parse_size(raw)
-        except ValueError as exc:
-            raise pytest.UsageError(f"--memory-limit / memory_limit: {exc}") from None
-        if self.default_limit == 0:
-            raise pytest.UsageError(
-                f"--memory-limit / memory_limit: {raw!r} is a limit of 0 bytes, which every test whose "
-                "memory rises at all would fail; use 'none' to switch the default limit off"
-            )
-        top = config.getoption("hivemem_top")
-        if top is None:
-            try:
-                top = int(str(config.getini("hivemem_top")).strip() or 0)
-            except ValueError:
-                raise pytest.UsageError(
-                    f"hivemem_top must be a whole number, got {config.getini('hivemem_top')!r}"
-                ) from None
-        if top < 0:
-            raise pytest.UsageError(f"--hivemem-top must be >= 0, got {top}")
-        self.top = top
-        report = config.getoption("hivemem_report")
+        self.default_limit = options.limit
+        self.top = options.top
+        report = options.report
         # Relative to where pytest was started, even if a test changes directory.
         self.report_path = os.path.join(str(config.invocation_params.dir), report) if report else None
         self.report_summary: dict[str, Any] | None = None  # set once the report is written
@@ -165,7 +146,7 @@ class Runner:
         self._marks: dict[int, tuple[pytest.Mark, dict[str, Any]]] = {}
         # Imported once here rather than in every per-test hook.
         from hivemem._pytest import meter as _pytest_meter
-        from hivemem.testing import PeakMeasurement
+        from hivemem._pytest.ceiling import PeakMeasurement
 
         self._meter = _pytest_meter
         self._measurement = PeakMeasurement
@@ -320,8 +301,7 @@ class Runner:
         config = self.config
 
         def repeated(*args: object, **kwargs: object) -> None:
-            from hivemem._profile.leaks import DEFAULT_TOLERANCE, find_leaks, screen
-            from hivemem.testing import _describe_leak, _leak_verdict
+            from hivemem._profile.leaks import DEFAULT_TOLERANCE, describe_leak, find_leaks, refleak, screen
 
             tolerance = DEFAULT_TOLERANCE if leak["tolerance"] is None else leak["tolerance"]
             subtests = _SubtestsOnce(item, kwargs)
@@ -350,7 +330,7 @@ class Runner:
                     types=leak["types"],
                 )
             summary = {
-                "leaking": _leak_verdict(report),
+                "leaking": refleak(report),
                 "method": "tracemalloc",
                 "per_run": list(report.per_run),
                 "per_run_blocks": list(report.per_run_blocks),
@@ -364,7 +344,7 @@ class Runner:
             }
             state.leak = summary
             if summary["leaking"]:
-                state.leak_fail = _describe_leak(report, what="the test body")
+                state.leak_fail = describe_leak(report, what="the test body")
 
         item.obj = repeated
 
@@ -409,7 +389,7 @@ class Runner:
         if leak is not None:
             data["leak"] = leak
         if data:
-            report.hivemem = data  # type: ignore[attr-defined]
+            report.__dict__["hivemem"] = data  # travels to the xdist controller with the report
         failures = []
         if result is not None and result.exceeded:
             failures.append(result.explain(hint=_rerun_hint(result)))
@@ -642,7 +622,7 @@ class _SubtestsOnce:
                 if self.first(failure):
                     original(test_case, test, exc_info)
 
-            self.item.addSubTest = add_subtest  # type: ignore[attr-defined]
+            self.item.__dict__["addSubTest"] = add_subtest  # __exit__ pops it
         for fixture in self.fixtures:
             fixture._ihook = _LogreportOnce(fixture._ihook, self)
         return self
@@ -735,13 +715,13 @@ def _rerun_hint(result: PeakMeasurement) -> str:
     return f"rerun with {call} to see which lines allocate (Python allocations only)"
 
 
-def ceiling_factory(item: pytest.Item) -> Callable[..., _Ceiling]:
+def ceiling_factory(item: pytest.Item) -> Callable[..., Ceiling]:
     """The callable the ``memory_ceiling`` fixture returns; records each block on *item*."""
-    from hivemem.testing import _Ceiling
+    from hivemem._pytest.ceiling import Ceiling
 
     blocks: list[dict[str, Any]] = item.stash.setdefault(BLOCKS, [])
 
-    def ceiling(limit: int | str, *, kind: str = "rss") -> _Ceiling:
+    def ceiling(limit: int | str, *, kind: str = "rss") -> Ceiling:
         label = f"memory_ceiling block {len(blocks) + 1}"
         hint = ""
         if kind == "rss":
@@ -751,7 +731,7 @@ def ceiling_factory(item: pytest.Item) -> Callable[..., _Ceiling]:
                 f'rerun with memory_ceiling("{format_size(parse_size(limit))}", kind="python") '
                 "to see which lines allocate (Python allocations only)"
             )
-        return _Ceiling(limit, kind, None, label, on_result=lambda r: blocks.append(r.to_dict()), hint=hint)
+        return Ceiling(limit, kind, None, label, on_result=lambda r: blocks.append(r.to_dict()), hint=hint)
 
     return ceiling
 

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from hivemem._engine.report import OptimizationReport
+    from hivemem._governor.governor import MemoryGovernor
 
 __all__ = ["GovernorPlugin", "dask_fractions", "optimize_workers", "reports", "thresholds_for"]
 
@@ -68,7 +69,7 @@ class _WorkerState:
     """What this worker process's plugin did (one per process: the plugin runs in the worker)."""
 
     def __init__(self) -> None:
-        self.governors: dict[str, object] = {}  # worker address -> MemoryGovernor
+        self.governors: dict[str, MemoryGovernor] = {}  # worker address -> its governor
         self.errors: dict[str, str] = {}  # worker address -> why the plugin did not start
         self.last_report: OptimizationReport | None = None
         self.listening = False
@@ -149,14 +150,16 @@ def _worker_limit(worker: object) -> int | None:
     return int(limit) if isinstance(limit, (int, float)) and limit > 0 else None
 
 
-_Base: Any
-try:  # a real WorkerPlugin subclass when distributed is installed; the module imports without it
-    from distributed.diagnostics.plugin import WorkerPlugin as _Base
-except ImportError:  # pragma: no cover - exercised only without the extra
+if TYPE_CHECKING:  # the type checker sees the plugin's own methods only
     _Base = object
+else:
+    try:  # a real WorkerPlugin subclass when distributed is installed; the module imports without it
+        from distributed.diagnostics.plugin import WorkerPlugin as _Base
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        _Base = object
 
 
-class GovernorPlugin(_Base):  # type: ignore[misc]
+class GovernorPlugin(_Base):
     """A ``distributed`` WorkerPlugin that runs a :class:`hivemem.MemoryGovernor` in each worker.
 
     *thresholds*: ``{level: enter | (enter, release)}`` as for the governor;
@@ -178,7 +181,7 @@ class GovernorPlugin(_Base):  # type: ignore[misc]
         thresholds: dict[object, object] | None = None,
         budget: object = None,
         interval: float = 0.5,
-        **options: object,
+        **options: Any,  # MemoryGovernor's keyword arguments, checked by building one below
     ) -> None:
         for banned in ("escalation", "on_escalate", "exit_code", "reader", "registry", "clock"):
             if banned in options:
@@ -198,7 +201,7 @@ class GovernorPlugin(_Base):  # type: ignore[misc]
             limit=stand_in,
         )
 
-    def _governor(self, *, budget: object, thresholds: dict[Any, Any], limit: int) -> Any:
+    def _governor(self, *, budget: object, thresholds: dict[Any, Any], limit: int) -> MemoryGovernor:
         from hivemem._governor.governor import MemoryGovernor
 
         return MemoryGovernor(
@@ -207,7 +210,7 @@ class GovernorPlugin(_Base):  # type: ignore[misc]
             limit=limit,
             interval=self.interval,
             escalation="warn",
-            **self.options,  # type: ignore[arg-type]
+            **self.options,
         )
 
     def setup(self, worker: object) -> None:
@@ -227,7 +230,7 @@ class GovernorPlugin(_Base):  # type: ignore[misc]
 
         previous = _state.governors.pop(address, None)
         if previous is not None:
-            previous.stop()  # type: ignore[attr-defined]
+            previous.stop()
         limit = _worker_limit(worker)
         if limit is None:
             from hivemem._measure.limits import memory_limit
@@ -259,7 +262,7 @@ class GovernorPlugin(_Base):  # type: ignore[misc]
         gov = _state.governors.pop(address, None)
         if gov is not None:
             try:
-                gov.stop()  # type: ignore[attr-defined]
+                gov.stop()
             except Exception:
                 _logger().exception("hivemem GovernorPlugin: stopping the governor on %s failed", address)
 
@@ -303,15 +306,17 @@ def worker_report(dask_worker: object = None) -> dict[str, object]:
 
 def reports(client: Any) -> dict[str, dict[str, object]]:
     """``client.run`` on every worker: ``{address: worker_report()}``."""
-    return client.run(worker_report)  # type: ignore[no-any-return]
+    gathered: dict[str, dict[str, object]] = client.run(worker_report)
+    return gathered
 
 
-def _optimize_here(dask_worker: object = None, **kwargs: object) -> dict[str, object]:
+def _optimize_here(dask_worker: object = None, **kwargs: Any) -> dict[str, object]:
     from hivemem._governor.governor import optimize
 
-    return optimize(**kwargs).to_dict()  # type: ignore[arg-type]
+    return optimize(**kwargs).to_dict()
 
 
-def optimize_workers(client: Any, **kwargs: object) -> dict[str, dict[str, object]]:
+def optimize_workers(client: Any, **kwargs: Any) -> dict[str, dict[str, object]]:
     """Run ``hivemem.optimize(**kwargs)`` now on every worker; ``{address: report dict}``."""
-    return client.run(_optimize_here, **kwargs)  # type: ignore[no-any-return]
+    gathered: dict[str, dict[str, object]] = client.run(_optimize_here, **kwargs)
+    return gathered

@@ -25,6 +25,18 @@ a worker from booting.
 from __future__ import annotations
 
 import os
+from typing import cast
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Protocol
+
+    class _Worker(Protocol):
+        """What ``child_exit`` reads of gunicorn's worker object."""
+
+        pid: int
+
 
 __all__ = ["child_exit", "post_fork", "post_worker_init", "pre_fork"]
 
@@ -79,13 +91,14 @@ def post_worker_init(worker: object) -> None:
         _log_failure(worker, f"install_signal_handler({choice!r})")
 
 
-def child_exit(server: object, worker: object) -> None:
+def child_exit(server: object, worker: _Worker) -> None:
     """Master, after a worker exits: drop its live prometheus gauges (multiprocess mode only)."""
     if not (os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")):
         return
     try:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined,no-untyped-call]
+        mark_dead = cast("Callable[[int], None]", multiprocess.mark_process_dead)  # not annotated upstream
+        mark_dead(worker.pid)
     except Exception:
         _log_failure(server, "prometheus_client.multiprocess.mark_process_dead()")

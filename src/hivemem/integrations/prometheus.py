@@ -40,9 +40,12 @@ from hivemem._errors import InvalidArgument, Unavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from typing import Any
 
     from hivemem._engine.report import OptimizationReport
+    from hivemem._measure.reader import Reader
+    from hivemem._measure.usage import MemoryUsage
 
 __all__ = ["HivememMetrics", "install", "multiprocess_mode"]
 
@@ -69,19 +72,19 @@ def multiprocess_mode() -> bool:
 class _UsageCache:
     """One smaps_rollup read per scrape, shared by the four memory gauges."""
 
-    def __init__(self, reader: object, ttl: float = 0.5) -> None:
+    def __init__(self, reader: Reader, ttl: float = 0.5) -> None:
         import time
 
         self._reader = reader
         self._ttl = ttl
         self._clock = time.monotonic
         self._at = -1.0e9
-        self._usage: object = None
+        self._usage: MemoryUsage | None = None
 
     def get(self, field: str) -> float:
         now = self._clock()
         if self._usage is None or now - self._at > self._ttl:
-            self._usage = self._reader.usage()  # type: ignore[attr-defined]
+            self._usage = self._reader.usage()
             self._at = now
         value = getattr(self._usage, field, None)
         return float("nan") if value is None else float(value)
@@ -97,7 +100,7 @@ class HivememMetrics:
         registry: Any,
         namespace: str,
         *,
-        reader: object,
+        reader: Reader,
         refresh_interval: float | None,
         multiprocess: bool,
     ) -> None:
@@ -111,7 +114,7 @@ class HivememMetrics:
         self._governors: list[object] = []
         self._closed = False
         self._thread: object = None
-        self._stop: object = None
+        self._stop: threading.Event | None = None
         mode = {"multiprocess_mode": "liveall"} if multiprocess else {}
         kw: dict[str, Any] = {"namespace": namespace, "registry": registry}
         self.memory = {
@@ -163,7 +166,7 @@ class HivememMetrics:
         """Read memory now and write it to the gauges (what multiprocess mode needs)."""
         if not self.multiprocess:
             return  # gauges are read at scrape time
-        usage = self._reader.usage()  # type: ignore[attr-defined]
+        usage = self._reader.usage()
         for f, gauge in self.memory.items():
             value = getattr(usage, f, None)
             gauge.set(float("nan") if value is None else value)
@@ -269,7 +272,7 @@ class HivememMetrics:
                     pass
         self._governors.clear()
         if self._stop is not None:
-            self._stop.set()  # type: ignore[attr-defined]
+            self._stop.set()
         for metric in (*self.memory.values(), self.limit, self.pressure, self.freed, self.runs):
             self._unregister(metric)
         for metric in (self.duration, self.escalations):
@@ -303,7 +306,7 @@ def install(
     *,
     namespace: str = "hivemem",
     governor: object = None,
-    reader: object = None,
+    reader: Reader | None = None,
     refresh_interval: float | None = 10.0,
     multiprocess: bool | None = None,
 ) -> HivememMetrics:
