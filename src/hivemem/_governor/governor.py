@@ -29,6 +29,7 @@ from hivemem._errors import InvalidArgument, InvalidSize
 from hivemem._governor.pacing import FAR, next_wait
 from hivemem._levels import Aggressiveness, Pressure
 from hivemem._measure.holdgil import statm_rss
+from hivemem._measure.procfs import statm_fd
 from hivemem._sizes import format_size, mib_to_bytes, parse_size
 
 TYPE_CHECKING = False
@@ -83,23 +84,18 @@ _SOURCE_KINDS = {
     "memory.events": "cgroup v2 memory.events",
     "psi": "psi",
 }
-_statm_fd = -1
 
 
 def _statm_rss() -> int:
     """RSS from ``/proc/self/statm`` with one ``pread``: the monitor's per-tick read.
 
-    ``hivemem.rss()`` does the same but also checks the pid on every call (a
-    system call); here a fork hook closes the descriptor instead. Measured on
-    a 2-core VM: ~20 µs of process CPU per cold read against ~60-140 µs. The
-    read keeps the GIL (``_holdgil.py``): under a busy main thread a release
-    would cost a switch interval.
+    On the descriptor ``procfs.py`` keeps open (its fork hook closes it in a
+    child, so no call checks the pid). Measured on a 2-core VM: ~20 µs of
+    process CPU per cold read against ~60-140 µs. The read keeps the GIL
+    (``holdgil.py``): under a busy main thread a release would cost a switch
+    interval.
     """
-    global _statm_fd
-    fd = _statm_fd
-    if fd < 0:
-        fd = _statm_fd = os.open("/proc/self/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    return statm_rss(fd)
+    return statm_rss(statm_fd())
 
 
 class _PassReader:
@@ -130,20 +126,6 @@ class _PassReader:
 
     def __repr__(self) -> str:
         return "<background pass reader>"
-
-
-def _close_statm() -> None:
-    global _statm_fd
-    if _statm_fd >= 0:
-        try:
-            os.close(_statm_fd)  # in the child it names the parent's /proc entry
-        except OSError:
-            pass
-    _statm_fd = -1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_statm)
 
 
 def _resolve_target(target_mb: object, target: object) -> int | None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import sys
 
+from hivemem._measure import procfs
+from hivemem._measure.native import is_thread_arena
 from hivemem._sizes import format_size as _fs
-from hivemem.strategies.trim import is_thread_arena
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,57 +26,12 @@ if TYPE_CHECKING:
 
 __all__ = ["SUMMED", "explain", "registrations", "rss_parts"]
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_PAGE = procfs.PAGE
 
 
 def _mappings() -> list[tuple[int, int, str, str, int, int]] | None:
-    """``(start, end, perms, name, rss, swap)`` per mapping of ``/proc/self/smaps``, or ``None``.
-
-    Read in 64 KiB chunks and parsed as it goes, so the reading itself adds
-    little to the RSS it measures.
-    """
-    try:
-        fd = os.open("/proc/self/smaps", os.O_RDONLY)
-    except OSError:
-        return None
-    out: list[tuple[int, int, str, str, int, int]] = []
-    cur: list[object] | None = None
-    tail = b""
-    try:
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            lines = (tail + chunk).split(b"\n")
-            tail = lines.pop()
-            for line in lines:
-                if line.startswith(b"Rss:"):
-                    if cur is not None:
-                        cur[4] = int(line.split()[1]) * 1024
-                elif line.startswith(b"Swap:"):
-                    if cur is not None:
-                        cur[5] = int(line.split()[1]) * 1024
-                elif line[:1] in b"0123456789abcdef" and b"-" in line[:20] and not line.startswith(b"Swap"):
-                    head = line.split(None, 5)
-                    if len(head) < 5 or head[0].endswith(b":"):
-                        continue
-                    if cur is not None:
-                        out.append(tuple(cur))  # type: ignore[arg-type]
-                    lo, _, hi = head[0].partition(b"-")
-                    try:
-                        bounds = int(lo, 16), int(hi, 16)
-                    except ValueError:
-                        cur = None
-                        continue
-                    name = head[5].strip().decode("utf-8", "replace") if len(head) == 6 else ""
-                    cur = [bounds[0], bounds[1], head[1].decode("ascii", "replace"), name, 0, 0]
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    if cur is not None:
-        out.append(tuple(cur))  # type: ignore[arg-type]
-    return out
+    """``(start, end, perms, name, rss, swap)`` per mapping of ``/proc/self/smaps``, or ``None``."""
+    return procfs.smaps_mappings()
 
 
 def _classify(maps: list[tuple[int, int, str, str, int, int]]) -> dict[str, int]:

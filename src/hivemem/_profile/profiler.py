@@ -1061,9 +1061,9 @@ class Profiler:
     def _reset_rss_peak(self) -> bool | str:
         reader = self._reader
         if reader is None:
-            from hivemem._measure.usage import _peak_state, reset_peak
+            from hivemem._measure.usage import peak_reset_failure, reset_peak
 
-            return True if reset_peak() else (_peak_state.reset_failed or "reset_peak() failed")
+            return True if reset_peak() else (peak_reset_failure() or "reset_peak() failed")
         fn = getattr(reader, "reset_peak", None)
         if callable(fn):
             fn()
