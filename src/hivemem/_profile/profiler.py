@@ -1325,7 +1325,9 @@ class Profiler:
 
         self._listener = on_pass
         subscribe(on_pass)
-        gov = getattr(sys.modules.get("hivemem._governor.governor"), "_governed", None)
+        from hivemem._governor.active import governed
+
+        gov = governed()
         if gov is not None and callable(getattr(gov, "subscribe", None)):
 
             def on_event(event: object) -> None:
