@@ -212,7 +212,9 @@ def _collect_psutil(pid: int) -> dict[str, object]:  # pragma: no cover - not Li
 
 def _soft_hard(value: object) -> str:
     def one(v: object) -> str:
-        return "unlimited" if v is None else format_size(v)  # type: ignore[arg-type]
+        if v is None:
+            return "unlimited"
+        return format_size(v) if isinstance(v, (int, float)) else str(v)
 
     if isinstance(value, dict):
         return f"soft={one(value.get('soft'))} hard={one(value.get('hard'))}"

@@ -7,10 +7,14 @@ strategies through the engine. It knows strategies only by the protocol.
 Used once (``optimize()``) it runs a single measured pass. Started
 (``start()``, ``with governor:``, ``hivemem.govern()``) a background
 thread ticks every *interval* (and on PSI events): each tick reads RSS,
-moves between pressure levels with hysteresis (``_thresholds.py``), and at
+moves between pressure levels with hysteresis (``thresholds.py``), and at
 MODERATE or above runs one pass at that level's aggressiveness toward the
-level's release threshold, within a CPU budget (``_cpubudget.py``), in an
-adaptive order (``_adaptive.py``), recording events (``_events.py``).
+level's release threshold, within a CPU budget (``cpubudget.py``), in an
+adaptive order (``adaptive.py``), recording events (``events.py``).
+
+Its options are checked, and grouped, in ``options.py``; the SIGINT bridge of
+``escalation="raise"`` is ``sigint.py``, the report of ``escalation="exit"``
+``exitreport.py``, and the process-wide governors live in ``active.py``.
 
 This module is loaded by ``hivemem.optimize()``, so it imports nothing heavy
 at module level: ``threading``, ``logging``, ``signal`` and ``warnings`` are
@@ -54,6 +58,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import TypeVar
 
+    from typing_extensions import Unpack
+
     from hivemem._engine.registry import Registry
     from hivemem._engine.report import OptimizationReport, StepResult
     from hivemem._governor.adaptive import AdaptiveOrder
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
     from hivemem._governor.events import GovernorEvent
     from hivemem._governor.monitor import Monitor, WakeSource
     from hivemem._governor.notify import CgroupThresholds
+    from hivemem._governor.options import GovernorOptions
     from hivemem._governor.thresholds import Thresholds
     from hivemem._measure.limits import MemoryLimit
     from hivemem._measure.usage import MemoryUsage, Reader
@@ -192,6 +199,10 @@ class MemoryGovernor:
     ``cpu_clock``   what a pass costs the CPU budget: the monitor thread's CPU time
                     (``time.thread_time``) by default, so time spent waiting for the GIL
                     while the application runs is not charged; ``clock`` when that is injected
+    The same options also come in frozen groups, checked when made:
+    ``budget_options``, ``pacing_options``, ``cpu_options``, ``adaptive_options``,
+    ``escalation_options`` and ``wake_options`` (see ``options.py``). Giving
+    an option both in its group and as a keyword is refused.
     """
 
     __module__ = "hivemem"
@@ -558,10 +569,30 @@ class MemoryGovernor:
         except ValueError:
             pass
 
-    def _emit(self, kind: str, **fields: object) -> GovernorEvent:
+    def _emit(
+        self,
+        kind: str,
+        *,
+        rss_before: int | None = None,
+        rss_after: int | None = None,
+        steps: tuple[StepResult, ...] | list[StepResult] = (),
+        seconds: float = 0.0,
+        message: str = "",
+        data: dict[str, object] | None = None,
+    ) -> GovernorEvent:
         from hivemem._governor.events import GovernorEvent
 
-        event = GovernorEvent(self._clock(), kind, self._level.name, **fields)  # type: ignore[arg-type]
+        event = GovernorEvent(
+            self._clock(),
+            kind,
+            self._level.name,
+            rss_before=rss_before,
+            rss_after=rss_after,
+            steps=steps,
+            seconds=seconds,
+            message=message,
+            data=data,
+        )
         self._events.append(event)
         if len(self._events) > self.max_events:
             del self._events[0]
@@ -840,8 +871,8 @@ class MemoryGovernor:
                 clock=self._clock,
             )
         finally:
-            if lowered and not self._alert:
-                switch.restore()  # type: ignore[union-attr]
+            if lowered and switch is not None and not self._alert:
+                switch.restore()
         if report is None:  # a user's optimize() is running: never wait behind it
             self.busy += 1
             return None
@@ -991,16 +1022,17 @@ class MemoryGovernor:
 
                 logging.getLogger("hivemem").warning("%s", text)
         elif self.escalation == "callback":
+            callback = self.on_escalate  # set: escalation="callback" requires it
             try:
-                self.on_escalate(event)  # type: ignore[misc]
+                if callback is not None:
+                    callback(event)
             except Exception:
                 import logging
 
                 logging.getLogger("hivemem").exception("hivemem on_escalate callback failed")
         elif self.escalation == "raise":
             exc = MemoryLimitExceeded(text, usage=event.rss_before, limit=self._limit_bytes())
-            exc.report = self.last_pass  # type: ignore[attr-defined]
-            exc.event = event  # type: ignore[attr-defined]
+            vars(exc).update(report=self.last_pass, event=event)  # extra attributes of this raise only
             if _thread.get_ident() == main_ident():
                 raise exc
             raise_in_main(exc)
@@ -1273,13 +1305,13 @@ def default_governor() -> MemoryGovernor:
     return gov
 
 
-def govern(budget: object = None, **options: object) -> MemoryGovernor:
+def govern(budget: object = None, **options: Unpack[GovernorOptions]) -> MemoryGovernor:
     """Start the process-wide background governor and return it: ``hivemem.govern("2GB")``.
 
     Takes the same options as :class:`hivemem.MemoryGovernor`. A governor
     started earlier by ``govern()`` is stopped first, so there is at most one.
     """
-    gov = MemoryGovernor(budget=budget, **options)  # type: ignore[arg-type]
+    gov = MemoryGovernor(**options) if budget is None else MemoryGovernor(budget=budget, **options)
     previous = active.swap_governed(gov)
     if previous is not None:
         previous.stop()

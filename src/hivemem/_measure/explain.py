@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sized
 
 from hivemem._measure import procfs
 from hivemem._measure.native import is_thread_arena
@@ -235,10 +236,18 @@ def registrations() -> dict[str, object]:
 
 
 def _len(obj: object) -> int:
+    if not isinstance(obj, Sized):
+        return 0
     try:
-        return len(obj)  # type: ignore[arg-type]
+        return len(obj)
     except Exception:
         return 0
+
+
+def _int(reg: dict[str, object], key: str) -> int:
+    """A count from :func:`registrations` (0 when absent)."""
+    value = reg.get(key, 0)
+    return int(value) if isinstance(value, (int, float, str)) else 0
 
 
 def _step(steps: Sequence[StepResult], name: str) -> StepResult | None:
@@ -262,13 +271,13 @@ def _help(
     tips: list[str] = []
     below_top = ceiling is not None and ceiling < Aggressiveness.AGGRESSIVE
     stop = f"this pass stopped at its ceiling, {ceiling.name}" if ceiling is not None else ""
-    n_compact = int(reg.get("compactable", 0))  # type: ignore[call-overload]
+    n_compact = _int(reg, "compactable")
     py_free = parts.get("pymalloc_free", 0) if parts else 0
     compact = _step(steps, "compact")
     if n_compact and below_top:
         tips.append(
             f"{_count(n_compact, 'container')} registered with hivemem.compactable "
-            f"({_count(int(reg['compactable_items']), 'item')}) wait for an aggressive pass while "  # type: ignore[call-overload]
+            f"({_count(_int(reg, 'compactable_items'), 'item')}) wait for an aggressive pass while "
             f"{_fs(py_free)} is free inside pymalloc's arenas: raise aggressiveness to 'aggressive' ({stop})"
         )
     elif not n_compact and py_free >= 16 * 2**20:
@@ -285,7 +294,7 @@ def _help(
         )
     elif compact is not None and compact.skipped and n_compact and not below_top:
         tips.append(f"compact was skipped: {compact.skipped}")
-    n_caches = int(reg.get("caches", 0))  # type: ignore[call-overload]
+    n_caches = _int(reg, "caches")
     if not n_caches:
         tips.append(
             "nothing is registered with hivemem.register_cache (a cache registered there is "
@@ -294,7 +303,7 @@ def _help(
     elif below_top and ceiling is not None and ceiling < Aggressiveness.MODERATE:
         tips.append(
             f"{_count(n_caches, 'cache')} registered with hivemem.register_cache "
-            f"({_count(int(reg['cache_entries']), 'entry')}) "  # type: ignore[call-overload]
+            f"({_count(_int(reg, 'cache_entries'), 'entry')}) "
             "are cleared from moderate up: raise aggressiveness"
         )
     if reg.get("lru_allowlist") and below_top:

@@ -20,6 +20,7 @@ import os  # noqa: F401  (the os whose open() the /proc readers call; tests patc
 import sys
 import time
 
+from hivemem._frozen import Frozen
 from hivemem._measure import procfs
 from hivemem._measure.procfs import rss
 
@@ -49,7 +50,7 @@ __all__ = [
 _FIELDS = ("rss", "vms", "uss", "pss", "swap", "peak", "blocks", "traced", "traced_peak")
 
 
-class MemoryUsage:
+class MemoryUsage(Frozen):
     """A frozen snapshot of this process's memory. All sizes are bytes.
 
     ``rss``, ``vms``, ``uss``, ``pss``, ``swap``
@@ -115,20 +116,11 @@ class MemoryUsage:
         }
         reasons = dict(unavailable or {})
         for name, value in values.items():
-            object.__setattr__(self, name, value)
             if value is None:
                 reasons.setdefault(name, "not measured")
             else:
                 reasons.pop(name, None)
-        object.__setattr__(self, "source", source)
-        object.__setattr__(self, "time", _time_now() if time is None else time)
-        object.__setattr__(self, "_unavailable", reasons)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"MemoryUsage is frozen; cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"MemoryUsage is frozen; cannot delete {name!r}")
+        self._set(**values, source=source, time=_time_now() if time is None else time, _unavailable=reasons)
 
     def why(self, field: str) -> str | None:
         """Why *field* is ``None``; ``None`` when the field has a value."""

@@ -522,7 +522,8 @@ def block_sites(
     if catcher is not None and catcher.sites:
         return catcher.sites, f"at {format_size(catcher.level - span.baseline)} traced, {catcher.how}"
     how = catcher.how if catcher is not None else "not watched"
-    sites = span.clock.snapshot_sites(floor=rise // 100)  # type: ignore[attr-defined]
+    clock = span.clock
+    sites = clock.snapshot_sites(floor=rise // 100) if isinstance(clock, _PythonClock) else ()
     if sites:
         return sites, f"no check caught the peak ({how}); these are still alive at the end of the {what}"
     return (), (
@@ -594,12 +595,16 @@ _clocks_lock = _thread.allocate_lock()
 
 def rss_clock() -> _RssClock:
     """The process-wide RSS clock (created on first use)."""
-    return clock_for("rss")  # type: ignore[return-value]
+    clock = clock_for("rss")
+    assert isinstance(clock, _RssClock)
+    return clock
 
 
 def python_clock() -> _PythonClock:
     """The process-wide tracemalloc clock (created on first use)."""
-    return clock_for("python")  # type: ignore[return-value]
+    clock = clock_for("python")
+    assert isinstance(clock, _PythonClock)
+    return clock
 
 
 def clock_for(kind: str, reader: Any = None) -> _Clock:
