@@ -590,21 +590,22 @@ def pytest_sessionfinish(session):
     # After the suite ran with --memory-limit: the heap and the clock are as a real session leaves them.
     from hivemem._measure import usage as _measure
     from hivemem._measure import native as _native
+    from hivemem._measure import procfs
     from hivemem._pytest import meter as m
 
     clock = m.rss_clock()
     runner = session.config.pluginmanager.get_plugin("hivemem-runner")
     out = {"trims_in_session": clock.trims}
-    out["reset: write 5 to /proc/self/clear_refs (kept fd)"] = best(m._write_clear_refs)
+    out["reset: write 5 to /proc/self/clear_refs (kept fd)"] = best(_measure.reset_peak_kept_fd)
     out["baseline: pread /proc/self/statm (kept fd)"] = best(_measure.rss)
-    out["peak: pread /proc/self/status, parse VmHWM (kept fd)"] = best(m._read_hwm)
+    out["peak: pread /proc/self/status, parse VmHWM (kept fd)"] = best(procfs.read_hwm)
     out["checkpoint: statm pread and the gate, no trim"] = best(clock.checkpoint)
     out["runner hooks per passing test, pluggy not counted"] = runner_per_test(runner)
     out["not used: getrusage(RUSAGE_THREAD).ru_maxrss"] = best(
         lambda: resource.getrusage(resource.RUSAGE_THREAD).ru_maxrss
     )
     out["not used: os.getpid() (was called per reset and per read)"] = best(os.getpid)
-    mallinfo = _native._mallinfo2()
+    mallinfo = _native.mallinfo2_function()
     if mallinfo is not None:
         out["not used: mallinfo2() (the old per-test gate)"] = best(mallinfo, n=200)
     out["when the gate fires: malloc_trim(0)"] = best(lambda: _native.malloc_trim(0), n=20)

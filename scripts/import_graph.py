@@ -63,7 +63,11 @@ def imports(path: Path, modules: set[str], top_only: bool) -> set[str]:
                     anchor = anchor[: len(anchor) - (child.level - 1)]
                     base = ".".join([*anchor, base] if base else anchor)
                 for alias in child.names:
-                    target = resolve(f"{base}.{alias.name}") if f"{base}.{alias.name}" in modules else resolve(base)
+                    target = (
+                        resolve(f"{base}.{alias.name}")
+                        if f"{base}.{alias.name}" in modules
+                        else resolve(base)
+                    )
                     if target:
                         found.add(target)
             visit(child, nested)
@@ -121,12 +125,16 @@ def main() -> int:
     graph = {module_name(p): imports(p, modules, args.top) for p in paths}
     # A package's __init__ runs before any of its modules: importing hivemem.x.y imports hivemem.x.
     if args.packages:
+
         def group(name: str) -> str:
             parts = name.split(".")
             return ".".join(parts[:2]) if len(parts) > 2 else name
+
         collapsed: dict[str, set[str]] = {}
         for src, targets in graph.items():
-            collapsed.setdefault(group(src), set()).update(group(t) for t in targets if group(t) != group(src))
+            collapsed.setdefault(group(src), set()).update(
+                group(t) for t in targets if group(t) != group(src)
+            )
         graph = collapsed
         for src in sorted(graph):
             print(f"{src} -> {', '.join(sorted(graph[src])) or '-'}")

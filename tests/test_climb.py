@@ -108,7 +108,7 @@ def test_without_target_one_moderate_pass(reader: FakeReader, registry: Registry
 def test_module_level_one_liner_climbs_to_aggressive(reader: FakeReader, registry: Registry) -> None:
     """hivemem.optimize(target_mb=...) with no other argument may reach aggressive (README one-liner)."""
     _c, _m, a = ladder(reader, registry, 10 * MiB, 10 * MiB, 400 * MiB)
-    from hivemem._governor import governor as _governor
+    from hivemem._governor import active as _governor
 
     saved = _governor._default
     _governor._default = gov(reader, registry)

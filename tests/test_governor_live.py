@@ -99,7 +99,7 @@ def test_govern_replaces_the_previous_process_governor(reader: FakeReader, regis
         second = hivemem.govern("400MB", reader=reader, registry=registry, limit="1000MB", psi=False)
         assert second.running and not first.running and second.budget == 400 * MiB
     finally:
-        hivemem._governor.governor._governed.stop()  # type: ignore[union-attr]
+        hivemem._governor.active._governed.stop()  # type: ignore[union-attr]
 
 
 def test_threads_calling_optimize_never_overlap_the_monitor(reader: FakeReader, registry: Registry) -> None:

@@ -243,7 +243,7 @@ class _FakeGovernor:
 
 def test_status_one_screen(monkeypatch: pytest.MonkeyPatch) -> None:
     """status() shows usage, limit and source, pressure from a running governor, fragmentation, types."""
-    import hivemem._governor.governor as governor
+    import hivemem._governor.active as governor
 
     monkeypatch.setattr(governor, "_governed", _FakeGovernor(), raising=False)
     s = hivemem.status(types=5, advice=False)
@@ -263,7 +263,7 @@ def test_status_one_screen(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_status_without_governor(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a governor, pressure is reported as not available and nothing breaks."""
-    import hivemem._governor.governor as governor
+    import hivemem._governor.active as governor
 
     monkeypatch.setattr(governor, "_governed", None, raising=False)
     s = hivemem.status(types=0, advice=False)

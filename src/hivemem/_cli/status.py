@@ -12,6 +12,7 @@ import os
 import sys
 
 from hivemem._errors import InvalidArgument, Unavailable
+from hivemem._measure.procfs import kb_fields, read_text, rollup_figures
 from hivemem._sizes import format_size
 
 __all__ = ["NoSuchProcess", "NotAvailable", "collect", "render"]
@@ -32,27 +33,9 @@ class NotAvailable(Unavailable):
     """This platform has neither /proc nor psutil: a :class:`hivemem.Unavailable`."""
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _kb_fields(text: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
-            out[key] = int(parts[0]) * 1024
-    return out
-
-
 def _mappings(pid: int, top: int) -> list[dict[str, object]]:
     """The *top* mappings by RSS, summed per name (``[heap]``, a file, ``[anon]``)."""
-    text = _read(f"/proc/{pid}/smaps")
+    text = read_text(f"/proc/{pid}/smaps")
     if text is None:
         return []
     totals: dict[str, list[int]] = {}
@@ -72,7 +55,7 @@ def _mappings(pid: int, top: int) -> list[dict[str, object]]:
 
 def _rlimits(pid: int) -> dict[str, dict[str, int | None]]:
     """The memory rlimits of *pid* from ``/proc/PID/limits``: soft and hard bytes, ``None`` = unlimited."""
-    text = _read(f"/proc/{pid}/limits") or ""
+    text = read_text(f"/proc/{pid}/limits") or ""
     out: dict[str, dict[str, int | None]] = {}
     for line in text.splitlines():
         for label, key in _RLIMITS:
@@ -85,7 +68,7 @@ def _rlimits(pid: int) -> dict[str, dict[str, int | None]]:
 
 
 def _psi(path: str) -> dict[str, float] | None:
-    text = _read(path)
+    text = read_text(path)
     if not text:
         return None
     out: dict[str, float] = {}
@@ -101,7 +84,7 @@ def _psi(path: str) -> dict[str, float] | None:
 def _limit(pid: int) -> dict[str, object]:
     from hivemem._measure.limits import cgroup_dirs, memory_limit
 
-    same = pid == os.getpid() or _read(f"/proc/{pid}/cgroup") == _read("/proc/self/cgroup")
+    same = pid == os.getpid() or read_text(f"/proc/{pid}/cgroup") == read_text("/proc/self/cgroup")
     out: dict[str, object] = {}
     if same:
         limit = memory_limit()
@@ -114,7 +97,7 @@ def _limit(pid: int) -> dict[str, object]:
     else:
         out["bytes"] = None
         out["source"] = "unknown: the process is in another cgroup than hivemem"
-        out["cgroup"] = (_read(f"/proc/{pid}/cgroup") or "").strip()
+        out["cgroup"] = (read_text(f"/proc/{pid}/cgroup") or "").strip()
     rl = _rlimits(pid)
     if rl:
         out["rlimits"] = rl
@@ -159,25 +142,21 @@ def collect(pid: int, *, top: int = 5) -> dict[str, object]:
     _validate.count("--top", top, minimum=0)
     if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
         return _collect_psutil(pid)
-    status = _read(f"/proc/{pid}/status")
+    status = read_text(f"/proc/{pid}/status")
     if status is None:
         raise NoSuchProcess(f"no process with pid {pid} (or /proc/{pid} is not readable)")
-    fields = _kb_fields(status)
+    fields = kb_fields(status)
     name = next((ln.split(":", 1)[1].strip() for ln in status.splitlines() if ln.startswith("Name:")), "?")
     threads = next(
         (ln.split(":", 1)[1].strip() for ln in status.splitlines() if ln.startswith("Threads:")), "?"
     )
-    cmdline = (_read(f"/proc/{pid}/cmdline") or "").replace("\0", " ").strip()
-    rollup_text = _read(f"/proc/{pid}/smaps_rollup")
-    rollup = _kb_fields(rollup_text) if rollup_text else {}
+    cmdline = (read_text(f"/proc/{pid}/cmdline") or "").replace("\0", " ").strip()
+    rollup_text = read_text(f"/proc/{pid}/smaps_rollup")
+    rollup = rollup_figures(rollup_text) if rollup_text else {}
     usage: dict[str, object] = {
         "rss": fields.get("VmRSS"),
-        "uss": (
-            rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0) + rollup.get("Private_Hugetlb", 0)
-            if rollup
-            else None
-        ),
-        "pss": rollup.get("Pss"),
+        "uss": rollup.get("uss", 0) if rollup else None,
+        "pss": rollup.get("pss"),
         "swap": fields.get("VmSwap"),
         "peak": fields.get("VmHWM"),
         "vms": fields.get("VmSize"),
@@ -233,7 +212,9 @@ def _collect_psutil(pid: int) -> dict[str, object]:  # pragma: no cover - not Li
 
 def _soft_hard(value: object) -> str:
     def one(v: object) -> str:
-        return "unlimited" if v is None else format_size(v)  # type: ignore[arg-type]
+        if v is None:
+            return "unlimited"
+        return format_size(v) if isinstance(v, (int, float)) else str(v)
 
     if isinstance(value, dict):
         return f"soft={one(value.get('soft'))} hard={one(value.get('hard'))}"

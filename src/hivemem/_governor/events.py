@@ -16,6 +16,7 @@ Every event is kept (bounded) in ``MemoryGovernor.events``, logged on the
 
 from __future__ import annotations
 
+from hivemem._frozen import Frozen
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
@@ -32,7 +33,7 @@ KINDS = ("act", "demote", "error", "escalate", "level", "promote", "start", "sto
 _LOG_LEVEL = {"escalate": 30, "error": 40, "level": 20, "throttle": 20}
 
 
-class GovernorEvent:
+class GovernorEvent(Frozen):
     """One thing the governor did. Frozen; ``to_dict()`` is JSON-safe.
 
     ``time``        the governor's clock (``time.monotonic()`` unless injected)
@@ -72,24 +73,8 @@ class GovernorEvent:
         message: str = "",
         data: dict[str, object] | None = None,
     ) -> None:
-        for key, value in (
-            ("time", time),
-            ("kind", kind),
-            ("level", level),
-            ("rss_before", rss_before),
-            ("rss_after", rss_after),
-            ("steps", tuple(steps)),
-            ("seconds", seconds),
-            ("message", message),
-            ("data", dict(data or {})),
-        ):
-            object.__setattr__(self, key, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"GovernorEvent is frozen; cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"GovernorEvent is frozen; cannot delete {name!r}")
+        self._set(time=time, kind=kind, level=level, rss_before=rss_before, rss_after=rss_after)
+        self._set(steps=tuple(steps), seconds=seconds, message=message, data=dict(data or {}))
 
     @property
     def freed(self) -> int | None:

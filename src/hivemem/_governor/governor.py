@@ -7,10 +7,14 @@ strategies through the engine. It knows strategies only by the protocol.
 Used once (``optimize()``) it runs a single measured pass. Started
 (``start()``, ``with governor:``, ``hivemem.govern()``) a background
 thread ticks every *interval* (and on PSI events): each tick reads RSS,
-moves between pressure levels with hysteresis (``_thresholds.py``), and at
+moves between pressure levels with hysteresis (``thresholds.py``), and at
 MODERATE or above runs one pass at that level's aggressiveness toward the
-level's release threshold, within a CPU budget (``_cpubudget.py``), in an
-adaptive order (``_adaptive.py``), recording events (``_events.py``).
+level's release threshold, within a CPU budget (``cpubudget.py``), in an
+adaptive order (``adaptive.py``), recording events (``events.py``).
+
+Its options are checked, and grouped, in ``options.py``; the SIGINT bridge of
+``escalation="raise"`` is ``sigint.py``, the report of ``escalation="exit"``
+``exitreport.py``, and the process-wide governors live in ``active.py``.
 
 This module is loaded by ``hivemem.optimize()``, so it imports nothing heavy
 at module level: ``threading``, ``logging``, ``signal`` and ``warnings`` are
@@ -26,14 +30,35 @@ import time
 
 from hivemem import _validate as _v
 from hivemem._errors import InvalidArgument, InvalidSize
+from hivemem._governor import active
+from hivemem._governor.exitreport import write_exit_report
+from hivemem._governor.options import (
+    AFTER_FORK,
+    UNSET,
+    AdaptiveOptions,
+    BudgetOptions,
+    CpuOptions,
+    EscalationOptions,
+    PacingOptions,
+    WakeOptions,
+    _Unset,
+    check_reader,
+    choice,
+    count,
+)
 from hivemem._governor.pacing import FAR, next_wait
+from hivemem._governor.sigint import install_sigint_bridge, main_ident, raise_in_main, uninstall_sigint_bridge
 from hivemem._levels import Aggressiveness, Pressure
 from hivemem._measure.holdgil import statm_rss
+from hivemem._measure.procfs import statm_fd
 from hivemem._sizes import format_size, mib_to_bytes, parse_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from typing import TypeVar
+
+    from typing_extensions import Unpack
 
     from hivemem._engine.registry import Registry
     from hivemem._engine.report import OptimizationReport, StepResult
@@ -42,17 +67,15 @@ if TYPE_CHECKING:
     from hivemem._governor.events import GovernorEvent
     from hivemem._governor.monitor import Monitor, WakeSource
     from hivemem._governor.notify import CgroupThresholds
+    from hivemem._governor.options import GovernorOptions
     from hivemem._governor.thresholds import Thresholds
     from hivemem._measure.limits import MemoryLimit
-    from hivemem._measure.usage import MemoryUsage
+    from hivemem._measure.usage import MemoryUsage, Reader
+
+    _G = TypeVar("_G")
 
 __all__ = ["MemoryGovernor", "govern", "optimize"]
 
-ESCALATIONS = ("callback", "exit", "raise", "warn")
-AFTER_FORK = ("restart", "stop")
-#: The longest wait above NORMAL (``interval``) and at NORMAL (``max_interval``), seconds.
-DEFAULT_INTERVAL = 0.1
-DEFAULT_MAX_INTERVAL = 1.0
 #: Growth that reaches the hard limit within this many seconds is *urgent*: the switch
 #: interval is lowered, and passes go straight to the level whose strategies can pay.
 URGENT_SECONDS = 1.0
@@ -69,37 +92,24 @@ REARM_SECONDS, REARM_SOON = 5.0, 0.5
 #: FUTILE_HORIZON seconds away at this growth (closer, every pass counts).
 FUTILE_WAIT, FUTILE_HORIZON = 6, 10.0
 
-#: Aggressiveness of the passes run at each pressure level (see docs/governor.md).
-DEFAULT_LEVEL_AGGRESSIVENESS: dict[Pressure, Aggressiveness] = {
-    Pressure.MODERATE: Aggressiveness.CHEAP,
-    Pressure.HIGH: Aggressiveness.MODERATE,
-    Pressure.CRITICAL: Aggressiveness.AGGRESSIVE,
-}
-
-
 _LINUX = sys.platform.startswith("linux")
 _SOURCE_KINDS = {
     "cgroup": "cgroup v1 memory thresholds",
     "memory.events": "cgroup v2 memory.events",
     "psi": "psi",
 }
-_statm_fd = -1
 
 
 def _statm_rss() -> int:
     """RSS from ``/proc/self/statm`` with one ``pread``: the monitor's per-tick read.
 
-    ``hivemem.rss()`` does the same but also checks the pid on every call (a
-    system call); here a fork hook closes the descriptor instead. Measured on
-    a 2-core VM: ~20 µs of process CPU per cold read against ~60-140 µs. The
-    read keeps the GIL (``_holdgil.py``): under a busy main thread a release
-    would cost a switch interval.
+    On the descriptor ``procfs.py`` keeps open (its fork hook closes it in a
+    child, so no call checks the pid). Measured on a 2-core VM: ~20 µs of
+    process CPU per cold read against ~60-140 µs. The read keeps the GIL
+    (``holdgil.py``): under a busy main thread a release would cost a switch
+    interval.
     """
-    global _statm_fd
-    fd = _statm_fd
-    if fd < 0:
-        fd = _statm_fd = os.open("/proc/self/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    return statm_rss(fd)
+    return statm_rss(statm_fd())
 
 
 class _PassReader:
@@ -132,20 +142,6 @@ class _PassReader:
         return "<background pass reader>"
 
 
-def _close_statm() -> None:
-    global _statm_fd
-    if _statm_fd >= 0:
-        try:
-            os.close(_statm_fd)  # in the child it names the parent's /proc entry
-        except OSError:
-            pass
-    _statm_fd = -1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_statm)
-
-
 def _resolve_target(target_mb: object, target: object) -> int | None:
     if target_mb is not None and target is not None:
         raise InvalidArgument(
@@ -159,37 +155,21 @@ def _resolve_target(target_mb: object, target: object) -> int | None:
     return None
 
 
-def _check_reader(reader: object) -> object:
-    if not (callable(getattr(reader, "rss", None)) and callable(getattr(reader, "usage", None))):
+def _group(cls: type[_G], given: _G | None, name: str, **flat: object) -> _G:
+    """The option group *given*, or one made from the flat keyword arguments that were given.
+
+    Giving a group and one of its flat keyword arguments too is refused: which should win?
+    """
+    passed = {k: v for k, v in flat.items() if v is not UNSET}
+    if given is None:
+        return cls(**passed)
+    if not isinstance(given, cls):
+        raise InvalidArgument(f"{name}={_v.show(given)}: expected a {getattr(cls, '__name__', cls)}")
+    if passed:
         raise InvalidArgument(
-            f"reader {reader!r} must have rss() -> int and usage() -> MemoryUsage methods "
-            "(see hivemem.ProcReader and hivemem.testing.FakeReader)"
+            f"give {', '.join(sorted(passed))} either in {name}= or as keyword arguments, not both"
         )
-    return reader
-
-
-def _names(name: str, value: object) -> frozenset[str]:
-    from hivemem._validate import show
-
-    if isinstance(value, str) or not hasattr(value, "__iter__"):
-        raise InvalidArgument(f"{name}={show(value)}: expected a list of strategy names")
-    try:
-        names = frozenset(value)
-    except TypeError:
-        names = frozenset({0})  # unhashable items: refused below
-    if not all(isinstance(n, str) for n in names):
-        raise InvalidArgument(f"{name}={show(value)}: expected a list of strategy names")
-    return names
-
-
-def _choice(name: str, value: object, choices: tuple[object, ...]) -> object:
-    from hivemem._validate import show
-
-    # `in` would accept 0 for False and 1 for True: compare type and value.
-    for choice in choices:
-        if type(value) is type(choice) and value == choice:
-            return choice
-    raise InvalidArgument(f"{name}={show(value)}: expected one of {', '.join(map(repr, choices))}")
+    return given
 
 
 class MemoryGovernor:
@@ -219,6 +199,10 @@ class MemoryGovernor:
     ``cpu_clock``   what a pass costs the CPU budget: the monitor thread's CPU time
                     (``time.thread_time``) by default, so time spent waiting for the GIL
                     while the application runs is not charged; ``clock`` when that is injected
+    The same options also come in frozen groups, checked when made:
+    ``budget_options``, ``pacing_options``, ``cpu_options``, ``adaptive_options``,
+    ``escalation_options`` and ``wake_options`` (see ``options.py``). Giving
+    an option both in its group and as a keyword is refused.
     """
 
     __module__ = "hivemem"
@@ -230,33 +214,39 @@ class MemoryGovernor:
         registry: Registry | None = None,
         reader: object = None,
         aggressiveness: object = None,
-        budget: object = None,
-        thresholds: dict[object, object] | None = None,
-        limit: object = None,
-        interval: float | None = None,
-        spike_window: float | None = None,
-        cpu_budget: float = 0.05,
-        cpu_window: float = 10.0,
-        escalation: str = "warn",
-        on_escalate: Callable[[GovernorEvent], object] | None = None,
-        exit_code: int = 1,
-        psi: object = "auto",
-        psi_trigger: object = "some 150000 1000000",
+        budget: object = UNSET,
+        thresholds: dict[object, object] | _Unset | None = UNSET,
+        limit: object = UNSET,
+        interval: float | _Unset | None = UNSET,
+        spike_window: float | _Unset | None = UNSET,
+        cpu_budget: float | _Unset = UNSET,
+        cpu_window: float | _Unset = UNSET,
+        escalation: str | _Unset = UNSET,
+        on_escalate: Callable[[GovernorEvent], object] | _Unset | None = UNSET,
+        exit_code: int | _Unset = UNSET,
+        psi: object = UNSET,
+        psi_trigger: object = UNSET,
         after_fork: str = "stop",
-        adaptive: bool = True,
-        demote_after: int = 3,
-        retry_every: int = 8,
-        min_yield: int | str = "256KiB",
-        never_demote: Iterable[str] = ("hooks",),
-        level_aggressiveness: dict[object, object] | None = None,
+        adaptive: bool | _Unset = UNSET,
+        demote_after: int | _Unset = UNSET,
+        retry_every: int | _Unset = UNSET,
+        min_yield: int | str | _Unset = UNSET,
+        never_demote: Iterable[str] | _Unset = UNSET,
+        level_aggressiveness: dict[object, object] | _Unset | None = UNSET,
         max_events: int = 1000,
         clock: Callable[[], float] | None = None,
-        cpu_clock: Callable[[], float] | None = None,
-        min_interval: float = 0.002,
-        max_interval: float | None = None,
-        notify: object = "auto",
-        switch_interval: float | None = 0.0002,
-        headroom: object = 0.03,
+        cpu_clock: Callable[[], float] | _Unset | None = UNSET,
+        min_interval: float | _Unset = UNSET,
+        max_interval: float | _Unset | None = UNSET,
+        notify: object = UNSET,
+        switch_interval: float | _Unset | None = UNSET,
+        headroom: object = UNSET,
+        budget_options: BudgetOptions | None = None,
+        pacing_options: PacingOptions | None = None,
+        cpu_options: CpuOptions | None = None,
+        adaptive_options: AdaptiveOptions | None = None,
+        escalation_options: EscalationOptions | None = None,
+        wake_options: WakeOptions | None = None,
     ) -> None:
         from hivemem._engine.registry import Registry, default_registry
         from hivemem._measure.usage import ProcReader
@@ -265,7 +255,7 @@ class MemoryGovernor:
             raise InvalidArgument(f"registry must be a hivemem.Registry, got {registry!r}")
         self.target: int | None = None if target is None else parse_size(target)
         self.registry: Registry = default_registry if registry is None else registry
-        self.reader: object = ProcReader() if reader is None else _check_reader(reader)
+        self.reader: Reader = ProcReader() if reader is None else check_reader(reader)
         # optimize()'s ceiling; None: aggressive with a target, moderate without (docs/optimize.md)
         self._ceiling_given = aggressiveness is not None
         self.aggressiveness: Aggressiveness = Aggressiveness.parse(
@@ -273,69 +263,91 @@ class MemoryGovernor:
         )
         self.last_report: OptimizationReport | None = None
 
-        # ----- background options: all validated now, nothing half-applied
-        self._pace_options(interval, min_interval, max_interval)
-        self.spike_window: float | None = _v.seconds("spike_window", spike_window, allow_none=True)
-        self.escalation = str(_choice("escalation", escalation, ESCALATIONS))
-        if escalation == "callback" and not callable(on_escalate):
-            raise InvalidArgument("escalation='callback' needs on_escalate=<callable(event)>")
-        self.on_escalate = _v.callable_or_none("on_escalate", on_escalate)
-        self.exit_code: int = _v.count("exit_code", exit_code, minimum=0, maximum=255)  # type: ignore[assignment]
-        self.psi = _choice("psi", psi, ("auto", True, False))
-        self.notify = _choice("notify", notify, ("auto", True, False))
-        self.switch_interval: float | None = _v.seconds(
-            "switch_interval", switch_interval, maximum=0.1, allow_none=True
+        # ----- background options: all validated now, nothing half-applied (options.py)
+        pacing = _group(
+            PacingOptions,
+            pacing_options,
+            "pacing_options",
+            interval=interval,
+            min_interval=min_interval,
+            max_interval=max_interval,
+            switch_interval=switch_interval,
         )
-        self._headroom_spec = headroom
-        from hivemem._measure.psi import parse_trigger
-
-        self.psi_trigger = parse_trigger(psi_trigger)
-        self.after_fork = str(_choice("after_fork", after_fork, AFTER_FORK))
-        self.adaptive = bool(_choice("adaptive", adaptive, (True, False)))
-        self.max_events: int = _v.count("max_events", max_events, maximum=10**7)  # type: ignore[assignment]
-        self.level_aggressiveness = dict(DEFAULT_LEVEL_AGGRESSIVENESS)
-        if level_aggressiveness is not None and not isinstance(level_aggressiveness, dict):
-            raise InvalidArgument(
-                f"level_aggressiveness={_v.show(level_aggressiveness)}: expected a dict such as "
-                "{'high': 'aggressive'}"
-            )
-        for key, value in (level_aggressiveness or {}).items():
-            lvl = Pressure.parse(key)
-            if lvl == Pressure.NORMAL:
-                raise InvalidArgument("level_aggressiveness: nothing runs at NORMAL")
-            self.level_aggressiveness[lvl] = Aggressiveness.parse(value)
-        self._clock: Callable[[], float] = _v.callable_or_none("clock", clock) or time.monotonic  # type: ignore[assignment]
-        _v.callable_or_none("cpu_clock", cpu_clock)
-        if cpu_clock is None:
-            cpu_clock = time.thread_time if clock is None else clock
-        self._cpu_clock: Callable[[], float] = cpu_clock
+        self.interval: float = pacing.interval
+        self.min_interval: float = pacing.min_interval
+        self.max_interval: float = pacing.max_interval
+        limits = _group(
+            BudgetOptions,
+            budget_options,
+            "budget_options",
+            budget=budget,
+            thresholds=thresholds,
+            limit=limit,
+            headroom=headroom,
+            spike_window=spike_window,
+        )
+        self.spike_window: float | None = limits.spike_window
+        escalate = _group(
+            EscalationOptions,
+            escalation_options,
+            "escalation_options",
+            escalation=escalation,
+            on_escalate=on_escalate,
+            exit_code=exit_code,
+        )
+        self.escalation: str = escalate.escalation
+        self.on_escalate: Callable[[GovernorEvent], object] | None = escalate.on_escalate
+        self.exit_code: int = escalate.exit_code
+        wake = _group(
+            WakeOptions, wake_options, "wake_options", psi=psi, psi_trigger=psi_trigger, notify=notify
+        )
+        self.psi = wake.psi
+        self.notify = wake.notify
+        self.switch_interval: float | None = pacing.switch_interval
+        self._headroom_spec = limits.headroom
+        self.psi_trigger = wake.psi_trigger
+        self.after_fork = str(choice("after_fork", after_fork, AFTER_FORK))
+        adapt = _group(
+            AdaptiveOptions,
+            adaptive_options,
+            "adaptive_options",
+            enabled=adaptive,
+            demote_after=demote_after,
+            retry_every=retry_every,
+            min_yield=min_yield,
+            never_demote=never_demote,
+            level_aggressiveness=level_aggressiveness,
+        )
+        self.adaptive: bool = adapt.enabled
+        self.max_events: int = count("max_events", max_events, minimum=1, maximum=10**7)
+        self.level_aggressiveness = dict(adapt.level_aggressiveness)
+        _v.callable_or_none("clock", clock)
+        self._clock: Callable[[], float] = clock or time.monotonic
+        cpu = _group(
+            CpuOptions, cpu_options, "cpu_options", budget=cpu_budget, window=cpu_window, clock=cpu_clock
+        )
+        self._cpu_clock: Callable[[], float] = cpu.clock or (time.thread_time if clock is None else clock)
 
         from hivemem._governor.adaptive import AdaptiveOrder
         from hivemem._governor.cpubudget import CpuBudget
 
-        self._cpu: CpuBudget = CpuBudget(
-            _v.fraction("cpu_budget", cpu_budget),
-            _v.seconds("cpu_window", cpu_window),  # type: ignore[arg-type]
-            clock=self._clock,
-        )
+        self._cpu: CpuBudget = CpuBudget(cpu.budget, cpu.window, clock=self._clock)
         self._adapt: AdaptiveOrder = AdaptiveOrder(
-            demote_after=_v.count("demote_after", demote_after, maximum=10**6),  # type: ignore[arg-type]
-            retry_every=_v.count("retry_every", retry_every, maximum=10**6),  # type: ignore[arg-type]
-            min_yield=_v.size("min_yield", min_yield),  # type: ignore[arg-type]
-            never_demote=_names("never_demote", never_demote),
+            demote_after=adapt.demote_after,
+            retry_every=adapt.retry_every,
+            min_yield=adapt.min_yield,
+            never_demote=adapt.never_demote,
         )
 
-        self._budget_spec = budget
-        self._thresholds_spec = thresholds
-        self._limit_spec = limit
+        self._budget_spec = limits.budget
+        self._thresholds_spec = limits.thresholds
+        self._limit_spec = limits.limit
         self._thresholds: Thresholds | None = None
         self._fast_below: int | None = None
         # ProcReader reads /proc/self/statm: the hot path does the same with one pread (see _statm_rss).
         self._own_process = type(self.reader) is ProcReader and _LINUX
-        self._read_rss: Callable[[], int] = (
-            _statm_rss if self._own_process else self.reader.rss  # type: ignore[attr-defined]
-        )
-        self._pass_reader: object = _PassReader() if self._own_process else self.reader
+        self._read_rss: Callable[[], int] = _statm_rss if self._own_process else self.reader.rss
+        self._pass_reader: Reader = _PassReader() if self._own_process else self.reader
         self._limit: MemoryLimit | int | None = None
         self._limit_int = 0  # the resolved limit in bytes (0: not resolved yet)
         self._headroom_floor = 0
@@ -344,7 +356,7 @@ class MemoryGovernor:
         self._mark_gap = 4 * 2**20  # spacing of the cgroup threshold marks
         self._far = FAR  # the pacing distance rule: 0 while cgroup thresholds wake us at the marks
         self._growing = 0.0  # bytes/s below which memory is "not growing"
-        self._configured = budget is not None or thresholds is not None or limit is not None
+        self._configured = limits.configured
         if self._configured:
             self._resolve()  # impossible settings fail here, at construction
 
@@ -381,40 +393,16 @@ class MemoryGovernor:
         self.last_pass: OptimizationReport | None = None  # the last background pass
 
     # ------------------------------------------------------------------ configuration
-    def _pace_options(self, interval: object, min_interval: object, max_interval: object) -> None:
-        """Check and settle the three waits (see ``_pacing.py``).
-
-        ``interval`` given alone keeps its old meaning, "poll at least this
-        often", everywhere; left out, the governor waits up to ``max_interval``
-        (1 s) at NORMAL and up to 0.1 s above it.
-        """
-        floor: float = _v.seconds("min_interval", min_interval, maximum=1.0)  # type: ignore[assignment]
-        busy = _v.seconds("interval", interval, allow_none=True)
-        idle = _v.seconds("max_interval", max_interval, allow_none=True)
-        if busy is None:
-            busy = DEFAULT_INTERVAL if idle is None else min(DEFAULT_INTERVAL, idle)
-        if idle is None:
-            idle = busy if interval is not None else max(DEFAULT_MAX_INTERVAL, busy)
-        if idle < busy:
-            raise InvalidArgument(
-                f"max_interval={_v.show(max_interval)} is below interval={_v.show(interval)}: the wait at "
-                "NORMAL may not be shorter than the wait under pressure"
-            )
-        self.min_interval = min(floor, busy)
-        self.interval: float = busy
-        self.max_interval: float = idle
-
     def _resolve(self) -> Thresholds:
         from hivemem._governor.thresholds import Thresholds, resolve_amount
+        from hivemem._measure.limits import MemoryLimit, memory_limit
 
         spec = self._limit_spec
         limit: MemoryLimit | int
         if spec is None:
-            from hivemem._measure.limits import memory_limit
-
             limit = memory_limit()
-        elif type(spec).__name__ == "MemoryLimit":
-            limit = spec  # type: ignore[assignment]
+        elif isinstance(spec, MemoryLimit):
+            limit = spec
         else:
             try:
                 limit = parse_size(spec)
@@ -581,10 +569,30 @@ class MemoryGovernor:
         except ValueError:
             pass
 
-    def _emit(self, kind: str, **fields: object) -> GovernorEvent:
+    def _emit(
+        self,
+        kind: str,
+        *,
+        rss_before: int | None = None,
+        rss_after: int | None = None,
+        steps: tuple[StepResult, ...] | list[StepResult] = (),
+        seconds: float = 0.0,
+        message: str = "",
+        data: dict[str, object] | None = None,
+    ) -> GovernorEvent:
         from hivemem._governor.events import GovernorEvent
 
-        event = GovernorEvent(self._clock(), kind, self._level.name, **fields)  # type: ignore[arg-type]
+        event = GovernorEvent(
+            self._clock(),
+            kind,
+            self._level.name,
+            rss_before=rss_before,
+            rss_after=rss_after,
+            steps=steps,
+            seconds=seconds,
+            message=message,
+            data=data,
+        )
         self._events.append(event)
         if len(self._events) > self.max_events:
             del self._events[0]
@@ -863,8 +871,8 @@ class MemoryGovernor:
                 clock=self._clock,
             )
         finally:
-            if lowered and not self._alert:
-                switch.restore()  # type: ignore[union-attr]
+            if lowered and switch is not None and not self._alert:
+                switch.restore()
         if report is None:  # a user's optimize() is running: never wait behind it
             self.busy += 1
             return None
@@ -1014,21 +1022,22 @@ class MemoryGovernor:
 
                 logging.getLogger("hivemem").warning("%s", text)
         elif self.escalation == "callback":
+            callback = self.on_escalate  # set: escalation="callback" requires it
             try:
-                self.on_escalate(event)  # type: ignore[misc]
+                if callback is not None:
+                    callback(event)
             except Exception:
                 import logging
 
                 logging.getLogger("hivemem").exception("hivemem on_escalate callback failed")
         elif self.escalation == "raise":
             exc = MemoryLimitExceeded(text, usage=event.rss_before, limit=self._limit_bytes())
-            exc.report = self.last_pass  # type: ignore[attr-defined]
-            exc.event = event  # type: ignore[attr-defined]
-            if _thread.get_ident() == _main_ident():
+            vars(exc).update(report=self.last_pass, event=event)  # extra attributes of this raise only
+            if _thread.get_ident() == main_ident():
                 raise exc
-            _raise_in_main(exc)
+            raise_in_main(exc)
         else:  # exit
-            _write_exit_report(self, event)
+            write_exit_report(self, event)
             _exit(self.exit_code)
 
     # ------------------------------------------------------------------ lifecycle
@@ -1042,7 +1051,7 @@ class MemoryGovernor:
         self._rearm_at = self._clock() + REARM_SECONDS if self._cgroup_marks is not None else float("inf")
         self._far = 0.0 if self._cgroup_marks is not None else FAR
         if self.escalation == "raise":
-            _install_sigint_bridge()
+            install_sigint_bridge()
         self._triggers = triggers
         from hivemem._governor.monitor import Monitor
 
@@ -1096,7 +1105,7 @@ class MemoryGovernor:
                         "hivemem strategy %r failed to prepare", entry.name, exc_info=True
                     )
         self._finishers()
-        self._pass_reader.usage()  # type: ignore[attr-defined]
+        self._pass_reader.usage()
         probe = probe_for(self._pass_reader)
         if probe is not None:
             probe()
@@ -1229,7 +1238,7 @@ class MemoryGovernor:
         self._cgroup_marks, self._rearm_at, self._far = None, float("inf"), FAR
         self._set_alert(False, False)
         if self.escalation == "raise":
-            _uninstall_sigint_bridge()
+            uninstall_sigint_bridge()
         self._emit("stop", message="" if ended else "a pass is finishing in the background")
         return ended
 
@@ -1252,7 +1261,7 @@ class MemoryGovernor:
     def __repr__(self) -> str:
         target = format_size(self.target) if self.target is not None else None
         try:
-            rss = format_size(self.reader.rss())  # type: ignore[attr-defined]
+            rss = format_size(self.reader.rss())
         except Exception as exc:
             rss = f"<unreadable: {exc}>"
         extra = ""
@@ -1284,151 +1293,26 @@ def _exit(code: int) -> None:  # a seam for tests
     os._exit(code)
 
 
-def _main_ident() -> int:
-    threading = sys.modules.get("threading")
-    if threading is None:  # no thread was ever started through threading: we are the main thread
-        return _thread.get_ident()
-    return threading.main_thread().ident  # type: ignore[no-any-return]
-
-
-_pending: list[BaseException] = []
-_previous_handler: object = None
-_bridge_users = 0
-
-
-def _sigint_bridge(signum: int, frame: object) -> None:
-    """SIGINT handler while escalation='raise' is active: raise a pending hivemem error, else defer."""
-    if _pending:
-        raise _pending.pop()
-    import signal
-
-    prev = _previous_handler
-    if callable(prev):
-        prev(signum, frame)
-    elif prev == signal.SIG_IGN:
-        return
-    else:
-        raise KeyboardInterrupt
-
-
-def _install_sigint_bridge() -> None:
-    global _previous_handler, _bridge_users
-    import signal
-
-    if _thread.get_ident() != _main_ident():
-        raise InvalidArgument(
-            "escalation='raise' installs a SIGINT handler to raise MemoryLimitExceeded in the main "
-            "thread, so start() must be called from the main thread"
-        )
-    current = signal.getsignal(signal.SIGINT)
-    if current is not _sigint_bridge:
-        _previous_handler = current
-        signal.signal(signal.SIGINT, _sigint_bridge)
-    _bridge_users += 1
-
-
-def _uninstall_sigint_bridge() -> None:
-    global _bridge_users
-    import signal
-
-    _bridge_users = max(_bridge_users - 1, 0)
-    if _bridge_users or _thread.get_ident() != _main_ident():
-        return
-    if signal.getsignal(signal.SIGINT) is _sigint_bridge:
-        signal.signal(signal.SIGINT, _previous_handler)  # type: ignore[arg-type]
-
-
-def _raise_in_main(exc: BaseException) -> None:
-    """Make the main thread raise *exc* at its next bytecode boundary (a safe point).
-
-    A real SIGINT is sent to the main thread only (``pthread_kill``), so a
-    blocking call there returns with EINTR and the bridge handler raises.
-    If the bridge is not installed any more, the error is logged instead.
-    """
-    import signal
-
-    if signal.getsignal(signal.SIGINT) is not _sigint_bridge:
-        import logging
-
-        logging.getLogger("hivemem").error(
-            "hivemem could not raise in the main thread (its SIGINT handler was replaced): %s", exc
-        )
-        return
-    _pending.append(exc)
-    try:
-        signal.pthread_kill(_main_ident(), signal.SIGINT)
-    except (AttributeError, OSError):  # pragma: no cover - no pthread_kill
-        _thread.interrupt_main()
-
-
-def _write_exit_report(gov: MemoryGovernor, event: GovernorEvent) -> None:
-    """Fil-style last words on stderr: what memory was, what was tried, where it was allocated."""
-    lines = [
-        "",
-        "=" * 72,
-        "hivemem: out of memory budget, exiting (escalation='exit')",
-        event.message,
-    ]
-    try:
-        th = gov.thresholds
-        lines.append(f"budget {format_size(th.budget)}; limit {format_size(gov._limit_bytes())}")
-        for lvl, (enter, release) in th.levels.items():
-            lines.append(
-                f"  {lvl.name:<9} enter {format_size(enter):>11}  release {format_size(release):>11}"
-            )
-        usage = gov.reader.usage()  # type: ignore[attr-defined]
-        lines.append(f"memory now: {usage!r}")
-        cpu = gov._cpu
-        lines.append(
-            f"reclamation CPU budget: {cpu.share:.0%} of wall time over {cpu.window:g} s; "
-            f"{cpu.spent_total:.3f} s spent in {gov.passes} passes"
-        )
-        lines.append("strategies (runs, demoted, bytes/s):")
-        for name, stats in gov.strategy_stats.items():
-            lines.append(f"  {name}: {stats}")
-        lines.append("last events:")
-        lines.extend(f"  {e.describe()}" for e in gov.events[-10:])
-        import tracemalloc
-
-        if tracemalloc.is_tracing():
-            lines.append("largest allocation sites (tracemalloc):")
-            for stat in tracemalloc.take_snapshot().statistics("lineno")[:10]:
-                lines.append(f"  {stat}")
-        else:
-            lines.append("start tracemalloc (PYTHONTRACEMALLOC=1) to see where memory was allocated")
-    except Exception as exc:  # the report must not stop the exit
-        lines.append(f"(report incomplete: {type(exc).__name__}: {exc})")
-    lines.append("=" * 72)
-    try:
-        sys.stderr.write("\n".join(lines) + "\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
-
-
 # ---------------------------------------------------------------------- process-wide forms
-
-_default: MemoryGovernor | None = None
-_governed: MemoryGovernor | None = None
 
 
 def default_governor() -> MemoryGovernor:
-    """The process-wide governor behind :func:`hivemem.optimize`."""
-    global _default
-    if _default is None:
-        _default = MemoryGovernor()
-    return _default
+    """The process-wide governor behind :func:`hivemem.optimize` (kept in ``active.py``)."""
+    gov = active.default()
+    if gov is None:
+        gov = MemoryGovernor()
+        active.set_default(gov)
+    return gov
 
 
-def govern(budget: object = None, **options: object) -> MemoryGovernor:
+def govern(budget: object = None, **options: Unpack[GovernorOptions]) -> MemoryGovernor:
     """Start the process-wide background governor and return it: ``hivemem.govern("2GB")``.
 
     Takes the same options as :class:`hivemem.MemoryGovernor`. A governor
     started earlier by ``govern()`` is stopped first, so there is at most one.
     """
-    global _governed
-    gov = MemoryGovernor(budget=budget, **options)  # type: ignore[arg-type]
-    previous, _governed = _governed, gov
+    gov = MemoryGovernor(**options) if budget is None else MemoryGovernor(budget=budget, **options)
+    previous = active.swap_governed(gov)
     if previous is not None:
         previous.stop()
     return gov.start()

@@ -41,9 +41,30 @@ from hivemem._errors import InvalidArgument, Unavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
     from types import FrameType
+    from typing import Any, Protocol, TypeAlias, TypeGuard
 
+    from hivemem._engine.registry import Registry
     from hivemem._engine.report import OptimizationReport
+    from hivemem._measure.usage import Reader
+
+    #: What signal.signal() returns: a handler, SIG_DFL/SIG_IGN, or None (not set from Python).
+    _Handler: TypeAlias = Callable[[int, FrameType | None], Any] | int | None
+
+    class _PassSettings(Protocol):
+        """What a signal's pass takes from its governor (a :class:`hivemem.MemoryGovernor`)."""
+
+        @property
+        def registry(self) -> Registry: ...
+        @property
+        def reader(self) -> Reader: ...
+        @property
+        def target(self) -> int | None: ...
+        @property
+        def aggressiveness(self) -> object: ...
+
 
 __all__ = [
     "install_signal_handler",
@@ -58,12 +79,12 @@ _UNCATCHABLE = {getattr(signal, n) for n in ("SIGKILL", "SIGSTOP") if hasattr(si
 
 class _State:
     def __init__(self) -> None:
-        self.previous: dict[int, object] = {}  # signum -> handler we replaced
+        self.previous: dict[int, _Handler] = {}  # signum -> handler we replaced
         self.rfd = -1
         self.wfd = -1
-        self.worker: object = None  # threading.Thread
+        self.worker: threading.Thread | None = None
         self.worker_ident: int | None = None
-        self.governor: object = None
+        self.governor: _PassSettings | None = None
         self.received = 0
         self.passes = 0
         self.coalesced = 0
@@ -313,7 +334,7 @@ def _run_pass() -> OptimizationReport | None:
     from hivemem._governor.governor import default_governor
     from hivemem._levels import Aggressiveness
 
-    gov = _state.governor if _state.governor is not None else default_governor()
+    gov: _PassSettings = _state.governor if _state.governor is not None else default_governor()
     limit = None
     try:
         from hivemem._measure.limits import memory_limit
@@ -322,10 +343,10 @@ def _run_pass() -> OptimizationReport | None:
     except Exception:
         pass
     return run_pass(
-        gov.registry,  # type: ignore[attr-defined]
-        gov.reader,  # type: ignore[attr-defined]
-        target=gov.target,  # type: ignore[attr-defined]
-        aggressiveness=Aggressiveness.parse(gov.aggressiveness),  # type: ignore[attr-defined]
+        gov.registry,
+        gov.reader,
+        target=gov.target,
+        aggressiveness=Aggressiveness.parse(gov.aggressiveness),
         limit=limit,
         blocking=False,
     )
@@ -408,7 +429,7 @@ def _stop_worker() -> None:
     if wfd >= 0:
         os.close(wfd)  # the worker sees end-of-file and exits
     if thread is not None and thread is not _current_thread():
-        thread.join(timeout=5)  # type: ignore[attr-defined]
+        thread.join(timeout=5)
     _state.rfd = -1
     _state.worker_ident = None
 
@@ -464,6 +485,10 @@ def _parse_signal(signum: object) -> int:
     return int(signum)
 
 
+def _is_governor(governor: object) -> TypeGuard[_PassSettings]:
+    return all(hasattr(governor, a) for a in ("registry", "reader", "target", "aggressiveness"))
+
+
 def install_signal_handler(signum: int | str | None = None, *, governor: object = None) -> str:
     """Run an optimize pass whenever this process receives *signum* (default ``SIGUSR2``).
 
@@ -486,9 +511,7 @@ def install_signal_handler(signum: int | str | None = None, *, governor: object 
     num = _parse_signal(signum)
     if num in _UNCATCHABLE:
         raise InvalidArgument(f"signal {_signame(num)} cannot be caught; use SIGUSR1 or SIGUSR2")
-    if governor is not None and not all(
-        hasattr(governor, a) for a in ("registry", "reader", "target", "aggressiveness")
-    ):
+    if governor is not None and not _is_governor(governor):
         raise InvalidArgument(f"governor must be a hivemem.MemoryGovernor, got {governor!r}")
     import threading
 
@@ -533,7 +556,7 @@ def uninstall_signal_handler(signum: int | str | None = None) -> None:
         nums = list(_state.previous) if signum is None else [_parse_signal(signum)]
         for num in nums:
             if num in _state.previous:
-                signal.signal(num, _state.previous.pop(num))  # type: ignore[arg-type]
+                signal.signal(num, _state.previous.pop(num))
         if _state.previous:
             return
         _stop_worker()
@@ -577,7 +600,9 @@ def status_extras(pid: int, *, children: bool = False) -> tuple[dict[str, object
     last = read_status(pid)
     fields["last_report"] = last
     if last is not None:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(last.get("written") or 0)))  # type: ignore[arg-type]
+        written = last.get("written")
+        stamp = float(written) if isinstance(written, (int, float)) else 0.0
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
         stale = "  (STALE: that process is gone; this is history)" if last.get("stale") else ""
         signals = last.get("signals") or {}
         lines += ["", f"last optimize pass, kept by the process ({last.get('trigger')}, {when}){stale}:"]

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sized
 
+from hivemem._measure import procfs
+from hivemem._measure.native import is_thread_arena
 from hivemem._sizes import format_size as _fs
-from hivemem.strategies.trim import is_thread_arena
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,57 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = ["SUMMED", "explain", "registrations", "rss_parts"]
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_PAGE = procfs.PAGE
 
 
 def _mappings() -> list[tuple[int, int, str, str, int, int]] | None:
-    """``(start, end, perms, name, rss, swap)`` per mapping of ``/proc/self/smaps``, or ``None``.
-
-    Read in 64 KiB chunks and parsed as it goes, so the reading itself adds
-    little to the RSS it measures.
-    """
-    try:
-        fd = os.open("/proc/self/smaps", os.O_RDONLY)
-    except OSError:
-        return None
-    out: list[tuple[int, int, str, str, int, int]] = []
-    cur: list[object] | None = None
-    tail = b""
-    try:
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            lines = (tail + chunk).split(b"\n")
-            tail = lines.pop()
-            for line in lines:
-                if line.startswith(b"Rss:"):
-                    if cur is not None:
-                        cur[4] = int(line.split()[1]) * 1024
-                elif line.startswith(b"Swap:"):
-                    if cur is not None:
-                        cur[5] = int(line.split()[1]) * 1024
-                elif line[:1] in b"0123456789abcdef" and b"-" in line[:20] and not line.startswith(b"Swap"):
-                    head = line.split(None, 5)
-                    if len(head) < 5 or head[0].endswith(b":"):
-                        continue
-                    if cur is not None:
-                        out.append(tuple(cur))  # type: ignore[arg-type]
-                    lo, _, hi = head[0].partition(b"-")
-                    try:
-                        bounds = int(lo, 16), int(hi, 16)
-                    except ValueError:
-                        cur = None
-                        continue
-                    name = head[5].strip().decode("utf-8", "replace") if len(head) == 6 else ""
-                    cur = [bounds[0], bounds[1], head[1].decode("ascii", "replace"), name, 0, 0]
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    if cur is not None:
-        out.append(tuple(cur))  # type: ignore[arg-type]
-    return out
+    """``(start, end, perms, name, rss, swap)`` per mapping of ``/proc/self/smaps``, or ``None``."""
+    return procfs.smaps_mappings()
 
 
 def _classify(maps: list[tuple[int, int, str, str, int, int]]) -> dict[str, int]:
@@ -279,10 +236,18 @@ def registrations() -> dict[str, object]:
 
 
 def _len(obj: object) -> int:
+    if not isinstance(obj, Sized):
+        return 0
     try:
-        return len(obj)  # type: ignore[arg-type]
+        return len(obj)
     except Exception:
         return 0
+
+
+def _int(reg: dict[str, object], key: str) -> int:
+    """A count from :func:`registrations` (0 when absent)."""
+    value = reg.get(key, 0)
+    return int(value) if isinstance(value, (int, float, str)) else 0
 
 
 def _step(steps: Sequence[StepResult], name: str) -> StepResult | None:
@@ -306,13 +271,13 @@ def _help(
     tips: list[str] = []
     below_top = ceiling is not None and ceiling < Aggressiveness.AGGRESSIVE
     stop = f"this pass stopped at its ceiling, {ceiling.name}" if ceiling is not None else ""
-    n_compact = int(reg.get("compactable", 0))  # type: ignore[call-overload]
+    n_compact = _int(reg, "compactable")
     py_free = parts.get("pymalloc_free", 0) if parts else 0
     compact = _step(steps, "compact")
     if n_compact and below_top:
         tips.append(
             f"{_count(n_compact, 'container')} registered with hivemem.compactable "
-            f"({_count(int(reg['compactable_items']), 'item')}) wait for an aggressive pass while "  # type: ignore[call-overload]
+            f"({_count(_int(reg, 'compactable_items'), 'item')}) wait for an aggressive pass while "
             f"{_fs(py_free)} is free inside pymalloc's arenas: raise aggressiveness to 'aggressive' ({stop})"
         )
     elif not n_compact and py_free >= 16 * 2**20:
@@ -329,7 +294,7 @@ def _help(
         )
     elif compact is not None and compact.skipped and n_compact and not below_top:
         tips.append(f"compact was skipped: {compact.skipped}")
-    n_caches = int(reg.get("caches", 0))  # type: ignore[call-overload]
+    n_caches = _int(reg, "caches")
     if not n_caches:
         tips.append(
             "nothing is registered with hivemem.register_cache (a cache registered there is "
@@ -338,7 +303,7 @@ def _help(
     elif below_top and ceiling is not None and ceiling < Aggressiveness.MODERATE:
         tips.append(
             f"{_count(n_caches, 'cache')} registered with hivemem.register_cache "
-            f"({_count(int(reg['cache_entries']), 'entry')}) "  # type: ignore[call-overload]
+            f"({_count(_int(reg, 'cache_entries'), 'entry')}) "
             "are cleared from moderate up: raise aggressiveness"
         )
     if reg.get("lru_allowlist") and below_top:

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import os
 
+from hivemem._measure.procfs import PAGE as _PAGE
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["malloc_in_use", "statm_rss"]
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
 _pread: Callable[[int], bytes] | None = None
 _mallinfo: Callable[[], int | None] | None = None
 

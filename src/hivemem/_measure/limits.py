@@ -21,12 +21,14 @@ from __future__ import annotations
 import os
 import sys
 
+from hivemem._frozen import Frozen
+
 __all__ = ["MemoryLimit", "cgroup_dirs", "memory_limit"]
 
 _UNLIMITED_V1 = 2**60
 
 
-class MemoryLimit:
+class MemoryLimit(Frozen):
     """The effective memory budget: ``bytes``, ``source``, and every ``candidate`` seen.
 
     ``candidates`` is a tuple of ``(source, bytes)`` pairs, smallest first, so
@@ -41,12 +43,7 @@ class MemoryLimit:
     candidates: tuple[tuple[str, int], ...]
 
     def __init__(self, nbytes: int, source: str, candidates: tuple[tuple[str, int], ...] = ()) -> None:
-        object.__setattr__(self, "bytes", nbytes)
-        object.__setattr__(self, "source", source)
-        object.__setattr__(self, "candidates", tuple(candidates) or ((source, nbytes),))
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"MemoryLimit is frozen; cannot set {name!r}")
+        self._set(bytes=nbytes, source=source, candidates=tuple(candidates) or ((source, nbytes),))
 
     def __int__(self) -> int:
         return self.bytes

@@ -10,10 +10,12 @@ import os
 import sys
 
 __all__ = [
+    "is_thread_arena",
     "allocator",
     "glibc_version",
     "malloc_info",
     "malloc_trim",
+    "mallinfo2_function",
     "mallopt",
     "pymalloc_stats",
     "set_malloc_thresholds",
@@ -23,13 +25,30 @@ __all__ = [
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ctypes
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from types import ModuleType
     from typing import Any
 
 _libc: ctypes.CDLL | None = None
 _ct: ModuleType | None = None
 _REPLACEMENTS = ("jemalloc", "tcmalloc", "mimalloc", "hoard", "snmalloc")
+
+_HEAP_MAX = 64 * 2**20  # glibc's HEAP_MAX_SIZE on 64-bit: thread arenas are aligned to it
+
+
+def is_thread_arena(rows: Sequence[tuple[int, int, str, str]], i: int) -> bool:
+    """Whether mapping *i* of ``(start, end, perms, name)`` rows is one of glibc's per-thread heaps.
+
+    glibc maps them 64 MiB-aligned and leaves the unused rest of the 64 MiB
+    ``PROT_NONE`` right after the used part.
+    """
+    start, end, perms, name = rows[i]
+    if start % _HEAP_MAX or name or perms.startswith("---"):
+        return False
+    nxt = rows[i + 1] if i + 1 < len(rows) else None
+    return end - start == _HEAP_MAX or (
+        nxt is not None and nxt[0] == end and nxt[2].startswith("---") and not nxt[3]
+    )
 
 
 def _load_libc() -> ctypes.CDLL:
@@ -133,7 +152,8 @@ def malloc_trim(pad: int = 0) -> bool:
     return bool(fn(pad))
 
 
-_mallinfo2_fn: object = None
+_mallinfo2_fn: Callable[[], Any] | None = None
+_mallinfo2_loaded = False
 
 
 #: glibc's ``struct mallinfo2``, in order: every field a ``size_t`` (glibc 2.33+).
@@ -151,24 +171,26 @@ MALLINFO2_FIELDS = (
 )
 
 
-def _mallinfo2() -> Callable[[], Any] | None:
-    """glibc's ``mallinfo2`` with its result type, set up once (``None`` before glibc 2.33)."""
-    global _mallinfo2_fn
-    if _mallinfo2_fn is None:
+def mallinfo2_function() -> Callable[[], Any] | None:
+    """glibc's ``mallinfo2`` with its result type, set up once (``None`` before glibc 2.33).
+
+    The result has one attribute per :data:`MALLINFO2_FIELDS` name.
+    """
+    global _mallinfo2_fn, _mallinfo2_loaded
+    if not _mallinfo2_loaded:
         ctypes = _ctypes()
-
-        class _MallInfo2(ctypes.Structure):  # type: ignore[name-defined,misc]
-            _fields_ = tuple((name, ctypes.c_size_t) for name in MALLINFO2_FIELDS)
-
+        fields = tuple((name, ctypes.c_size_t) for name in MALLINFO2_FIELDS)
+        struct = type("_MallInfo2", (ctypes.Structure,), {"_fields_": fields})
         try:
             fn = _load_libc().mallinfo2
         except AttributeError:
-            _mallinfo2_fn = False
+            pass
         else:
             fn.argtypes = []
-            fn.restype = _MallInfo2
+            fn.restype = struct
             _mallinfo2_fn = fn
-    return _mallinfo2_fn or None  # type: ignore[return-value]
+        _mallinfo2_loaded = True
+    return _mallinfo2_fn
 
 
 def malloc_info() -> dict[str, int] | None:
@@ -180,7 +202,7 @@ def malloc_info() -> dict[str, int] | None:
     """
     if trim_unavailable_reason() is not None:
         return None
-    fn = _mallinfo2()
+    fn = mallinfo2_function()
     if fn is None:  # glibc < 2.33
         return None
     info = fn()
@@ -233,8 +255,15 @@ def _memstream_fns() -> tuple[Any, Any, Any, Any] | None:
 
 
 _memstream_init = _thread.allocate_lock()
+
+
+def _memstream_unlock_in_child() -> None:
+    global _memstream_init
+    _memstream_init = _thread.allocate_lock()  # only the global name is used to take it
+
+
 if hasattr(os, "register_at_fork"):  # a child forked while another thread was loading starts unlocked
-    os.register_at_fork(after_in_child=_memstream_init._at_fork_reinit)  # type: ignore[attr-defined]
+    os.register_at_fork(after_in_child=_memstream_unlock_in_child)
 
 
 def _memstream_load() -> None:
@@ -300,11 +329,20 @@ def _guard_forks() -> None:
     if _fd2_fork_guard or not hasattr(os, "register_at_fork"):
         return
     _fd2_fork_guard = True
-    os.register_at_fork(
-        before=_fd2_lock.acquire,
-        after_in_parent=_fd2_lock.release,
-        after_in_child=_fd2_lock._at_fork_reinit,  # type: ignore[attr-defined]
-    )
+    os.register_at_fork(before=_fd2_hold, after_in_parent=_fd2_release, after_in_child=_fd2_new_lock)
+
+
+def _fd2_hold() -> None:
+    _fd2_lock.acquire()
+
+
+def _fd2_release() -> None:
+    _fd2_lock.release()
+
+
+def _fd2_new_lock() -> None:
+    global _fd2_lock
+    _fd2_lock = _thread.allocate_lock()  # the child's copy is held (by the fork's before hook)
 
 
 def _stats_through_fd2() -> str | None:  # pragma: no cover - CPython without the C entry point

@@ -21,6 +21,8 @@ import os
 import sys
 
 from hivemem._errors import InvalidArgument, Unavailable
+from hivemem._frozen import Frozen
+from hivemem._measure import procfs
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
@@ -30,20 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["ProcessMemory", "ProcessTree", "process_tree"]
 
 _FIGURES = ("rss", "pss", "uss", "swap")
-_IS_LINUX = sys.platform.startswith("linux")
 
 
-class _Frozen:
-    __slots__ = ()
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen; cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen; cannot delete {name!r}")
-
-
-class ProcessMemory(_Frozen):
+class ProcessMemory(Frozen):
     """One process in a :class:`ProcessTree`. Sizes are bytes; ``None`` when unreadable.
 
     ``pid``, ``ppid``, ``depth`` (0 for the root), ``name`` (the command),
@@ -77,19 +68,9 @@ class ProcessMemory(_Frozen):
         swap: int | None = None,
         error: str = "",
     ) -> None:
-        values = {
-            "pid": pid,
-            "ppid": ppid,
-            "depth": depth,
-            "name": name,
-            "rss": rss,
-            "pss": pss,
-            "uss": uss,
-            "swap": swap,
-            "error": error,
-        }
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
+        self._set(
+            pid=pid, ppid=ppid, depth=depth, name=name, rss=rss, pss=pss, uss=uss, swap=swap, error=error
+        )
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-safe dict of every field; sizes in bytes."""
@@ -111,7 +92,7 @@ class ProcessMemory(_Frozen):
         return f"ProcessMemory({', '.join(shown)})"
 
 
-class ProcessTree(_Frozen):
+class ProcessTree(Frozen):
     """A process and every descendant, with their memory and the sums.
 
     ``root`` is the pid asked for; ``processes`` lists the root first, then
@@ -132,10 +113,7 @@ class ProcessTree(_Frozen):
 
     def __init__(self, root: int, processes: list[ProcessMemory], source: str) -> None:
         total = {k: sum(v for p in processes if (v := getattr(p, k)) is not None) for k in _FIGURES}
-        object.__setattr__(self, "root", root)
-        object.__setattr__(self, "processes", tuple(processes))
-        object.__setattr__(self, "total", total)
-        object.__setattr__(self, "source", source)
+        self._set(root=root, processes=tuple(processes), total=total, source=source)
 
     def __len__(self) -> int:
         return len(self.processes)
@@ -229,30 +207,13 @@ def _linux_name(pid: int) -> str:
         return ""
 
 
-_ROLLUP = {
-    "Rss": "rss",
-    "Pss": "pss",
-    "Swap": "swap",
-    "Private_Clean": "uss",
-    "Private_Dirty": "uss",
-    "Private_Hugetlb": "uss",
-}
-
-
 def _linux_figures(pid: int) -> tuple[dict[str, int], str]:
     try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-            text = f.read().decode("ascii", "replace")
+        figures = procfs.smaps_rollup(pid)
     except FileNotFoundError:
         raise  # exited: the caller leaves it out
     except OSError as exc:
         return {}, f"/proc/{pid}/smaps_rollup unreadable ({exc.strerror or exc})"
-    figures: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        name = _ROLLUP.get(key)
-        if name is not None and rest.split():
-            figures[name] = figures.get(name, 0) + int(rest.split()[0]) * 1024
     if not figures:  # a zombie or kernel thread maps nothing
         return {}, "no memory mappings (zombie or kernel thread)"
     for name in _FIGURES:
@@ -359,6 +320,6 @@ def process_tree(pid: int | None = None, *, children: bool = True) -> ProcessTre
         pid = os.getpid()
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         raise InvalidArgument(f"pid must be a positive int, got {pid!r}")
-    if _IS_LINUX and os.path.exists("/proc/self/smaps_rollup"):
+    if procfs.IS_LINUX and os.path.exists("/proc/self/smaps_rollup"):
         return _linux_tree(pid, children)
     return _psutil_tree(pid, children)

@@ -16,23 +16,41 @@ and :meth:`MemoryUsage.why` says why.
 
 from __future__ import annotations
 
-import os
+import os  # noqa: F401  (the os whose open() the /proc readers call; tests patch it here)
 import sys
 import time
+
+from hivemem._frozen import Frozen
+from hivemem._measure import procfs
+from hivemem._measure.procfs import rss
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Any
+    from typing import Protocol
 
-__all__ = ["MemoryUsage", "ProcReader", "reset_peak", "rss", "usage"]
+    class Reader(Protocol):
+        """The memory reader protocol (see :class:`ProcReader`): what the governor and the profiler call."""
+
+        def rss(self) -> int: ...
+
+        def usage(self) -> MemoryUsage: ...
+
+
+__all__ = [
+    "MemoryUsage",
+    "ProcReader",
+    "peak_reset_failure",
+    "reset_peak",
+    "reset_peak_kept_fd",
+    "rss",
+    "usage",
+]
 
 _FIELDS = ("rss", "vms", "uss", "pss", "swap", "peak", "blocks", "traced", "traced_peak")
-_IS_LINUX = sys.platform.startswith("linux")
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-class MemoryUsage:
+class MemoryUsage(Frozen):
     """A frozen snapshot of this process's memory. All sizes are bytes.
 
     ``rss``, ``vms``, ``uss``, ``pss``, ``swap``
@@ -98,20 +116,11 @@ class MemoryUsage:
         }
         reasons = dict(unavailable or {})
         for name, value in values.items():
-            object.__setattr__(self, name, value)
             if value is None:
                 reasons.setdefault(name, "not measured")
             else:
                 reasons.pop(name, None)
-        object.__setattr__(self, "source", source)
-        object.__setattr__(self, "time", _time_now() if time is None else time)
-        object.__setattr__(self, "_unavailable", reasons)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"MemoryUsage is frozen; cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"MemoryUsage is frozen; cannot delete {name!r}")
+        self._set(**values, source=source, time=_time_now() if time is None else time, _unavailable=reasons)
 
     def why(self, field: str) -> str | None:
         """Why *field* is ``None``; ``None`` when the field has a value."""
@@ -203,58 +212,6 @@ class ProcReader:
         return "ProcReader()"
 
 
-_statm_fd = -1
-
-
-def _reset_after_fork() -> None:
-    global _statm_fd
-    # The inherited descriptor names the parent's /proc/<pid>/statm: drop it.
-    if _statm_fd >= 0:
-        try:
-            os.close(_statm_fd)
-        except OSError:
-            pass
-    _statm_fd = -1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def rss() -> int:
-    """Resident set size of this process in bytes: the fast path.
-
-    On Linux one ``pread`` of ``/proc/self/statm`` (a few microseconds);
-    elsewhere ``psutil.Process().memory_info().rss``.
-    """
-    global _statm_fd
-    if _IS_LINUX:
-        fd = _statm_fd
-        if fd < 0:  # the at-fork hook resets it in a child, so no getpid() per call
-            fd = os.open("/proc/self/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            _statm_fd = fd
-        try:
-            data = os.pread(fd, 128, 0)
-        except OSError:
-            _statm_fd = -1
-            with open("/proc/self/statm", "rb") as f:
-                data = f.read()
-        return int(data.split()[1]) * _PAGE
-    return int(_psutil_process().memory_info().rss)
-
-
-_proc: Any = None
-
-
-def _psutil_process() -> Any:
-    global _proc
-    if _proc is None or _proc.pid != os.getpid():
-        import psutil
-
-        _proc = psutil.Process()
-    return _proc
-
-
 def _python_heap(values: dict[str, int | None], reasons: dict[str, str]) -> None:
     values["blocks"] = sys.getallocatedblocks()
     try:
@@ -270,34 +227,10 @@ def _python_heap(values: dict[str, int | None], reasons: dict[str, str]) -> None
         )
 
 
-def _read_kb_fields(path: str, wanted: dict[str, str]) -> dict[str, int]:
-    """Read ``Key:   123 kB`` lines from a /proc file; returns bytes by our field name."""
-    out: dict[str, int] = {}
-    with open(path, "rb") as f:
-        for line in f.read().decode("ascii", "replace").splitlines():
-            key, _, rest = line.partition(":")
-            name = wanted.get(key)
-            if name is not None:
-                parts = rest.split()
-                if parts:
-                    out[name] = out.get(name, 0) + int(parts[0]) * 1024
-    return out
-
-
-_ROLLUP = {
-    "Rss": "rss",
-    "Pss": "pss",
-    "Swap": "swap",
-    "Private_Clean": "uss",
-    "Private_Dirty": "uss",
-    "Private_Hugetlb": "uss",
-}
-
-
 def _linux_usage(values: dict[str, int | None], reasons: dict[str, str]) -> str:
     source = "smaps_rollup"
     try:
-        values.update(_read_kb_fields("/proc/self/smaps_rollup", _ROLLUP))
+        values.update(procfs.smaps_rollup())
     except OSError as exc:
         # Kernels before 4.14 have no smaps_rollup; statm still gives rss.
         source = "statm"
@@ -305,7 +238,7 @@ def _linux_usage(values: dict[str, int | None], reasons: dict[str, str]) -> str:
         for name in ("uss", "pss", "swap"):
             reasons[name] = f"/proc/self/smaps_rollup unreadable ({exc.strerror or exc})"
     try:
-        status = _read_kb_fields("/proc/self/status", {"VmHWM": "peak", "VmSize": "vms"})
+        status = procfs.read_kb_fields("/proc/self/status", {"VmHWM": "peak", "VmSize": "vms"})
         values.update(status)
     except OSError as exc:
         reasons["peak"] = reasons["vms"] = f"/proc/self/status unreadable ({exc.strerror or exc})"
@@ -314,7 +247,7 @@ def _linux_usage(values: dict[str, int | None], reasons: dict[str, str]) -> str:
 
 def _psutil_usage(values: dict[str, int | None], reasons: dict[str, str]) -> str:
     try:
-        proc = _psutil_process()
+        proc = procfs.psutil_process()
     except ImportError:
         for name in ("rss", "vms", "uss", "pss", "swap"):
             reasons[name] = "psutil is not installed and /proc is not available"
@@ -355,10 +288,10 @@ def usage() -> MemoryUsage:
     """
     values: dict[str, int | None] = {}
     reasons: dict[str, str] = {}
-    source = _linux_usage(values, reasons) if _IS_LINUX else _psutil_usage(values, reasons)
+    source = _linux_usage(values, reasons) if procfs.IS_LINUX else _psutil_usage(values, reasons)
     _python_heap(values, reasons)
-    if _peak_state.reset_failed and values.get("peak") is not None:
-        source = f"{source}; peak not reset: {_peak_state.reset_failed}"
+    if _peak.reset_failed and values.get("peak") is not None:
+        source = f"{source}; peak not reset: {_peak.reset_failed}"
     return MemoryUsage(source=source, unavailable=reasons, **values)
 
 
@@ -366,7 +299,12 @@ class _PeakState:
     reset_failed = ""
 
 
-_peak_state = _PeakState()
+_peak = _PeakState()
+
+
+def peak_reset_failure() -> str:
+    """Why the last :func:`reset_peak` did not reset the mark; ``""`` when it did (or was never called)."""
+    return _peak.reset_failed
 
 
 def reset_peak() -> bool:
@@ -383,17 +321,11 @@ def reset_peak() -> bool:
     that needs a per-phase peak there must sample :func:`rss` itself, which is
     what :class:`hivemem.Profiler` does.
     """
-    if not _IS_LINUX:
-        _peak_state.reset_failed = f"no /proc/self/clear_refs on {sys.platform}"
-        return False
-    try:
-        fd = os.open("/proc/self/clear_refs", os.O_WRONLY)
-        try:
-            os.write(fd, b"5")
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        _peak_state.reset_failed = f"/proc/self/clear_refs not writable ({exc.strerror or exc})"
-        return False
-    _peak_state.reset_failed = ""
-    return True
+    _peak.reset_failed = procfs.write_clear_refs(keep=False)
+    return not _peak.reset_failed
+
+
+def reset_peak_kept_fd() -> bool:
+    """:func:`reset_peak` on a descriptor kept open: one ``write`` (the pytest meter's per-test reset)."""
+    _peak.reset_failed = procfs.write_clear_refs(keep=True)
+    return not _peak.reset_failed

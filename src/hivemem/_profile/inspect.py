@@ -850,8 +850,9 @@ def _kinds(sources: object) -> list[str]:
 
 def _governor_state() -> tuple[str | None, dict[str, object]]:
     """The running governor's level and state, read defensively (it may not exist or be mid-change)."""
-    module = sys.modules.get("hivemem._governor.governor")
-    gov = getattr(module, "_governed", None) if module is not None else None
+    from hivemem._governor.active import governed
+
+    gov = governed()
     if gov is None:
         return None, {}
     state: dict[str, object] = {}

@@ -1030,7 +1030,7 @@ def _malloc_reader() -> Callable[[], int] | None:
 
     if _native.trim_unavailable_reason() is not None:
         return None
-    fn = _native._mallinfo2()
+    fn = _native.mallinfo2_function()
     if fn is None:
         return None
 

@@ -1083,9 +1083,9 @@ class Profiler:
     def _reset_rss_peak(self) -> bool | str:
         reader = self._reader
         if reader is None:
-            from hivemem._measure.usage import _peak_state, reset_peak
+            from hivemem._measure.usage import peak_reset_failure, reset_peak
 
-            return True if reset_peak() else (_peak_state.reset_failed or "reset_peak() failed")
+            return True if reset_peak() else (peak_reset_failure() or "reset_peak() failed")
         fn = getattr(reader, "reset_peak", None)
         if callable(fn):
             fn()
@@ -1347,7 +1347,9 @@ class Profiler:
 
         self._listener = on_pass
         subscribe(on_pass)
-        gov = getattr(sys.modules.get("hivemem._governor.governor"), "_governed", None)
+        from hivemem._governor.active import governed
+
+        gov = governed()
         if gov is not None and callable(getattr(gov, "subscribe", None)):
 
             def on_event(event: object) -> None:

@@ -162,66 +162,6 @@ class _Clock:
 # --------------------------------------------------------------------------- rss
 
 
-# Descriptors on /proc/self files, kept open for the life of the process: a
-# reset is one write and a peak one pread, with no open/close per test. The
-# at-fork hook below drops them in a child (an inherited descriptor names the
-# parent's /proc/<pid>), so no call has to ask for its pid.
-_proc_fds = {"clear_refs": -1, "status": -1}
-
-
-def _proc_fd(name: str, flags: int) -> int:
-    fd = _proc_fds[name]
-    if fd < 0:
-        fd = _proc_fds[name] = os.open(f"/proc/self/{name}", flags | getattr(os, "O_CLOEXEC", 0))
-    return fd
-
-
-def _drop_proc_fds() -> None:
-    for name, fd in _proc_fds.items():
-        if fd >= 0:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        _proc_fds[name] = -1
-
-
-def _read_hwm() -> int | None:
-    """``VmHWM`` in bytes: one ``pread`` of ``/proc/self/status`` on a kept descriptor.
-
-    ``getrusage().ru_maxrss`` is cheaper (about 1 µs against 10 µs), but
-    the kernel reads its per-CPU RSS counters without summing them for it,
-    and it reports the larger of this mark and one kept across ``exec``
-    that ``clear_refs`` does not reset; see ``docs/pytest.md``.
-    """
-    fd = _proc_fds["status"]
-    try:
-        if fd < 0:
-            fd = _proc_fd("status", os.O_RDONLY)
-        data = os.pread(fd, 1024, 0)  # VmHWM is in the first lines; the whole file is about 1.5 KiB
-        i = data.find(b"VmHWM:")
-        if i < 0 or data.find(b"kB", i) < 0:  # a long Groups: line pushed it further
-            data = os.pread(fd, 65536, 0)
-            i = data.find(b"VmHWM:")
-            if i < 0:
-                return None
-    except OSError:
-        _drop_proc_fds()
-        return None
-    return int(data[i + 6 : data.index(b"kB", i)]) * 1024
-
-
-def _write_clear_refs() -> bool:
-    """``hivemem.reset_peak()`` on a kept descriptor: one ``write`` instead of open, write, close."""
-    fd = _proc_fds["clear_refs"]
-    try:
-        os.write(fd if fd >= 0 else _proc_fd("clear_refs", os.O_WRONLY), b"5")
-    except OSError:
-        _drop_proc_fds()
-        return False
-    return True
-
-
 TRIM_MARGIN = 1536 * 1024
 """RSS growth (bytes) past which the trim gate trims glibc's heap before a per-test baseline.
 
@@ -253,10 +193,12 @@ class _RssClock(_Clock):
             self._hwm: Callable[[], int | None] = lambda: reader.usage().peak
             self._hw_reset: Callable[[], bool] = lambda: bool(reader.reset_peak() is not False)
         else:
+            from hivemem._measure.procfs import read_hwm
+
             self._rss = _measure.rss
-            self._hwm = _read_hwm
+            self._hwm = read_hwm  # one pread of /proc/self/status on a kept descriptor
             self._hw_reset = _measure.reset_peak
-            self._fast_reset = _write_clear_refs
+            self._fast_reset = _measure.reset_peak_kept_fd  # one write on a kept descriptor
         self._trim: Callable[[], object] | None = None
         self._floor: int | None = None  # lowest checkpoint RSS since the last checkpoint trim
         self._ref: int | None = None  # RSS at the last checkpoint or trim: glibc held little free memory then
@@ -273,7 +215,7 @@ class _RssClock(_Clock):
         if self._hw_reset() and self._hwm() is not None:
             self.method = "kernel high-water mark (VmHWM reset through /proc/self/clear_refs)"
         else:
-            self._use_sampling(_measure._peak_state.reset_failed or "VmHWM not readable")
+            self._use_sampling(_measure.peak_reset_failure() or "VmHWM not readable")
         self._trim = _trimmer()
 
     def current(self) -> int:
@@ -363,7 +305,7 @@ class _RssClock(_Clock):
         elif not self._hw_reset():
             from hivemem._measure import usage as _measure
 
-            self._use_sampling(_measure._peak_state.reset_failed or "reset failed")
+            self._use_sampling(_measure.peak_reset_failure() or "reset failed")
             self._sample_max = self.current()
             self._opened()
 
@@ -580,7 +522,8 @@ def block_sites(
     if catcher is not None and catcher.sites:
         return catcher.sites, f"at {format_size(catcher.level - span.baseline)} traced, {catcher.how}"
     how = catcher.how if catcher is not None else "not watched"
-    sites = span.clock.snapshot_sites(floor=rise // 100)  # type: ignore[attr-defined]
+    clock = span.clock
+    sites = clock.snapshot_sites(floor=rise // 100) if isinstance(clock, _PythonClock) else ()
     if sites:
         return sites, f"no check caught the peak ({how}); these are still alive at the end of the {what}"
     return (), (
@@ -652,12 +595,16 @@ _clocks_lock = _thread.allocate_lock()
 
 def rss_clock() -> _RssClock:
     """The process-wide RSS clock (created on first use)."""
-    return clock_for("rss")  # type: ignore[return-value]
+    clock = clock_for("rss")
+    assert isinstance(clock, _RssClock)
+    return clock
 
 
 def python_clock() -> _PythonClock:
     """The process-wide tracemalloc clock (created on first use)."""
-    return clock_for("python")  # type: ignore[return-value]
+    clock = clock_for("python")
+    assert isinstance(clock, _PythonClock)
+    return clock
 
 
 def clock_for(kind: str, reader: Any = None) -> _Clock:
@@ -684,12 +631,10 @@ def clock_for(kind: str, reader: Any = None) -> _Clock:
 
 
 def _after_fork() -> None:
-    # The child has no sampler thread and no open spans of its own, and its
-    # /proc/self is not the parent's.
+    # The child has no sampler thread and no open spans of its own.
     global _clocks_lock
     _clocks_lock = _thread.allocate_lock()
-    _clocks.clear()
-    _drop_proc_fds()  # copies of the parent's descriptors: closing them here leaves the parent's open
+    _clocks.clear()  # (procfs drops the kept /proc/self descriptors itself)
 
 
 if hasattr(os, "register_at_fork"):

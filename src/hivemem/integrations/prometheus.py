@@ -294,10 +294,9 @@ class HivememMetrics:
 
 
 def _process_wide_governor() -> object:
-    import sys
+    from hivemem._governor.active import governed
 
-    module = sys.modules.get("hivemem._governor.governor")
-    gov = getattr(module, "_governed", None)
+    gov = governed()
     return gov if gov is not None and getattr(gov, "running", False) else None
 
 

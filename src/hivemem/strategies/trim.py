@@ -28,29 +28,9 @@ from __future__ import annotations
 
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import CHEAP
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+from hivemem._measure.native import is_thread_arena
 
 __all__ = ["MallocTrim", "heap_size", "is_thread_arena"]
-
-_HEAP_MAX = 64 * 2**20  # glibc's HEAP_MAX_SIZE on 64-bit: thread arenas are aligned to it
-
-
-def is_thread_arena(rows: Sequence[tuple[int, int, str, str]], i: int) -> bool:
-    """Whether mapping *i* of ``(start, end, perms, name)`` rows is one of glibc's per-thread heaps.
-
-    glibc maps them 64 MiB-aligned and leaves the unused rest of the 64 MiB
-    ``PROT_NONE`` right after the used part.
-    """
-    start, end, perms, name = rows[i]
-    if start % _HEAP_MAX or name or perms.startswith("---"):
-        return False
-    nxt = rows[i + 1] if i + 1 < len(rows) else None
-    return end - start == _HEAP_MAX or (
-        nxt is not None and nxt[0] == end and nxt[2].startswith("---") and not nxt[3]
-    )
 
 
 def heap_size() -> int | None:
