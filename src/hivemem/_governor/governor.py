@@ -70,7 +70,8 @@ if TYPE_CHECKING:
     from hivemem._governor.options import GovernorOptions
     from hivemem._governor.thresholds import Thresholds
     from hivemem._measure.limits import MemoryLimit
-    from hivemem._measure.usage import MemoryUsage, Reader
+    from hivemem._measure.reader import Reader
+    from hivemem._measure.usage import MemoryUsage
 
     _G = TypeVar("_G")
 

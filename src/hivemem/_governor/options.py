@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from hivemem._engine.registry import Registry
     from hivemem._governor.events import GovernorEvent
-    from hivemem._measure.usage import Reader
+    from hivemem._measure.reader import Reader
 
     class GovernorOptions(TypedDict, total=False):
         """Every keyword argument of ``MemoryGovernor`` but *budget*: what ``hivemem.govern()`` passes on."""

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from hivemem._engine.registry import Registry
     from hivemem._engine.report import OptimizationReport
-    from hivemem._measure.usage import Reader
+    from hivemem._measure.reader import Reader
 
     #: What signal.signal() returns: a handler, SIG_DFL/SIG_IGN, or None (not set from Python).
     _Handler: TypeAlias = Callable[[int, FrameType | None], Any] | int | None

@@ -27,14 +27,6 @@ from hivemem._measure.procfs import rss
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Protocol
-
-    class Reader(Protocol):
-        """The memory reader protocol (see :class:`ProcReader`): what the governor and the profiler call."""
-
-        def rss(self) -> int: ...
-
-        def usage(self) -> MemoryUsage: ...
 
 
 __all__ = [
