@@ -1,11 +1,11 @@
-"""Figures for the built-in strategies (issue 3), each measured in fresh interpreters.
+"""Figures for the built-in strategies, each measured in fresh interpreters.
 
     .venv/bin/python benchmarks/bench_strategies.py            # everything (~10 min on a quiet machine)
     .venv/bin/python benchmarks/bench_strategies.py --quick    # scenarios only, one run each
     .venv/bin/python benchmarks/bench_strategies.py sparse_survivors caches   # some scenarios
 
 1. Scenarios (``benchmarks/scenarios/``): RSS after nothing, ``gc.collect()``,
-   the source report's recipe and ``hivemem.optimize(aggressiveness="aggressive")``,
+   the 10-1-1 recipe and ``hivemem.optimize(aggressiveness="aggressive")``,
    with reclaim against a measured floor (``harness.run_scenario``).
 2. Duplicate strings, prevention vs repair: the table read plainly and
    through ``hivemem.StringPool``; then ``dedup_strings`` alone (moderate)

@@ -28,7 +28,7 @@ Baselines (each in its own fresh process, same build):
 
 ``nothing``   measure only
 ``gc``        ``gc.collect()``
-``recipe``    the source report's recipe: ``gc.set_threshold(10, 1, 1)``,
+``recipe``    the 10-1-1 recipe often recommended: ``gc.set_threshold(10, 1, 1)``,
               50 full collections, ``re.purge()``, ``linecache.clearcache()``
 ``optimize``  ``hivemem.optimize(target_mb=...)``, the default call (plus
               ``aggressiveness=`` only where the scenario sets a ceiling); the

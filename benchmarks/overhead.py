@@ -1,4 +1,4 @@
-"""What hivemem itself costs, and what the source report's GC recipe costs.
+"""What hivemem itself costs, and what the 10-1-1 GC recipe costs.
 
 Each function runs fresh interpreters and returns a JSON-safe dict:
 

@@ -1,4 +1,4 @@
-"""hivemem's own costs, and the cost of the source report's 10-1-1 GC recipe (figures, not limits)."""
+"""hivemem's own costs, and the cost of the 10-1-1 GC recipe (figures, not limits)."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def scenario_section(data: dict[str, object], lines: list[str]) -> None:
         "of a fresh process that builds only the surviving data. *before* is RSS once the program "
         "has built its state; *after* is RSS after the baseline. Each baseline runs in its own fresh "
         "interpreter. The gap columns are how many MiB lower RSS ends with `hivemem.optimize()` "
-        "than with `gc.collect()` and than with the source report's recipe "
+        "than with `gc.collect()` and than with the 10-1-1 recipe often recommended "
         "(`gc.set_threshold(10, 1, 1)`, 50 full collections, `re.purge()`, `linecache.clearcache()`).",
         "",
     ]
@@ -264,7 +264,7 @@ def overhead_section(data: dict[str, object], lines: list[str]) -> None:
             d, r = w["default"], w["10-1-1"]
             rows.append(
                 [
-                    f"`gc.set_threshold(10, 1, 1)` (the source report's recipe), {name} workload",
+                    f"`gc.set_threshold(10, 1, 1)` (the 10-1-1 recipe), {name} workload",
                     f"**{w['slowdown']:.2f}x** the CPU time of CPython's defaults "
                     f"({r['cpu_seconds']:.2f} s vs {d['cpu_seconds']:.2f} s; collections per generation "
                     f"{r['collections']} vs {d['collections']}; best of {slow.get('repeat')}; "

@@ -1,7 +1,7 @@
 """Survival under a real memory limit: a growing cache kills the process, unless the governor runs.
 
 The limit is a real cgroup v1 group made under this process's own memory
-group (see MEMORY-FACTS "Real limits for tests"); the workload moves itself
+group (see docs/design.md, "Real memory limits in tests"); the workload moves itself
 into it first thing. Without the governor the kernel OOM-kills it (137) or
 Python raises MemoryError; with the governor it finishes with the same
 digest as an unconstrained run. Skipped, with the reason, where no group

@@ -931,7 +931,7 @@ class MemoryGovernor:
         return None
 
     def _call_hooks(self, level: Pressure) -> None:
-        # The `hooks` strategy (issue 4) calls release hooks as part of the pass. A registry
+        # The `hooks` strategy calls release hooks as part of the pass. A registry
         # without it (a custom one) still gets them through hivemem._reclaim.hooks.run_hooks, if present.
         if "hooks" in self.registry:
             return

@@ -475,8 +475,8 @@ def set_malloc_thresholds(
         back to the OS the moment they are freed. By default glibc starts at
         128 KiB and *raises* the threshold (up to 32 MiB) each time such a
         block is freed, after which big blocks live in the heap and stay
-        resident until trimmed (7000 x 160 KiB freed: 1108 MiB kept, in
-        MEMORY-FACTS). Setting it fixes the value and turns that dynamic
+        resident until trimmed (7000 x 160 KiB freed: 1108 MiB kept; see
+        docs/design.md, "glibc's mmap threshold rises"). Setting it fixes the value and turns that dynamic
         adjustment off. At most 32 MiB.
     ``trim_threshold``
         Free memory at the top of the heap beyond this is returned to the OS
