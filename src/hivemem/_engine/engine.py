@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from hivemem._engine.registry import RegisteredStrategy, Registry
 
-__all__ = ["explain", "run_pass", "subscribe", "unsubscribe"]
+__all__ = ["add_listener", "explain", "remove_listener", "run_pass", "subscribe", "unsubscribe"]
 
 # The pass lock: held by whichever thread runs a pass.
 _lock = _thread.allocate_lock()
@@ -106,6 +106,11 @@ def unsubscribe(listener: Callable[[OptimizationReport], object]) -> None:
         _listeners.pop(listener, None)
     except TypeError:  # unhashable: it was never added
         pass
+
+
+# The public names (hivemem.add_listener / hivemem.remove_listener) are the same functions.
+add_listener = subscribe
+remove_listener = unsubscribe
 
 
 def _publish(report: OptimizationReport) -> None:
