@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 
-from hivemem._errors import InvalidArgument, InvalidSize
+from hivemem._errors import InvalidArgument, InvalidSize, show
+from hivemem._sizes import format_size, parse_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,17 +41,6 @@ MAX_SECONDS = 86_400.0
 MAX_COUNT = 10**9
 #: Largest size in bytes accepted unless a caller sets a smaller bound: 1 PiB.
 MAX_SIZE = 2**50
-
-
-def show(value: object, limit: int = 60) -> str:
-    """``repr(value)``, shortened in the middle when longer than *limit* (``10**400`` has 401 digits)."""
-    try:
-        text = repr(value)
-    except Exception as exc:  # a repr that raises must not hide the real error
-        text = f"<{type(value).__name__} with a failing repr: {type(exc).__name__}>"
-    if len(text) > limit:
-        text = f"{text[: limit // 2]}...{text[-(limit // 2 - 3) :]} ({len(text):,} characters)"
-    return text
 
 
 def _is_number(value: object) -> bool:
@@ -126,8 +116,6 @@ def size(
     name: str, value: object, *, minimum: int = 0, maximum: int = MAX_SIZE, allow_none: bool = False
 ) -> int | None:
     """A size (``parse_size`` forms) in ``[minimum, maximum]`` bytes."""
-    from hivemem._sizes import format_size, parse_size
-
     if value is None and allow_none:
         return None
     try:

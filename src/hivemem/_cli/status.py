@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from hivemem._errors import InvalidArgument, Unavailable
+from hivemem._errors import InvalidArgument, NotAvailable
 from hivemem._sizes import format_size
 
 __all__ = ["NoSuchProcess", "NotAvailable", "collect", "render"]
@@ -26,10 +26,6 @@ _RLIMITS = (
 
 class NoSuchProcess(InvalidArgument):
     """The PID does not name a running process (or cannot be read): a :class:`hivemem.InvalidArgument`."""
-
-
-class NotAvailable(Unavailable):
-    """This platform has neither /proc nor psutil: a :class:`hivemem.Unavailable`."""
 
 
 def _read(path: str) -> str | None:
