@@ -21,6 +21,9 @@ from hivemem._levels import Aggressiveness
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import TypeVar
+
+    S = TypeVar("S")
 
 __all__ = [
     "BUILTINS",
@@ -219,7 +222,7 @@ class Registry:
             self._entries[entry.name] = entry
 
     # ----------------------------------------------------------------- changes
-    def register(self, strategy: object, *, replace: bool = False) -> object:
+    def register(self, strategy: S, *, replace: bool = False) -> S:
         """Add *strategy* (an object following :class:`hivemem.Strategy`). Returns it.
 
         A class is instantiated with no arguments first, so this works as a

@@ -28,6 +28,9 @@ from hivemem._reclaim.held import Entry, HeldSet, give_back, take_briefly
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 __all__ = [
     "STDLIB_CACHES",
@@ -64,7 +67,7 @@ def _check_pattern(pattern: str) -> str:
 EVICT = ("clear", "oldest")
 
 
-def register_cache(obj: object, *, lock: object = None, evict: str = "clear") -> object:
+def register_cache(obj: T, *, lock: object = None, evict: str = "clear") -> T:
     """Let the ``caches`` strategy clear *obj*; returns *obj* (usable as a decorator).
 
     *obj* is anything with ``cache_clear()`` (``functools.lru_cache`` and

@@ -30,6 +30,9 @@ from hivemem._reclaim.held import HeldSet
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 __all__ = [
     "MIN_FREE",
@@ -48,7 +51,7 @@ _compact = HeldSet("compactable")
 # ---------------------------------------------------------------------------- registration
 
 
-def register_container(obj: object, *, lock: object = None, keys: bool = False) -> object:
+def register_container(obj: T, *, lock: object = None, keys: bool = False) -> T:
     """Let ``dedup_strings`` merge equal strings inside *obj*; returns *obj*.
 
     *obj* is a ``list`` or ``dict`` (or a subclass); its nested lists, dicts
@@ -90,7 +93,7 @@ def _compactable_kind(obj: object) -> str | None:
     return None
 
 
-def compactable(obj: object, *, lock: object = None) -> object:
+def compactable(obj: T, *, lock: object = None) -> T:
     """Let ``compact`` rebuild *obj*'s contents to defragment the heap; returns *obj*.
 
     *obj* is a ``list``, ``dict``, ``set`` or ``collections.deque`` (or a

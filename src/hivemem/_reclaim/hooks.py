@@ -31,8 +31,10 @@ from hivemem._levels import Pressure
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import TypeVar, overload
 
     Callback = Callable[[Pressure], object]
+    F = TypeVar("F", bound=Callback)
 
 __all__ = ["HookRun", "hooks", "on_pressure", "remove_pressure_hook", "run_hooks"]
 
@@ -129,7 +131,17 @@ class HookRun:
         return f"HookRun({self.name!r}, level={self.level.name!r}, seconds={self.seconds:.6f}{tail})"
 
 
-def on_pressure(level: object = "moderate", callback: Callback | None = None) -> Callable[..., object]:
+if TYPE_CHECKING:  # a bare decorator, a call with the callback, a decorator factory
+
+    @overload
+    def on_pressure(level: F, callback: None = None) -> F: ...
+    @overload
+    def on_pressure(level: Pressure | str | int, callback: F) -> F: ...
+    @overload
+    def on_pressure(level: Pressure | str | int = "moderate", callback: None = None) -> Callable[[F], F]: ...
+
+
+def on_pressure(level: object = "moderate", callback: Callback | None = None) -> object:
     """Register *callback(level)* to run when memory pressure reaches *level*.
 
     Use as a decorator (``@hivemem.on_pressure("high")``, or bare
