@@ -67,7 +67,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["ClearCaches"]
+__all__ = ["ClearCaches", "STRATEGY"]
 
 #: Seconds a governor pass waits for a registered cache's lock (the wait releases the GIL). Threads
 #: that fill a cache under its lock hold it often, and one of them may hold it while it waits
@@ -294,3 +294,7 @@ def _drop_all() -> dict[str, int]:
         for key in ("entries", "bytes", "released"):
             done[key] += got[key]
     return done
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = ClearCaches

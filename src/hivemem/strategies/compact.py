@@ -47,7 +47,7 @@ from __future__ import annotations
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import AGGRESSIVE
 
-__all__ = ["Compact"]
+__all__ = ["Compact", "STRATEGY"]
 
 _MARGIN = 64 * 2**20
 
@@ -137,3 +137,7 @@ class Compact:
 
     def __repr__(self) -> str:
         return "Compact()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = Compact

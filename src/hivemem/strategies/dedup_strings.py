@@ -41,7 +41,7 @@ from __future__ import annotations
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import MODERATE
 
-__all__ = ["DedupStrings"]
+__all__ = ["DedupStrings", "STRATEGY"]
 
 
 class DedupStrings:
@@ -77,3 +77,7 @@ class DedupStrings:
 
     def __repr__(self) -> str:
         return "DedupStrings()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = DedupStrings

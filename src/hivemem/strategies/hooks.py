@@ -27,7 +27,7 @@ import sys
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import CHEAP
 
-__all__ = ["ReleaseHooks", "pressure_of"]
+__all__ = ["ReleaseHooks", "STRATEGY", "pressure_of"]
 
 #: The pressure a direct optimize() call stands for, by aggressiveness value.
 _BY_AGGRESSIVENESS = {1: "moderate", 2: "high", 3: "critical"}
@@ -88,3 +88,7 @@ class ReleaseHooks:
 
     def __repr__(self) -> str:
         return "ReleaseHooks()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = ReleaseHooks

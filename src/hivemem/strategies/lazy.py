@@ -21,7 +21,7 @@ import sys
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import MODERATE
 
-__all__ = ["DropLazyProxies"]
+__all__ = ["DropLazyProxies", "STRATEGY"]
 
 
 class DropLazyProxies:
@@ -50,3 +50,7 @@ class DropLazyProxies:
 
     def __repr__(self) -> str:
         return "DropLazyProxies()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = DropLazyProxies

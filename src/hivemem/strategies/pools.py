@@ -23,7 +23,7 @@ import sys
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import CHEAP
 
-__all__ = ["DropIdlePooled"]
+__all__ = ["DropIdlePooled", "STRATEGY"]
 
 
 class DropIdlePooled:
@@ -56,3 +56,7 @@ class DropIdlePooled:
 
     def __repr__(self) -> str:
         return "DropIdlePooled()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = DropIdlePooled

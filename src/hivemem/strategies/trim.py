@@ -33,7 +33,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["MallocTrim", "heap_size", "is_thread_arena"]
+__all__ = ["MallocTrim", "STRATEGY", "heap_size", "is_thread_arena"]
 
 _HEAP_MAX = 64 * 2**20  # glibc's HEAP_MAX_SIZE on 64-bit: thread arenas are aligned to it
 
@@ -126,3 +126,7 @@ class MallocTrim:
 
     def __repr__(self) -> str:
         return "MallocTrim()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = MallocTrim
