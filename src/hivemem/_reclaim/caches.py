@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STDLIB_CACHES",
+    "cache_registry",
     "clear_discovered",
     "clear_registered",
     "clear_stdlib",
@@ -46,7 +47,8 @@ __all__ = [
     "unregister_cache",
 ]
 
-_caches = HeldSet("cache")
+#: What register_cache() registered (objects; module patterns are kept apart).
+cache_registry = HeldSet("cache")
 _patterns: list[str] = []
 
 _IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -118,7 +120,7 @@ def register_cache(obj: T, *, lock: object = None, evict: str = "clear") -> T:
             f"cannot register {obj!r} as a cache: expected an object with cache_clear() "
             "(functools.lru_cache) or clear() (dict, cachetools cache), or a module pattern string"
         )
-    _caches.add(obj, lock, evict=evict)
+    cache_registry.add(obj, lock, evict=evict)
     return obj
 
 
@@ -129,7 +131,7 @@ def unregister_cache(obj: object) -> bool:
             _patterns.remove(obj)
             return True
         return False
-    return _caches.remove(obj)
+    return cache_registry.remove(obj)
 
 
 def lru_cache_allowlist() -> list[str]:
@@ -172,7 +174,7 @@ def partial_registered() -> list[tuple[dict[object, object], Entry]]:
     """Registered dicts that opted in to partial eviction (``evict="oldest"``), with their entries."""
     return [
         (obj, entry)
-        for obj, entry in _caches.entries()
+        for obj, entry in cache_registry.entries()
         if entry.options.get("evict") == "oldest" and isinstance(obj, dict)
     ]
 
@@ -227,7 +229,7 @@ def clear_registered(
     long, the GIL released in between (see :func:`_clear_in_slices`).
     """
     counts = {"caches": 0, "entries": 0, "busy": 0, "failed": 0}
-    for obj, entry in _caches.entries():
+    for obj, entry in cache_registry.entries():
         if _shrinks_itself(obj) or (not partial and entry.options.get("evict") == "oldest"):
             continue
         if not take_briefly(entry.lock, wait):

@@ -41,7 +41,7 @@ import gc
 import sys
 
 from hivemem._reclaim.containers import MIN_FREE
-from hivemem._reclaim.containers import _compact as _registered
+from hivemem._reclaim.containers import compact_registry as _registered
 from hivemem._reclaim.held import access_problem, begin, close, defer_signals, finish, signal_pending
 
 TYPE_CHECKING = False

@@ -38,15 +38,19 @@ __all__ = [
     "MIN_FREE",
     "Fragmentation",
     "StringPool",
+    "compact_registry",
     "compactable",
+    "dedup_registry",
     "fragmentation",
     "register_container",
     "uncompactable",
     "unregister_container",
 ]
 
-_dedup = HeldSet("container")
-_compact = HeldSet("compactable")
+#: What register_container() registered: dedup_strings (_reclaim.dedup) walks it.
+dedup_registry = HeldSet("container")
+#: What compactable() registered: compact (_reclaim.compaction) rebuilds it.
+compact_registry = HeldSet("compactable")
 
 # ---------------------------------------------------------------------------- registration
 
@@ -75,13 +79,13 @@ def register_container(obj: T, *, lock: object = None, keys: bool = False) -> T:
         )
     if not isinstance(keys, bool):
         raise InvalidArgument(f"keys={show(keys)}: expected True or False")
-    _dedup.add(obj, lock, keys=keys)
+    dedup_registry.add(obj, lock, keys=keys)
     return obj
 
 
 def unregister_container(obj: object) -> bool:
     """Stop deduplicating *obj*; returns whether it was registered."""
-    return _dedup.remove(obj)
+    return dedup_registry.remove(obj)
 
 
 def _compactable_kind(obj: object) -> str | None:
@@ -118,13 +122,13 @@ def compactable(obj: T, *, lock: object = None) -> T:
         raise InvalidArgument(
             f"compactable() expects a list, dict, set or collections.deque, got {type(obj).__name__}"
         )
-    _compact.add(obj, lock)
+    compact_registry.add(obj, lock)
     return obj
 
 
 def uncompactable(obj: object) -> bool:
     """Stop compacting *obj*; returns whether it was registered."""
-    return _compact.remove(obj)
+    return compact_registry.remove(obj)
 
 
 # ---------------------------------------------------------------------------- StringPool

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 
-from hivemem._reclaim.containers import _dedup as _registered
+from hivemem._reclaim.containers import dedup_registry as _registered
 from hivemem._reclaim.held import _tripped, access_problem, begin, close, defer_signals, finish
 
 TYPE_CHECKING = False

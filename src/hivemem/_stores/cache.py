@@ -40,8 +40,8 @@ from collections.abc import MutableMapping
 
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
-from hivemem._reclaim.live import LiveSet
 from hivemem._sizes import format_size
+from hivemem._stores.live import LiveSet
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -35,8 +35,8 @@ import zlib
 
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
-from hivemem._reclaim.live import LiveSet
 from hivemem._sizes import format_size
+from hivemem._stores.live import LiveSet
 from hivemem._stores.lru import MISSING, LRUStore, StoreEntry, dumps
 
 TYPE_CHECKING = False

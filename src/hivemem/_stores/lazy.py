@@ -36,7 +36,7 @@ import sys
 import types
 
 from hivemem._errors import InvalidArgument
-from hivemem._reclaim.live import LiveSet
+from hivemem._stores.live import LiveSet
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

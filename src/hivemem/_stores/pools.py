@@ -23,8 +23,8 @@ import _thread
 
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
-from hivemem._reclaim.live import LiveSet
 from hivemem._sizes import format_size
+from hivemem._stores.live import LiveSet
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -42,8 +42,8 @@ import zlib
 
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
-from hivemem._reclaim.live import LiveSet
 from hivemem._sizes import format_size
+from hivemem._stores.live import LiveSet
 from hivemem._stores.lru import MISSING, LRUStore, Pickler, StoreEntry
 
 TYPE_CHECKING = False

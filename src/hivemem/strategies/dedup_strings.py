@@ -57,7 +57,7 @@ class DedupStrings:
         import hivemem._reclaim.dedup  # noqa: F401
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        from hivemem._reclaim.containers import _dedup as registered
+        from hivemem._reclaim.containers import dedup_registry as registered
         from hivemem._reclaim.dedup import dedup_registered
         from hivemem._sizes import format_size
 
