@@ -25,6 +25,7 @@ from __future__ import annotations
 import sys
 
 from hivemem._errors import InvalidArgument
+from hivemem._frozen import Frozen
 from hivemem._reclaim.held import HeldSet
 
 TYPE_CHECKING = False
@@ -232,7 +233,7 @@ class StringPool:
 # ---------------------------------------------------------------------------- fragmentation
 
 
-class Fragmentation:
+class Fragmentation(Frozen):
     """How much of the heap is free space allocators hold but cannot give back. Bytes.
 
     ``pymalloc_arenas``   bytes in pymalloc's arenas (small objects, <= 512 B)
@@ -256,13 +257,12 @@ class Fragmentation:
     def __init__(
         self, *, pymalloc_arenas: int, pymalloc_live: int, pymalloc_free: int, malloc_free: int | None
     ):
-        object.__setattr__(self, "pymalloc_arenas", pymalloc_arenas)
-        object.__setattr__(self, "pymalloc_live", pymalloc_live)
-        object.__setattr__(self, "pymalloc_free", pymalloc_free)
-        object.__setattr__(self, "malloc_free", malloc_free)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Fragmentation is frozen; cannot set {name!r}")
+        self._set(
+            pymalloc_arenas=pymalloc_arenas,
+            pymalloc_live=pymalloc_live,
+            pymalloc_free=pymalloc_free,
+            malloc_free=malloc_free,
+        )
 
     @property
     def ratio(self) -> float:

@@ -26,6 +26,7 @@ import time
 import weakref
 
 from hivemem._errors import InvalidArgument
+from hivemem._frozen import Frozen
 from hivemem._levels import Pressure
 
 TYPE_CHECKING = False
@@ -84,7 +85,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_child)
 
 
-class HookRun:
+class HookRun(Frozen):
     """One callback's run: ``name``, the ``level`` it was registered for, the
     pressure ``ran_at``, ``seconds`` of wall time, and ``error``
     (``"Type: message"``) if it raised. Frozen; ``to_dict()`` is JSON-safe."""
@@ -101,17 +102,7 @@ class HookRun:
     def __init__(
         self, name: str, level: Pressure, ran_at: Pressure, seconds: float, error: str | None
     ) -> None:
-        for key, value in (
-            ("name", name),
-            ("level", level),
-            ("ran_at", ran_at),
-            ("seconds", seconds),
-            ("error", error),
-        ):
-            object.__setattr__(self, key, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"HookRun is frozen; cannot set {name!r}")
+        self._set(name=name, level=level, ran_at=ran_at, seconds=seconds, error=error)
 
     @property
     def ok(self) -> bool:

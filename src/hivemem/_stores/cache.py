@@ -40,6 +40,7 @@ from collections.abc import MutableMapping
 
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
+from hivemem._frozen import Frozen
 from hivemem._sizes import format_size
 from hivemem._stores.live import LiveSet
 
@@ -282,7 +283,7 @@ class _Entry:
 ENTRY_OVERHEAD = _getsizeof(_Entry(None, None, 0)) + 4 * ((sys.maxsize.bit_length() + 1) // 8)
 
 
-class CacheInfo:
+class CacheInfo(Frozen):
     """What a :class:`Cache` did, read at one moment (``cache.info()``, ``f.cache_info()``).
 
     ``hits`` / ``misses``  lookups that found / did not find their key
@@ -338,11 +339,7 @@ class CacheInfo:
         too_large: int,
     ) -> None:
         values = locals()
-        for name in self.__slots__:
-            object.__setattr__(self, name, values[name])
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("CacheInfo is read-only")
+        self._set(**{name: values[name] for name in self.__slots__})
 
     @property
     def entries(self) -> int:
