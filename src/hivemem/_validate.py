@@ -21,7 +21,9 @@ from hivemem._sizes import format_size, parse_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from typing import TypeVar
+
+    C = TypeVar("C")
 
 __all__ = [
     "MAX_COUNT",
@@ -127,8 +129,8 @@ def size(
     return nbytes
 
 
-def callable_or_none(name: str, value: object) -> Callable[..., object] | None:
-    """``None`` or a callable."""
+def callable_or_none(name: str, value: C) -> C:
+    """``None`` or a callable: returns *value*, with the type the caller gave it."""
     if value is not None and not callable(value):
         raise InvalidArgument(f"{name}={show(value)}: expected a callable or None")
     return value

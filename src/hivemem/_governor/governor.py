@@ -304,7 +304,7 @@ class MemoryGovernor:
             if lvl == Pressure.NORMAL:
                 raise InvalidArgument("level_aggressiveness: nothing runs at NORMAL")
             self.level_aggressiveness[lvl] = Aggressiveness.parse(value)
-        self._clock: Callable[[], float] = _v.callable_or_none("clock", clock) or time.monotonic  # type: ignore[assignment]
+        self._clock: Callable[[], float] = _v.callable_or_none("clock", clock) or time.monotonic
         _v.callable_or_none("cpu_clock", cpu_clock)
         if cpu_clock is None:
             cpu_clock = time.thread_time if clock is None else clock
