@@ -47,8 +47,12 @@ from hivemem._typing import Generic, cast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Iterator
+    from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
     from typing import Any, ParamSpec, Protocol, TypeVar
+
+    #: What the weigher's walk casts a container it knows the class of to.
+    Items = Collection[object]
+    Rows = Sequence[object]
 
     K = TypeVar("K")
     V = TypeVar("V")
@@ -128,14 +132,14 @@ def _ndarray(obj: object) -> bool:
 def _children(obj: object, cls: type) -> tuple[int, Iterator[object], int] | None:
     """``(extra bytes, iterator over what obj refers to, how many)`` for the walk; ``None``: a leaf."""
     if cls in _SEQUENCES:
-        items = cast("Collection[object]", obj)  # list, tuple, set or frozenset
+        items = cast("Items", obj)  # list, tuple, set or frozenset
         n = len(items)
         if n > WALK and (cls is list or cls is tuple):
             # One item from each of WALK equal stretches, at a position that varies from stretch to
             # stretch (a fixed stride would alias with a row of alternating kinds).
             span = n // WALK
             picks = [i * span + (i * 2654435761) % span for i in range(WALK)]
-            return 0, map(cast("Sequence[object]", obj).__getitem__, picks), n
+            return 0, map(cast("Rows", obj).__getitem__, picks), n
         return 0, iter(items), n
     if isinstance(obj, dict):
         return 0, itertools.chain.from_iterable(obj.items()), 2 * len(obj)
