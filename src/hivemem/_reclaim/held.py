@@ -31,12 +31,22 @@ import _thread
 import os
 import sys
 
+from hivemem._typing import cast
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import TypeVar
+    from contextlib import AbstractContextManager
+    from typing import Protocol, TypeVar
 
     _T = TypeVar("_T")
+
+    class Lock(Protocol):
+        """A registered lock: ``acquire()`` (with or without blocking and timeout) and ``release()``."""
+
+        def acquire(self, blocking: bool = ..., timeout: float = ...) -> object: ...
+        def release(self) -> object: ...
+
 
 __all__ = [
     "FORK_WAIT",
@@ -65,7 +75,7 @@ class Entry:
     __slots__ = ("_ref", "key", "lock", "options", "strong")
 
     def __init__(
-        self, obj: object, ref: Callable[[], object] | None, lock: object, options: dict[str, object]
+        self, obj: object, ref: Callable[[], object] | None, lock: Lock | None, options: dict[str, object]
     ) -> None:
         self.key = id(obj)
         self._ref = ref
@@ -122,7 +132,7 @@ class HeldSet:
             ref: Callable[[], object] | None = weakref.ref(obj, self._dead.append)
         except TypeError:  # dict, list, set, tuple: no weak references
             ref = None
-        entry = Entry(obj, ref, lock, options)
+        entry = Entry(obj, ref, cast("Lock | None", lock), options)  # checked above
         _locked(self._lock, self._put, id(obj), entry)
         return entry
 
@@ -179,7 +189,7 @@ class HeldSet:
 _all_sets: list[HeldSet] = []
 
 
-def _locked(lock: object, fn: Callable[..., _T], *args: object) -> _T:
+def _locked(lock: AbstractContextManager[object], fn: Callable[..., _T], *args: object) -> _T:
     """``fn(*args)`` while holding *lock*, released whatever line an exception comes from.
 
     On one line on purpose: a ``with`` block spread over lines emits a line
@@ -188,7 +198,7 @@ def _locked(lock: object, fn: Callable[..., _T], *args: object) -> _T:
     fault-injection tests use) would leave the lock held. With the body on
     the ``with`` line there is no line event between acquiring and releasing.
     """
-    with lock: return fn(*args)  # type: ignore[attr-defined]  # noqa: E701  # fmt: skip
+    with lock: return fn(*args)  # noqa: E701  # fmt: skip
 
 
 def _after_fork_child() -> None:
@@ -211,7 +221,7 @@ def other_threads() -> int:
     return max(len(frames()) - 1, 0)
 
 
-def try_lock(lock: object, timeout: float = 0.0) -> bool:
+def try_lock(lock: Lock | None, timeout: float = 0.0) -> bool:
     """Acquire *lock* without waiting, or waiting at most *timeout* seconds (never deadlocks).
 
     A wait releases the GIL, so the thread holding the lock can finish and
@@ -221,37 +231,37 @@ def try_lock(lock: object, timeout: float = 0.0) -> bool:
         return True
     if timeout > 0.0:
         try:
-            return bool(lock.acquire(True, timeout))  # type: ignore[attr-defined]
+            return bool(lock.acquire(True, timeout))
         except TypeError:
             pass
     try:
-        return bool(lock.acquire(False))  # type: ignore[attr-defined]
+        return bool(lock.acquire(False))
     except TypeError:  # acquire() without a blocking argument
-        return bool(lock.acquire())  # type: ignore[attr-defined]
+        return bool(lock.acquire())
 
 
-def release(lock: object) -> None:
+def release(lock: Lock | None) -> None:
     if lock is not None:
-        lock.release()  # type: ignore[attr-defined]
+        lock.release()
 
 
 #: Application locks a step holds for a moment without the gate (the ``caches`` step, while it
 #: clears or shrinks one cache). A child forked meanwhile has no thread that would release them:
 #: it frees them itself (the cache may be part-cleared there, never wrong: docs/caches.md).
-_brief: list[object] = []
+_brief: list[Lock] = []
 
 
-def take_briefly(lock: object, timeout: float = 0.0) -> bool:
+def take_briefly(lock: Lock | None, timeout: float = 0.0) -> bool:
     """:func:`try_lock`, with the lock recorded so that a forked child frees it."""
     # One line: no line event (and no interrupt) between taking the lock and recording it.
     return try_lock(lock, timeout) and (lock is None or _brief.append(lock) is None)  # type: ignore[func-returns-value]
 
 
-def give_back(lock: object) -> None:
+def give_back(lock: Lock | None) -> None:
     """Release a lock taken with :func:`take_briefly`. Idempotent."""
     for i in range(len(_brief) - 1, -1, -1):
         if _brief[i] is lock:
-            _brief.pop(i).release()  # type: ignore[attr-defined]  # one expression: nothing between
+            _brief.pop(i).release()  # one expression: nothing between
             return
 
 
@@ -299,11 +309,11 @@ class Hold:
     __slots__ = ("locks", "owner", "repair")
 
     def __init__(self) -> None:
-        self.locks: list[object] = []
+        self.locks: list[Lock] = []
         self.owner = _thread.get_ident()
         self.repair: Callable[[], None] | None = None
 
-    def take(self, lock: object) -> bool:
+    def take(self, lock: Lock | None) -> bool:
         """Acquire *lock* without waiting; on success it is recorded before anything can interrupt."""
         if lock is None:
             return True
@@ -314,19 +324,19 @@ class Hold:
         got = _acquire_now(lock) and (locks.append(lock) is None)  # type: ignore[func-returns-value]
         return got
 
-    def drop(self, lock: object) -> None:
+    def drop(self, lock: Lock | None) -> None:
         """Release *lock* now if this pass holds it. Idempotent."""
         locks = self.locks
         for i in range(len(locks) - 1, -1, -1):
             if locks[i] is lock:
-                locks.pop(i).release()  # type: ignore[attr-defined]  # one expression: nothing between
+                locks.pop(i).release()  # one expression: nothing between
                 return
 
     def release_all(self) -> None:
         """Release every lock taken, newest first. Idempotent: call it again if it was interrupted."""
         locks = self.locks
         while locks:
-            locks.pop().release()  # type: ignore[attr-defined]  # one expression: nothing between
+            locks.pop().release()  # one expression: nothing between
 
 
 class _GateState:
@@ -387,11 +397,11 @@ def finish(cleanup: Callable[[], None]) -> None:
         cleanup()
 
 
-def _acquire_now(lock: object) -> bool:
+def _acquire_now(lock: Lock) -> bool:
     try:
-        return bool(lock.acquire(False))  # type: ignore[attr-defined]
+        return bool(lock.acquire(False))
     except TypeError:  # acquire() without a blocking argument
-        return bool(lock.acquire())  # type: ignore[attr-defined]
+        return bool(lock.acquire())
 
 
 def _before_fork() -> None:
@@ -433,14 +443,14 @@ def _gate_after_fork_child() -> None:
     hold.locks.clear()
 
 
-def _reinit(lock: object) -> None:
+def _reinit(lock: Lock) -> None:
     """Free a lock the child inherited held by a thread that does not exist in the child."""
     reinit = getattr(lock, "_at_fork_reinit", None)  # _thread locks and RLocks (3.9+)
     try:
         if callable(reinit):
             reinit()
         else:
-            lock.release()  # type: ignore[attr-defined]
+            lock.release()
     except Exception:  # pragma: no cover - an exotic lock type: nothing more can be done
         pass
 
