@@ -21,7 +21,7 @@ from hivemem._sizes import format_size, parse_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import TypeVar
+    from typing import Literal, TypeGuard, TypeVar, overload
 
     C = TypeVar("C")
 
@@ -45,8 +45,32 @@ MAX_COUNT = 10**9
 MAX_SIZE = 2**50
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+if TYPE_CHECKING:  # without allow_none=True the result is never None
+
+    @overload
+    def seconds(
+        name: str,
+        value: object,
+        *,
+        minimum: float = ...,
+        maximum: float = ...,
+        allow_zero: bool = ...,
+        allow_none: Literal[False] = ...,
+    ) -> float: ...
+    @overload
+    def seconds(
+        name: str,
+        value: object,
+        *,
+        minimum: float = ...,
+        maximum: float = ...,
+        allow_zero: bool = ...,
+        allow_none: bool,
+    ) -> float | None: ...
 
 
 def seconds(
@@ -61,10 +85,10 @@ def seconds(
     """A finite number of seconds, ``> minimum`` (``>=`` with *allow_zero*) and ``<= maximum``."""
     if value is None and allow_none:
         return None
-    ok = _is_number(value)
-    if ok:
+    ok = False
+    if _is_number(value):
         try:
-            number = float(value)  # type: ignore[arg-type]
+            number = float(value)
         except OverflowError:
             ok = False
         else:
@@ -77,6 +101,18 @@ def seconds(
             f"{name}={show(value)}: expected a number of seconds {low} and <= {maximum:g}{extra}"
         )
     return number
+
+
+if TYPE_CHECKING:
+
+    @overload
+    def count(
+        name: str, value: object, *, minimum: int = ..., maximum: int = ..., allow_none: Literal[False] = ...
+    ) -> int: ...
+    @overload
+    def count(
+        name: str, value: object, *, minimum: int = ..., maximum: int = ..., allow_none: bool
+    ) -> int | None: ...
 
 
 def count(
@@ -95,10 +131,10 @@ def count(
 
 def fraction(name: str, value: object, *, allow_zero: bool = False, allow_one: bool = True) -> float:
     """A finite number in ``(0, 1]`` (bounds adjustable)."""
-    ok = _is_number(value)
-    if ok:
+    ok = False
+    if _is_number(value):
         try:
-            number = float(value)  # type: ignore[arg-type]
+            number = float(value)
         except OverflowError:
             ok = False
         else:
@@ -112,6 +148,18 @@ def fraction(name: str, value: object, *, allow_zero: bool = False, allow_one: b
         high = "1]" if allow_one else "1)"
         raise InvalidArgument(f"{name}={show(value)}: expected a fraction in {low}, {high}")
     return number
+
+
+if TYPE_CHECKING:
+
+    @overload
+    def size(
+        name: str, value: object, *, minimum: int = ..., maximum: int = ..., allow_none: Literal[False] = ...
+    ) -> int: ...
+    @overload
+    def size(
+        name: str, value: object, *, minimum: int = ..., maximum: int = ..., allow_none: bool
+    ) -> int | None: ...
 
 
 def size(

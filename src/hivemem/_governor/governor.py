@@ -280,7 +280,7 @@ class MemoryGovernor:
         if escalation == "callback" and not callable(on_escalate):
             raise InvalidArgument("escalation='callback' needs on_escalate=<callable(event)>")
         self.on_escalate = _v.callable_or_none("on_escalate", on_escalate)
-        self.exit_code: int = _v.count("exit_code", exit_code, minimum=0, maximum=255)  # type: ignore[assignment]
+        self.exit_code: int = _v.count("exit_code", exit_code, minimum=0, maximum=255)
         self.psi = _choice("psi", psi, ("auto", True, False))
         self.notify = _choice("notify", notify, ("auto", True, False))
         self.switch_interval: float | None = _v.seconds(
@@ -292,7 +292,7 @@ class MemoryGovernor:
         self.psi_trigger = parse_trigger(psi_trigger)
         self.after_fork = str(_choice("after_fork", after_fork, AFTER_FORK))
         self.adaptive = bool(_choice("adaptive", adaptive, (True, False)))
-        self.max_events: int = _v.count("max_events", max_events, maximum=10**7)  # type: ignore[assignment]
+        self.max_events: int = _v.count("max_events", max_events, maximum=10**7)
         self.level_aggressiveness = dict(DEFAULT_LEVEL_AGGRESSIVENESS)
         if level_aggressiveness is not None and not isinstance(level_aggressiveness, dict):
             raise InvalidArgument(
@@ -315,13 +315,13 @@ class MemoryGovernor:
 
         self._cpu: CpuBudget = CpuBudget(
             _v.fraction("cpu_budget", cpu_budget),
-            _v.seconds("cpu_window", cpu_window),  # type: ignore[arg-type]
+            _v.seconds("cpu_window", cpu_window),
             clock=self._clock,
         )
         self._adapt: AdaptiveOrder = AdaptiveOrder(
-            demote_after=_v.count("demote_after", demote_after, maximum=10**6),  # type: ignore[arg-type]
-            retry_every=_v.count("retry_every", retry_every, maximum=10**6),  # type: ignore[arg-type]
-            min_yield=_v.size("min_yield", min_yield),  # type: ignore[arg-type]
+            demote_after=_v.count("demote_after", demote_after, maximum=10**6),
+            retry_every=_v.count("retry_every", retry_every, maximum=10**6),
+            min_yield=_v.size("min_yield", min_yield),
             never_demote=_names("never_demote", never_demote),
         )
 
@@ -388,7 +388,7 @@ class MemoryGovernor:
         often", everywhere; left out, the governor waits up to ``max_interval``
         (1 s) at NORMAL and up to 0.1 s above it.
         """
-        floor: float = _v.seconds("min_interval", min_interval, maximum=1.0)  # type: ignore[assignment]
+        floor: float = _v.seconds("min_interval", min_interval, maximum=1.0)
         busy = _v.seconds("interval", interval, allow_none=True)
         idle = _v.seconds("max_interval", max_interval, allow_none=True)
         if busy is None:

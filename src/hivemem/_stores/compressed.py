@@ -202,7 +202,7 @@ class CompressedStore(LRUStore):
                 )
         self.level = level
         self.min_ratio = _ratio(min_ratio)
-        self.min_size: int = _validate.size("min_size", min_size)  # type: ignore[assignment]
+        self.min_size: int = _validate.size("min_size", min_size)
         self._init_store()
         self._raw_total = 0
         self._stored_total = 0

@@ -61,11 +61,11 @@ def live_pools() -> list[ObjectPool[object] | BufferPool]:
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:
-    return _validate.count(name, value, minimum=minimum)  # type: ignore[return-value]
+    return _validate.count(name, value, minimum=minimum)
 
 
 def _check_size(name: str, value: object) -> int:
-    return _validate.size(name, value)  # type: ignore[return-value]
+    return _validate.size(name, value)
 
 
 class _Lease(Generic[T]):

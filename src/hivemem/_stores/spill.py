@@ -407,7 +407,7 @@ class SpillStore(LRUStore):
     ) -> None:
         if not isinstance(strict, bool):
             raise InvalidArgument(f"strict={_validate.show(strict)}: expected True or False")
-        self.min_size: int = _validate.size("min_size", min_size)  # type: ignore[assignment]
+        self.min_size: int = _validate.size("min_size", min_size)
         self.strict = strict
         import tempfile
 
