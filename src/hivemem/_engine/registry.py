@@ -17,11 +17,14 @@ import sys
 
 from hivemem._errors import HivememWarning, InvalidArgument, PluginWarning, StrategyError, UnknownStrategy
 from hivemem._levels import Aggressiveness
+from hivemem._typing import cast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import TypeVar
+
+    from hivemem._engine.protocol import Strategy
 
     S = TypeVar("S")
 
@@ -82,6 +85,8 @@ class RegisteredStrategy:
     __slots__ = ("aggressiveness", "name", "origin", "priority", "strategy")
     __module__ = "hivemem"
 
+    strategy: Strategy
+
     def __init__(self, strategy: object, origin: str) -> None:
         if isinstance(strategy, type):
             raise StrategyError(f"{strategy.__name__} is a class: register an instance of it")
@@ -95,7 +100,7 @@ class RegisteredStrategy:
             raise StrategyError(f"strategy {name!r}: {exc}") from None
         if not callable(getattr(strategy, "apply", None)):
             raise StrategyError(f"strategy {name!r} has no callable apply(ctx) method")
-        self.strategy = strategy
+        self.strategy = cast("Strategy", strategy)  # checked above: name, priority, level, apply
         self.name = name
         self.priority = priority
         self.aggressiveness = level
