@@ -42,6 +42,7 @@ from hivemem._stores.lru import MISSING, LRUStore, StoreEntry, dumps
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
+    from typing import Any
 
 __all__ = ["MAX_RATIO", "CompressedStore", "live_stores"]
 
@@ -70,13 +71,12 @@ def zstd_available() -> bool:
 
 def _encode(value: object) -> tuple[str, bytes | bytearray | memoryview, bool]:
     """``(kind, payload, names_global)`` for *value*; raises when it cannot be serialized."""
-    cls = type(value)
-    if cls is bytes:
-        return "bytes", value, False  # type: ignore[return-value]
-    if cls is bytearray:
-        return "bytearray", value, False  # type: ignore[return-value]
-    if cls is str:
-        return "str", value.encode("utf-8", "surrogatepass"), False  # type: ignore[attr-defined]
+    if type(value) is bytes:
+        return "bytes", value, False
+    if type(value) is bytearray:
+        return "bytearray", value, False
+    if type(value) is str:
+        return "str", value.encode("utf-8", "surrogatepass"), False
     payload, names_global = dumps(value)
     return "pickle", payload, names_global
 
@@ -95,13 +95,14 @@ def _decode(kind: str, payload: bytes) -> object:
 
 def _raw_size(value: object) -> int:
     """Bytes *value* holds: its buffer, else a NumPy array's ``nbytes`` (datetime64 has no buffer)."""
+    anything: Any = value  # a buffer, a NumPy array (no types for it: optional) or anything else
     try:
-        return memoryview(value).nbytes  # type: ignore[arg-type]
+        return memoryview(anything).nbytes
     except Exception:
         pass
     cls = type(value)
     if cls.__name__ == "ndarray" and cls.__module__ == "numpy":
-        return int(value.nbytes)  # type: ignore[attr-defined]
+        return int(anything.nbytes)
     try:
         return sys.getsizeof(value)
     except Exception:
@@ -406,10 +407,10 @@ class CompressedStore(LRUStore):
 
 def _ratio(value: object) -> float:
     """*min_ratio*: a finite number from 0 to MAX_RATIO."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if ok:
+    ok = False
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
         try:
-            number = float(value)  # type: ignore[arg-type]
+            number = float(value)
         except OverflowError:
             ok = False
         else:
