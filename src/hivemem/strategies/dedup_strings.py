@@ -64,12 +64,14 @@ class DedupStrings:
         if not len(registered):
             return StrategyResult.skip("no container registered with hivemem.register_container()")
         stats = dedup_registered()
-        skipped: list[str] = stats["skipped"]  # type: ignore[assignment]
+        found = stats["skipped"]
+        skipped: list[str] = found if isinstance(found, list) else []
         if not stats["containers_walked"]:
             return StrategyResult.skip("; ".join(skipped), **stats)
+        freed = stats["allocator_bytes"]
         summary = (
             f"merged {stats['strings_merged']:,} duplicate strings, freeing "
-            f"{format_size(int(stats['allocator_bytes']))} inside Python's allocator"  # type: ignore[call-overload]
+            f"{format_size(freed if isinstance(freed, int) else None)} inside Python's allocator"
         )
         if skipped:
             summary += f"; {len(skipped)} container(s) skipped"
