@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
     from typing import Any
 
+    from hivemem._stores.lru import Initial
+
 __all__ = ["MAX_RATIO", "CompressedStore", "live_stores"]
 
 #: Largest ``min_ratio`` accepted (zstd turns 1 MiB of zeros into ~40 bytes: 26,000x).
@@ -179,7 +181,7 @@ class CompressedStore(LRUStore):
 
     def __init__(
         self,
-        data: object = None,
+        data: Initial = None,
         *,
         codec: str = "auto",
         level: int | None = None,
@@ -209,7 +211,7 @@ class CompressedStore(LRUStore):
         self._stored_total = 0
         self._compressed = 0
         if data is not None:
-            self.update(data)  # type: ignore[call-overload]
+            self.update(data)
         _live.add(self)
 
     @property

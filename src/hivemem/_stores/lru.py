@@ -34,13 +34,16 @@ from __future__ import annotations
 import _thread
 import pickle
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Hashable, MutableMapping
 
 from hivemem._errors import CorruptedValue, InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Hashable, Iterator
+    from collections.abc import Iterable, Iterator, Mapping
+
+    #: What a store's constructor fills it from, as dict() takes it.
+    Initial = Mapping[Hashable, object] | Iterable[tuple[Hashable, object]] | None
     from typing import Any
 
 __all__ = ["MISSING", "LRUStore", "Pickler", "StoreEntry", "dumps"]
@@ -92,7 +95,7 @@ class StoreEntry:
         self.damage: str | None = None  # why its stored form cannot be read back (set on a failed read)
 
 
-class LRUStore(MutableMapping):  # type: ignore[type-arg]
+class LRUStore(MutableMapping[Hashable, "Any"]):  # values of any type ("Any": no typing at run time)
     """Base of the LRU stores: lookups, LRU order, verified reads, close(). Not public."""
 
     _lock: _thread.RLock

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from io import FileIO
     from typing import Any, BinaryIO
 
+    from hivemem._stores.lru import Initial
+
 __all__ = ["SpillStore", "live_stores"]
 
 _NATIVE_FORMATS = frozenset("bBhHiIlLqQnNfd?ce")
@@ -400,7 +402,7 @@ class SpillStore(LRUStore):
 
     def __init__(
         self,
-        data: object = None,
+        data: Initial = None,
         *,
         directory: str | os.PathLike[str] | None = None,
         strict: bool = False,
@@ -444,7 +446,7 @@ class SpillStore(LRUStore):
         self._spilled = 0
         self.errors: list[str] = []
         if data is not None:
-            self.update(data)  # type: ignore[call-overload]
+            self.update(data)
         _live.add(self)
 
     def _make_directory(self, prefix: str = "hivemem-spill-") -> str:
