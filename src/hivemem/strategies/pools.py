@@ -36,11 +36,11 @@ class DropIdlePooled:
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         module = sys.modules.get("hivemem._stores.pools")
         pools = module.live_pools() if module is not None else []
-        if not pools:
+        if module is None or not pools:
             return StrategyResult.skip("no ObjectPool or BufferPool exists")
         objects = buffers = buffer_bytes = 0
         for pool in pools:
-            if isinstance(pool, module.BufferPool):  # type: ignore[union-attr]
+            if isinstance(pool, module.BufferPool):
                 before = pool.idle
                 buffer_bytes += pool.shrink()
                 buffers += before - pool.idle
