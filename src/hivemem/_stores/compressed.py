@@ -291,7 +291,7 @@ class CompressedStore(LRUStore):
         _validate.callable_or_none("stop", stop)
         with self._lock:
             self._check_open()
-            todo = [k for k, e in self._data.items() if e.stored is None and e.note is None]
+            todo = self._unstored()
         codec = self.codec
         squeeze = _compressor(codec, self.level)
         done = {"compressed": 0, "raw_bytes": 0, "stored_bytes": 0, "kept": 0, "failed": 0}
@@ -301,8 +301,8 @@ class CompressedStore(LRUStore):
             if stop is not None and stop():
                 break
             with self._lock:
-                entry = self._data.get(key)
-                if self._closed or entry is None or entry.stored is not None or entry.note is not None:
+                entry = self._still_unstored(key)
+                if entry is None:
                     continue
                 value = entry.value
             made = self._squeeze(entry, value, squeeze)

@@ -242,6 +242,18 @@ class LRUStore(MutableMapping[Hashable, "Any"]):  # values of any type ("Any": n
                 return value  # replaced or deleted meanwhile: the caller still gets what it asked for
             return self._adopt(entry, ticket, value)
 
+    # ------------------------------------------------------------ pressure (spill(), compress())
+    def _unstored(self) -> list[Hashable]:
+        """Keys whose values are held as they are and may be stored, least recently used first."""
+        return [k for k, e in self._data.items() if e.stored is None and e.note is None]
+
+    def _still_unstored(self, key: Hashable) -> Any:
+        """*key*'s entry if it is still held as it is and may be stored, else ``None`` (lock held)."""
+        entry = self._data.get(key)
+        if self._closed or entry is None or entry.stored is not None or entry.note is not None:
+            return None
+        return entry
+
     def _holds(self, key: Hashable, entry: object) -> bool:
         """Whether *entry* is still the one stored under *key* (not replaced or deleted meanwhile)."""
         return self._data.get(key) is entry

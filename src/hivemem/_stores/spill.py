@@ -681,15 +681,15 @@ class SpillStore(LRUStore):
             self._check_open()
             if self._unswept:
                 self._sweep()
-            todo = [k for k, e in self._data.items() if e.stored is None and e.note is None]
+            todo = self._unstored()
         for key in todo:
             if budget is not None and moved >= budget:
                 break
             if stop is not None and stop():
                 break
             with self._lock:
-                entry = self._data.get(key)
-                if self._closed or entry is None or entry.stored is not None or entry.note is not None:
+                entry = self._still_unstored(key)
+                if entry is None:
                     continue
                 if entry.kind != "pickle" and entry.size < self.min_size:
                     entry.note = _too_small(entry.size, self.min_size)
