@@ -496,7 +496,8 @@ def sweep(
     and every damage found (a changed shape, a lock left held, hivemem state
     left behind), which must be empty.
     """
-    from hivemem._reclaim.containers import _compact, _dedup
+    from hivemem._reclaim.containers import compact_registry as _compact
+    from hivemem._reclaim.containers import dedup_registry as _dedup
 
     def fresh() -> Workload:
         w = build(kind, size, depth)
@@ -573,7 +574,8 @@ def _settle() -> None:
     same path (a registry purge inside one run would shift the event numbers)."""
     import gc
 
-    from hivemem._reclaim.containers import _compact, _dedup
+    from hivemem._reclaim.containers import compact_registry as _compact
+    from hivemem._reclaim.containers import dedup_registry as _dedup
 
     gc.collect()
     _compact.entries()

@@ -155,19 +155,19 @@ def clean_registrations() -> object:
     from hivemem._reclaim import containers as _containers
 
     saved = (
-        dict(_containers._compact._entries),
-        dict(_containers._dedup._entries),
-        dict(_caches._caches._entries),
+        dict(_containers.compact_registry._entries),
+        dict(_containers.dedup_registry._entries),
+        dict(_caches.cache_registry._entries),
         list(_caches._patterns),
     )
-    _containers._compact._entries.clear()
-    _containers._dedup._entries.clear()
-    _caches._caches._entries.clear()
+    _containers.compact_registry._entries.clear()
+    _containers.dedup_registry._entries.clear()
+    _caches.cache_registry._entries.clear()
     _caches._patterns.clear()
     yield
-    _containers._compact._entries.update(saved[0])
-    _containers._dedup._entries.update(saved[1])
-    _caches._caches._entries.update(saved[2])
+    _containers.compact_registry._entries.update(saved[0])
+    _containers.dedup_registry._entries.update(saved[1])
+    _caches.cache_registry._entries.update(saved[2])
     _caches._patterns[:] = saved[3]
 
 

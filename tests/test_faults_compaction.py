@@ -25,7 +25,7 @@ import hivemem
 from hivemem._reclaim import compaction as _compaction
 from hivemem._reclaim import held as _held
 from hivemem._reclaim.compaction import compact_registered
-from hivemem._reclaim.containers import _compact as registered
+from hivemem._reclaim.containers import compact_registry as registered
 
 from . import faultkit as fk
 from .conftest import linux_only, run_python
@@ -362,7 +362,7 @@ RLIMIT_TRIALS = """
 import hashlib, pickle, resource
 import hivemem
 from hivemem._reclaim import compaction as _compaction
-from hivemem._reclaim.containers import _compact
+from hivemem._reclaim.containers import compact_registry as _compact
 soft, hard = resource.getrlimit(resource.RLIMIT_AS)
 def vmsize():
     for line in open("/proc/self/status"):
@@ -432,7 +432,7 @@ def test_memoryerror_under_rlimit_as_never_changes_data() -> None:
 SIGINT_TRIALS = """
 import os, random, signal, threading, time
 import hivemem._reclaim.held
-from hivemem._reclaim.containers import _compact
+from hivemem._reclaim.containers import compact_registry as _compact
 hivemem._reclaim.held.other_threads = lambda: 0  # the sender thread touches no data
 sending, stop, sent, delay = [False], [False], [0], [0.0]
 def sender():

@@ -14,7 +14,7 @@ import os
 import pytest
 
 import hivemem
-from hivemem._reclaim.containers import _dedup as registered
+from hivemem._reclaim.containers import dedup_registry as registered
 from hivemem._reclaim.dedup import dedup_registered
 
 from .conftest import linux_only, run_python
@@ -120,7 +120,7 @@ def test_ordered_dict_keys_are_left_alone() -> None:
 SIGINT_TRIALS = """
 import os, random, signal, threading, time
 import hivemem._reclaim.held
-from hivemem._reclaim.containers import _dedup
+from hivemem._reclaim.containers import dedup_registry as _dedup
 hivemem._reclaim.held.other_threads = lambda: 0  # the sender thread touches no data
 sending, stop, sent, delay = [False], [False], [0], [0.0]
 def sender():

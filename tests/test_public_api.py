@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import hivemem
 
@@ -106,6 +108,35 @@ def test_all_is_exactly_the_public_surface() -> None:
     assert set(hivemem._LAZY) == set(hivemem.__all__)
     for name in hivemem.__all__:
         assert getattr(hivemem, name) is not None, name
+
+
+def _type_checking_imports() -> dict[str, str]:
+    """Public name -> "module:attribute" as imported in __init__.py's TYPE_CHECKING block."""
+    tree = ast.parse(Path(hivemem.__file__).read_text(encoding="utf-8"))
+    blocks = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+    ]
+    assert len(blocks) == 1
+    found: dict[str, str] = {}
+    for stmt in blocks[0].body:
+        assert isinstance(stmt, ast.ImportFrom), ast.dump(stmt)
+        assert stmt.module is not None and stmt.level == 0
+        for alias in stmt.names:
+            public = alias.asname or alias.name
+            assert public not in found, public
+            found[public] = f"{stmt.module}:{alias.name}"
+    return found
+
+
+def test_type_checking_block_mirrors_lazy_table() -> None:
+    """The TYPE_CHECKING imports name exactly _LAZY's entries, from the same module and attribute."""
+    expected = {}
+    for name, spec in hivemem._LAZY.items():
+        module, _, attr = spec.partition(":")
+        expected[name] = f"{module}:{attr or name}"
+    assert _type_checking_imports() == expected
 
 
 def test_public_classes_say_hivemem() -> None:

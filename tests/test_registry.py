@@ -8,6 +8,8 @@ import hivemem
 from hivemem import CHEAP, MODERATE, Registry, StrategyError, UnknownStrategy
 from hivemem._engine.registry import _entry_point_specs
 
+from .conftest import run_python
+
 
 class Named:
     def __init__(self, name: str, priority: int = 50, aggressiveness: object = CHEAP) -> None:
@@ -107,6 +109,41 @@ def test_builtins_present_in_default_registry() -> None:
     names = Registry(entry_points=False).names()
     assert "gc" in names and "trim" in names
     assert names.index("gc") < names.index("trim")
+
+
+def test_builtins_are_the_modules_of_the_strategies_package() -> None:
+    """Each module of hivemem.strategies is the built-in of its name, held in its STRATEGY constant."""
+    import importlib
+    import os
+
+    import hivemem.strategies
+    from hivemem._engine.registry import builtin_names
+
+    folder = os.path.dirname(hivemem.strategies.__file__)
+    files = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_"))
+    assert builtin_names() == files
+    registry = Registry(entry_points=False)
+    assert sorted(registry.names()) == files
+    for name in files:
+        module = importlib.import_module(f"hivemem.strategies.{name}")
+        assert module.STRATEGY.name == name
+        assert "STRATEGY" in module.__all__
+
+
+def test_builtins_load_on_first_use() -> None:
+    """Constructing a registry imports no strategy module; first use imports them all."""
+    out = run_python(
+        """
+        import sys
+        from hivemem._engine.registry import Registry, builtin_names
+        reg = Registry(entry_points=False)
+        before = sorted(m for m in sys.modules if m.startswith("hivemem.strategies."))
+        reg.names()
+        after = sorted(m for m in sys.modules if m.startswith("hivemem.strategies."))
+        print(before, len(after) == len(builtin_names()) > 0)
+        """
+    )
+    assert out.strip() == "[] True"
 
 
 def test_module_level_api_roundtrip() -> None:

@@ -14,7 +14,8 @@ import pytest
 
 import hivemem
 from hivemem import AGGRESSIVE, CHEAP, MODERATE, Registry
-from hivemem._reclaim.caches import _caches, _patterns, discover
+from hivemem._reclaim.caches import _patterns, discover
+from hivemem._reclaim.caches import cache_registry as _caches
 from hivemem.strategies.caches import ClearCaches
 from hivemem.testing import FakeReader
 
@@ -311,8 +312,8 @@ MiB = 2**20
 @pytest.fixture
 def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the caches this test makes are alive for the strategy (others may wait for the collector)."""
-    from hivemem._reclaim.live import LiveSet
     from hivemem._stores import cache as _cache
+    from hivemem._stores.live import LiveSet
 
     monkeypatch.setattr(_cache, "_live", LiveSet(on_fork=_cache._new_lock))
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import hivemem
 from hivemem import AGGRESSIVE, MODERATE, Registry
 from hivemem._reclaim.compaction import _rescued, compact_registered
-from hivemem._reclaim.containers import _compact as registered
+from hivemem._reclaim.containers import compact_registry as registered
 from hivemem.strategies.compact import Compact
 from hivemem.testing import FakeReader
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import hivemem
 from hivemem import AGGRESSIVE, CHEAP, MODERATE, Registry
-from hivemem._reclaim.containers import _dedup as registered
+from hivemem._reclaim.containers import dedup_registry as registered
 from hivemem._reclaim.dedup import _Dedup, dedup_registered
 from hivemem.strategies.dedup_strings import DedupStrings
 from hivemem.testing import FakeReader

@@ -15,7 +15,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 # Public name -> "module" (attribute of the same name) or "module:attribute".
-# Keep sorted; tests/test_public_api.py pins this list.
+# This is the only list of public names: ``__all__`` is derived from it.
+# Keep sorted; tests/test_public_api.py pins it and checks the TYPE_CHECKING
+# imports below against it.
 _LAZY: dict[str, str] = {
     "AGGRESSIVE": "hivemem._levels",
     "Aggressiveness": "hivemem._levels",
@@ -60,7 +62,7 @@ _LAZY: dict[str, str] = {
     "StringPool": "hivemem._reclaim.containers",
     "Unavailable": "hivemem._errors",
     "UnknownStrategy": "hivemem._errors",
-    "add_listener": "hivemem._engine.engine:subscribe",
+    "add_listener": "hivemem._engine.engine",
     "after_fork_child": "hivemem._governor.fork",
     "allow_unload": "hivemem._reclaim.unload",
     "cache": "hivemem._stores.cache",
@@ -89,7 +91,7 @@ _LAZY: dict[str, str] = {
     "register_cache": "hivemem._reclaim.caches",
     "register_container": "hivemem._reclaim.containers",
     "register_strategy": "hivemem._engine.api",
-    "remove_listener": "hivemem._engine.engine:unsubscribe",
+    "remove_listener": "hivemem._engine.engine",
     "remove_pressure_hook": "hivemem._reclaim.hooks",
     "reset_peak": "hivemem._measure.usage",
     "rss": "hivemem._measure.usage",
@@ -108,97 +110,9 @@ _LAZY: dict[str, str] = {
     "why": "hivemem._profile.inspect",
 }
 
-__all__ = [
-    "AGGRESSIVE",
-    "Aggressiveness",
-    "BufferPool",
-    "CHEAP",
-    "Cache",
-    "CompressedStore",
-    "CorruptedValue",
-    "Fragmentation",
-    "GCPauses",
-    "GovernorEvent",
-    "HivememError",
-    "HivememWarning",
-    "InvalidArgument",
-    "InvalidSize",
-    "LazyProxy",
-    "LeakDetected",
-    "LeakReport",
-    "MODERATE",
-    "MemoryCeilingExceeded",
-    "MemoryGovernor",
-    "MemoryLimit",
-    "MemoryLimitExceeded",
-    "MemoryUsage",
-    "ObjectPool",
-    "OptimizationReport",
-    "PluginWarning",
-    "Pressure",
-    "ProcReader",
-    "ProcessMemory",
-    "ProcessTree",
-    "ProfileReport",
-    "Profiler",
-    "ReentrantOptimize",
-    "Registry",
-    "SpillStore",
-    "StepResult",
-    "Strategy",
-    "StrategyContext",
-    "StrategyError",
-    "StrategyResult",
-    "StringPool",
-    "Unavailable",
-    "UnknownStrategy",
-    "add_listener",
-    "after_fork_child",
-    "allow_unload",
-    "cache",
-    "compactable",
-    "disable_strategy",
-    "disallow_unload",
-    "enable_strategy",
-    "find_leaks",
-    "format_size",
-    "fragmentation",
-    "freeze",
-    "gc_pauses",
-    "gc_tuning",
-    "govern",
-    "growth",
-    "install_signal_handler",
-    "lazy_import",
-    "list_strategies",
-    "load_ipython_extension",
-    "memory_limit",
-    "on_pressure",
-    "optimize",
-    "parse_size",
-    "prepare_fork",
-    "process_tree",
-    "register_cache",
-    "register_container",
-    "register_strategy",
-    "remove_listener",
-    "remove_pressure_hook",
-    "reset_peak",
-    "rss",
-    "set_malloc_thresholds",
-    "sizeof",
-    "status",
-    "top",
-    "uncompactable",
-    "unfreeze",
-    "uninstall_signal_handler",
-    "unload_modules",
-    "unregister_cache",
-    "unregister_container",
-    "unregister_strategy",
-    "usage",
-    "why",
-]
+# The one list of public names is _LAZY; the TYPE_CHECKING block below mirrors it
+# for static analysers (tests/test_public_api.py checks the two agree).
+__all__ = sorted(_LAZY)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at run time
@@ -219,8 +133,8 @@ if TYPE_CHECKING:  # what static analysers and IDEs see; nothing is imported at 
     )
     from hivemem._engine.context import StrategyContext as StrategyContext
     from hivemem._engine.context import StrategyResult as StrategyResult
-    from hivemem._engine.engine import subscribe as add_listener
-    from hivemem._engine.engine import unsubscribe as remove_listener
+    from hivemem._engine.engine import add_listener as add_listener
+    from hivemem._engine.engine import remove_listener as remove_listener
     from hivemem._engine.protocol import Strategy as Strategy
     from hivemem._engine.registry import Registry as Registry
     from hivemem._engine.report import OptimizationReport as OptimizationReport

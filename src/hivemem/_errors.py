@@ -10,6 +10,7 @@ and most also derive from the builtin a caller would naturally catch::
     ├── StrategyError(HivememError, TypeError)       not a valid Strategy / duplicate
     ├── ReentrantOptimize(HivememError, RuntimeError)  optimize() inside a strategy
     ├── Unavailable(HivememError, OSError)           feature not available here, and why
+    │   └── NotAvailable                             a command-line feature missing here
     ├── CorruptedValue(HivememError, OSError)        a stored value failed its integrity check
     ├── MemoryLimitExceeded(HivememError)            carries .usage and .limit
     │   └── MemoryCeilingExceeded(.., AssertionError)  a test's peak went over its ceiling
@@ -33,12 +34,27 @@ __all__ = [
     "LeakDetected",
     "MemoryCeilingExceeded",
     "MemoryLimitExceeded",
+    "NotAvailable",
     "PluginWarning",
     "ReentrantOptimize",
     "StrategyError",
     "Unavailable",
     "UnknownStrategy",
+    "show",
 ]
+
+
+# ``show`` lives here, below _sizes and _validate, because the error messages use it
+# (_validate re-exports it for the argument checks).
+def show(value: object, limit: int = 60) -> str:
+    """``repr(value)``, shortened in the middle when longer than *limit* (``10**400`` has 401 digits)."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a repr that raises must not hide the real error
+        text = f"<{type(value).__name__} with a failing repr: {type(exc).__name__}>"
+    if len(text) > limit:
+        text = f"{text[: limit // 2]}...{text[-(limit // 2 - 3) :]} ({len(text):,} characters)"
+    return text
 
 
 class HivememError(Exception):
@@ -56,8 +72,6 @@ class InvalidSize(HivememError, ValueError):
             "'90 MiB' or '1.5GB' (units B, KB/KiB, MB/MiB, GB/GiB, TB/TiB; binary: "
             "1 MB = 2**20 bytes)"
         )
-        from hivemem._validate import show  # 10**400 has 401 digits: shorten it
-
         detail = f" ({reason})" if reason else ""
         super().__init__(f"invalid size {show(value)}{detail}: {accepted}")
 
@@ -89,6 +103,14 @@ class ReentrantOptimize(HivememError, RuntimeError):
 
 class Unavailable(HivememError, OSError):
     """A feature is not available on this platform or in this process; the message says why."""
+
+
+class NotAvailable(Unavailable):
+    """A command-line feature is missing from this build or platform (an :class:`Unavailable`).
+
+    The one class ``hivemem run`` and ``hivemem status`` raise for it; the
+    command line turns it into the "unavailable" exit status.
+    """
 
 
 class CorruptedValue(HivememError, OSError):

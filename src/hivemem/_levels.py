@@ -8,6 +8,13 @@ Each level is a singleton; parse user input with ``Level.parse(...)``.
 from __future__ import annotations
 
 from hivemem._errors import InvalidArgument
+from hivemem._typing import cast
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    L = TypeVar("L", bound="_Level")
 
 __all__ = ["AGGRESSIVE", "CHEAP", "MODERATE", "Aggressiveness", "Pressure"]
 
@@ -45,7 +52,7 @@ class _Level(int):
         return (type(self), (int(self),))
 
     @classmethod
-    def parse(cls, value: object) -> _Level:
+    def parse(cls: type[L], value: object) -> L:
         """Accept a member, its name in any case (``"moderate"``) or its number."""
         if isinstance(value, cls):
             return value
@@ -53,9 +60,9 @@ class _Level(int):
             key = value.strip().lower()
             for member in cls._members.values():
                 if member.name == key:
-                    return member
+                    return cast("L", member)  # each subclass's table holds its own members
         elif isinstance(value, int) and not isinstance(value, bool) and value in cls._members:
-            return cls._members[value]
+            return cast("L", cls._members[value])
         choices = ", ".join(repr(m.name) for m in cls._members.values())
         raise InvalidArgument(f"invalid {cls._label} {value!r}: expected one of {choices}")
 
@@ -80,10 +87,6 @@ class Aggressiveness(_Level):
     MODERATE: Aggressiveness
     AGGRESSIVE: Aggressiveness
 
-    @classmethod
-    def parse(cls, value: object) -> Aggressiveness:
-        return super().parse(value)  # type: ignore[return-value]
-
 
 class Pressure(_Level):
     """Memory pressure: ``NORMAL`` (0) < ``MODERATE`` (1) < ``HIGH`` (2) < ``CRITICAL`` (3).
@@ -101,10 +104,6 @@ class Pressure(_Level):
     MODERATE: Pressure
     HIGH: Pressure
     CRITICAL: Pressure
-
-    @classmethod
-    def parse(cls, value: object) -> Pressure:
-        return super().parse(value)  # type: ignore[return-value]
 
 
 for _i in (1, 2, 3):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from hivemem._errors import InvalidSize
+from hivemem._errors import InvalidArgument, InvalidSize, show
 
 __all__ = ["format_size", "parse_size", "mib_to_bytes"]
 
@@ -121,9 +121,6 @@ def format_size(nbytes: float | None, *, signed: bool = False) -> str:
     raises :class:`hivemem.InvalidArgument`.
     """
     if not isinstance(signed, bool):
-        from hivemem._errors import InvalidArgument
-        from hivemem._validate import show
-
         raise InvalidArgument(f"signed={show(signed)}: expected True or False")
     if nbytes is None:
         return "n/a"
@@ -132,9 +129,6 @@ def format_size(nbytes: float | None, *, signed: bool = False) -> str:
             raise TypeError
         value = float(nbytes)  # numpy integers and floats are fine too
     except (TypeError, ValueError, OverflowError):
-        from hivemem._errors import InvalidArgument
-        from hivemem._validate import show
-
         raise InvalidArgument(
             f"nbytes={show(nbytes)}: expected a number of bytes (within a float's range)"
         ) from None

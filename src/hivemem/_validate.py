@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import math
 
-from hivemem._errors import InvalidArgument, InvalidSize
+from hivemem._errors import InvalidArgument, InvalidSize, show
+from hivemem._sizes import format_size, parse_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from typing import Literal, TypeGuard, TypeVar, overload
+
+    C = TypeVar("C")
 
 __all__ = [
     "MAX_COUNT",
@@ -42,19 +45,32 @@ MAX_COUNT = 10**9
 MAX_SIZE = 2**50
 
 
-def show(value: object, limit: int = 60) -> str:
-    """``repr(value)``, shortened in the middle when longer than *limit* (``10**400`` has 401 digits)."""
-    try:
-        text = repr(value)
-    except Exception as exc:  # a repr that raises must not hide the real error
-        text = f"<{type(value).__name__} with a failing repr: {type(exc).__name__}>"
-    if len(text) > limit:
-        text = f"{text[: limit // 2]}...{text[-(limit // 2 - 3) :]} ({len(text):,} characters)"
-    return text
-
-
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+if TYPE_CHECKING:  # without allow_none=True the result is never None
+
+    @overload
+    def seconds(
+        name: str,
+        value: object,
+        *,
+        minimum: float = ...,
+        maximum: float = ...,
+        allow_zero: bool = ...,
+        allow_none: Literal[False] = ...,
+    ) -> float: ...
+    @overload
+    def seconds(
+        name: str,
+        value: object,
+        *,
+        minimum: float = ...,
+        maximum: float = ...,
+        allow_zero: bool = ...,
+        allow_none: bool,
+    ) -> float | None: ...
 
 
 def seconds(
@@ -69,10 +85,10 @@ def seconds(
     """A finite number of seconds, ``> minimum`` (``>=`` with *allow_zero*) and ``<= maximum``."""
     if value is None and allow_none:
         return None
-    ok = _is_number(value)
-    if ok:
+    ok = False
+    if _is_number(value):
         try:
-            number = float(value)  # type: ignore[arg-type]
+            number = float(value)
         except OverflowError:
             ok = False
         else:
@@ -85,6 +101,18 @@ def seconds(
             f"{name}={show(value)}: expected a number of seconds {low} and <= {maximum:g}{extra}"
         )
     return number
+
+
+if TYPE_CHECKING:
+
+    @overload
+    def count(
+        name: str, value: object, *, minimum: int = ..., maximum: int = ..., allow_none: Literal[False] = ...
+    ) -> int: ...
+    @overload
+    def count(
+        name: str, value: object, *, minimum: int = ..., maximum: int = ..., allow_none: bool
+    ) -> int | None: ...
 
 
 def count(
@@ -103,10 +131,10 @@ def count(
 
 def fraction(name: str, value: object, *, allow_zero: bool = False, allow_one: bool = True) -> float:
     """A finite number in ``(0, 1]`` (bounds adjustable)."""
-    ok = _is_number(value)
-    if ok:
+    ok = False
+    if _is_number(value):
         try:
-            number = float(value)  # type: ignore[arg-type]
+            number = float(value)
         except OverflowError:
             ok = False
         else:
@@ -122,12 +150,22 @@ def fraction(name: str, value: object, *, allow_zero: bool = False, allow_one: b
     return number
 
 
+if TYPE_CHECKING:
+
+    @overload
+    def size(
+        name: str, value: object, *, minimum: int = ..., maximum: int = ..., allow_none: Literal[False] = ...
+    ) -> int: ...
+    @overload
+    def size(
+        name: str, value: object, *, minimum: int = ..., maximum: int = ..., allow_none: bool
+    ) -> int | None: ...
+
+
 def size(
     name: str, value: object, *, minimum: int = 0, maximum: int = MAX_SIZE, allow_none: bool = False
 ) -> int | None:
     """A size (``parse_size`` forms) in ``[minimum, maximum]`` bytes."""
-    from hivemem._sizes import format_size, parse_size
-
     if value is None and allow_none:
         return None
     try:
@@ -139,8 +177,8 @@ def size(
     return nbytes
 
 
-def callable_or_none(name: str, value: object) -> Callable[..., object] | None:
-    """``None`` or a callable."""
+def callable_or_none(name: str, value: C) -> C:
+    """``None`` or a callable: returns *value*, with the type the caller gave it."""
     if value is not None and not callable(value):
         raise InvalidArgument(f"{name}={show(value)}: expected a callable or None")
     return value

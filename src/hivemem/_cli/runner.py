@@ -14,7 +14,7 @@ import sys
 import time
 
 import hivemem
-from hivemem._errors import Unavailable
+from hivemem._errors import NotAvailable
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
@@ -27,10 +27,6 @@ __all__ = ["NotAvailable", "Run", "RunResult", "prepare", "render_text"]
 REPORT_KIND = "hivemem-run"
 #: Seconds between the profiler's samples under `hivemem run --profile`.
 PROFILE_INTERVAL = 0.01
-
-
-class NotAvailable(Unavailable):
-    """A feature the user asked for is missing from this build or platform (an ``Unavailable``)."""
 
 
 def _feature(name: str, flag: str, issue: str) -> object:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from hivemem._errors import InvalidArgument, Unavailable
+from hivemem._errors import InvalidArgument, NotAvailable
 from hivemem._measure.procfs import kb_fields, read_text, rollup_figures
 from hivemem._sizes import format_size
 
@@ -29,8 +29,6 @@ class NoSuchProcess(InvalidArgument):
     """The PID does not name a running process (or cannot be read): a :class:`hivemem.InvalidArgument`."""
 
 
-class NotAvailable(Unavailable):
-    """This platform has neither /proc nor psutil: a :class:`hivemem.Unavailable`."""
 
 
 def _mappings(pid: int, top: int) -> list[dict[str, object]]:

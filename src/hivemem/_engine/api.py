@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from hivemem._engine.registry import default_registry
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    S = TypeVar("S")
+
 __all__ = [
     "disable_strategy",
     "enable_strategy",
@@ -13,7 +19,7 @@ __all__ = [
 ]
 
 
-def register_strategy(strategy: object, *, replace: bool = False) -> object:
+def register_strategy(strategy: S, *, replace: bool = False) -> S:
     """Add *strategy* to the process-wide registry; returns it (usable as a class decorator).
 
     *strategy* follows :class:`hivemem.Strategy`: ``name``, ``priority``,

@@ -11,9 +11,16 @@ from hivemem._levels import Aggressiveness
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from typing import Protocol
 
     from hivemem._measure.usage import MemoryUsage
+
+    class Reader(Protocol):
+        """What a pass reads memory through: ``hivemem.ProcReader`` or a test's fake."""
+
+        def rss(self) -> int: ...
+        def usage(self) -> MemoryUsage: ...
+
 
 __all__ = ["StrategyContext", "StrategyResult"]
 
@@ -81,7 +88,7 @@ class StrategyContext:
         *,
         target: int | None,
         aggressiveness: Aggressiveness,
-        reader: object,
+        reader: Reader,
         limit: int | None = None,
         dry_run: bool = False,
         level: str | None = None,
@@ -95,12 +102,10 @@ class StrategyContext:
         self._reader = reader
 
     def rss(self) -> int:
-        fn: Callable[[], int] = self._reader.rss  # type: ignore[attr-defined]
-        return fn()
+        return self._reader.rss()
 
     def usage(self) -> MemoryUsage:
-        fn: Callable[[], MemoryUsage] = self._reader.usage  # type: ignore[attr-defined]
-        return fn()
+        return self._reader.usage()
 
     def headroom(self) -> int | None:
         """Bytes between current RSS and the limit (or target when no limit), or ``None``."""

@@ -52,7 +52,8 @@ def probe_for(reader: object) -> Callable[[], tuple[int | None, int | None]] | N
     """The allocator probe that goes with *reader*, or ``None`` when it has none."""
     own = getattr(reader, "allocated", None)
     if callable(own):
-        return own  # type: ignore[no-any-return]
+        probe: Callable[[], tuple[int | None, int | None]] = own  # the reader's own, as documented
+        return probe
     from hivemem._measure.usage import ProcReader
 
     if isinstance(reader, ProcReader) or getattr(reader, "real_process", False):

@@ -31,9 +31,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from hivemem._engine.context import Reader
+    from hivemem._engine.protocol import Strategy
     from hivemem._engine.registry import RegisteredStrategy, Registry
 
-__all__ = ["explain", "run_pass", "subscribe", "unsubscribe"]
+__all__ = ["add_listener", "explain", "remove_listener", "run_pass", "subscribe", "unsubscribe"]
 
 # The pass lock: held by whichever thread runs a pass.
 _lock = _thread.allocate_lock()
@@ -106,6 +108,11 @@ def unsubscribe(listener: Callable[[OptimizationReport], object]) -> None:
         _listeners.pop(listener, None)
     except TypeError:  # unhashable: it was never added
         pass
+
+
+# The public names (hivemem.add_listener / hivemem.remove_listener) are the same functions.
+add_listener = subscribe
+remove_listener = unsubscribe
 
 
 def _publish(report: OptimizationReport) -> None:
@@ -324,7 +331,7 @@ def _more_at(step: StepResult) -> Aggressiveness | None:
 
 def _run_locked(
     entries: list[tuple[RegisteredStrategy, bool]],
-    reader: object,
+    reader: Reader,
     *,
     target: int | None,
     aggressiveness: Aggressiveness,
@@ -351,8 +358,8 @@ def _run_locked(
     together cannot close the gap is left early (``_cannot_pay``); those
     steps run at the next level.
     """
-    read_rss: Callable[[], int] = reader.rss  # type: ignore[attr-defined]
-    read_usage = reader.usage  # type: ignore[attr-defined]
+    read_rss = reader.rss
+    read_usage = reader.usage
     # Allocator credit feeds the governor's adaptive order only: its passes carry a level.
     # mallinfo2 walks malloc's free chunks (~45 ms a read on the demo's fragmented 1.7 GiB
     # heap, two reads a step), a cost optimize() calls need not pay (docs/optimize.md).
@@ -559,7 +566,7 @@ def _worth_rerun(
 
 
 def _run_one(
-    strategy: object,
+    strategy: Strategy,
     name: str,
     ctx: StrategyContext,
     read_rss: Callable[[], int],
@@ -575,7 +582,7 @@ def _run_one(
     error = None
     result: object = None
     try:
-        result = strategy.apply(ctx)  # type: ignore[attr-defined]
+        result = strategy.apply(ctx)
     except ReentrantOptimize as exc:
         error = _describe_error(exc)
     except Exception as exc:  # a failing strategy is recorded, never raised into the host

@@ -17,36 +17,54 @@ import sys
 
 from hivemem._errors import HivememWarning, InvalidArgument, PluginWarning, StrategyError, UnknownStrategy
 from hivemem._levels import Aggressiveness
+from hivemem._typing import cast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import TypeVar
+
+    from hivemem._engine.protocol import Strategy
+
+    S = TypeVar("S")
 
 __all__ = [
-    "BUILTINS",
+    "BUILTIN_PACKAGE",
     "ENTRY_POINT_GROUP",
     "Registry",
     "RegisteredStrategy",
+    "builtin_names",
     "default_registry",
 ]
 
 ENTRY_POINT_GROUP = "hivemem.strategies"
 
-#: Built-in strategies, ``name -> "module:attribute"``. The attribute is a
-#: class instantiated with no arguments, or a ready instance.
-BUILTINS: dict[str, str] = {
-    "caches": "hivemem.strategies.caches:ClearCaches",
-    "compact": "hivemem.strategies.compact:Compact",
-    "compress": "hivemem.strategies.compress:CompressValues",
-    "dedup_strings": "hivemem.strategies.dedup_strings:DedupStrings",
-    "gc": "hivemem.strategies.gc:GarbageCollect",
-    "hooks": "hivemem.strategies.hooks:ReleaseHooks",
-    "lazy": "hivemem.strategies.lazy:DropLazyProxies",
-    "pools": "hivemem.strategies.pools:DropIdlePooled",
-    "spill": "hivemem.strategies.spill:SpillValues",
-    "trim": "hivemem.strategies.trim:MallocTrim",
-    "unload_modules": "hivemem.strategies.unload_modules:UnloadModules",
-}
+#: The package of the built-in strategies: module ``<name>.py`` holds the strategy
+#: called ``<name>`` in its ``STRATEGY`` constant (a class instantiated with no
+#: arguments, or a ready instance). Nothing else lists them.
+BUILTIN_PACKAGE = "hivemem.strategies"
+
+
+def builtin_names() -> list[str]:
+    """The built-in strategies' names: the modules of :data:`BUILTIN_PACKAGE`, sorted.
+
+    Reads the package's directory rather than importing every module
+    (``pkgutil`` would cost ``typing`` and ``enum``); nothing is imported but
+    the package itself.
+    """
+    __import__(BUILTIN_PACKAGE)
+    names: set[str] = set()
+    for entry in getattr(sys.modules[BUILTIN_PACKAGE], "__path__", ()):
+        try:
+            files = os.listdir(entry)
+        except OSError:
+            continue
+        for file in files:
+            stem, dot, ext = file.partition(".")
+            if dot and ext == "py" and stem.isidentifier() and not stem.startswith("_"):
+                names.add(stem)
+    return sorted(names)
+
 
 _NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz")
 _NAME_REST = _NAME_FIRST | frozenset("0123456789_-.")
@@ -67,6 +85,8 @@ class RegisteredStrategy:
     __slots__ = ("aggressiveness", "name", "origin", "priority", "strategy")
     __module__ = "hivemem"
 
+    strategy: Strategy
+
     def __init__(self, strategy: object, origin: str) -> None:
         if isinstance(strategy, type):
             raise StrategyError(f"{strategy.__name__} is a class: register an instance of it")
@@ -80,7 +100,7 @@ class RegisteredStrategy:
             raise StrategyError(f"strategy {name!r}: {exc}") from None
         if not callable(getattr(strategy, "apply", None)):
             raise StrategyError(f"strategy {name!r} has no callable apply(ctx) method")
-        self.strategy = strategy
+        self.strategy = cast("Strategy", strategy)  # checked above: name, priority, level, apply
         self.name = name
         self.priority = priority
         self.aggressiveness = level
@@ -175,11 +195,17 @@ class Registry:
                 return
             self._loaded = True
             if self._want_builtins:
-                for name, spec in BUILTINS.items():
+                for name in builtin_names():
                     if name in self._entries:
                         continue
+                    spec = f"{BUILTIN_PACKAGE}.{name}:STRATEGY"
                     try:
-                        self._entries[name] = RegisteredStrategy(_load_object(spec), "builtin")
+                        entry = RegisteredStrategy(_load_object(spec), "builtin")
+                        if entry.name != name:
+                            raise StrategyError(
+                                f"the module is {name}.py but the strategy is named {entry.name!r}"
+                            )
+                        self._entries[name] = entry
                     except Exception as exc:  # never break the host, even for our own bug
                         import warnings
 
@@ -219,7 +245,7 @@ class Registry:
             self._entries[entry.name] = entry
 
     # ----------------------------------------------------------------- changes
-    def register(self, strategy: object, *, replace: bool = False) -> object:
+    def register(self, strategy: S, *, replace: bool = False) -> S:
         """Add *strategy* (an object following :class:`hivemem.Strategy`). Returns it.
 
         A class is instantiated with no arguments first, so this works as a

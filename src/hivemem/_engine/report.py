@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hivemem._frozen import Frozen
 from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
@@ -13,18 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["OptimizationReport", "StepResult"]
 
 
-class _Frozen:
-    __slots__ = ()
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen; cannot set {name!r}")
-
-    def _set(self, **values: object) -> None:
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
-
-
-class StepResult(_Frozen):
+class StepResult(Frozen):
     """One strategy's turn in a pass.
 
     ``name``          the strategy
@@ -131,7 +121,7 @@ class StepResult(_Frozen):
         return f"<StepResult {self.name} freed={freed} {self.note()!r}>"
 
 
-class OptimizationReport(_Frozen):
+class OptimizationReport(Frozen):
     """What one ``optimize()`` pass did, measured.
 
     ``before``, ``after``   full :class:`hivemem.MemoryUsage` snapshots

@@ -209,13 +209,13 @@ def registrations() -> dict[str, object]:
     out: dict[str, object] = {}
     containers = sys.modules.get("hivemem._reclaim.containers")
     if containers is not None:
-        held = containers._compact.entries()
+        held = containers.compact_registry.entries()
         out["compactable"] = len(held)
         out["compactable_items"] = sum(_len(obj) for obj, _ in held)
-        out["dedup_containers"] = len(containers._dedup.entries())
+        out["dedup_containers"] = len(containers.dedup_registry.entries())
     caches = sys.modules.get("hivemem._reclaim.caches")
     if caches is not None:
-        held = caches._caches.entries()
+        held = caches.cache_registry.entries()
         out["caches"] = len(held)
         out["cache_entries"] = sum(caches._size(obj) or 0 for obj, _ in held)
         out["lru_allowlist"] = caches.lru_cache_allowlist()

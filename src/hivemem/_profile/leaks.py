@@ -264,8 +264,8 @@ class LeakReport(Result):
         from hivemem import _validate
         from hivemem._measure.stats import mean_ci
 
-        _validate.count("number", number, maximum=MAX_NUMBER)
-        tolerance = _validate.size("tolerance", tolerance) or 0  # never None: allow_none is off
+        number = _validate.count("number", number, maximum=MAX_NUMBER)
+        tolerance = _validate.size("tolerance", tolerance)
         runs = tuple(int(v) for v in per_run)
         blocks = tuple(int(v) for v in per_run_blocks)
         tables = tuple(int(v) for v in per_run_tables) if per_run_tables is not None else (0,) * len(runs)

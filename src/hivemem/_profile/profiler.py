@@ -907,8 +907,8 @@ class Profiler:
         for name, value in (("trace", trace), ("uss", uss), ("peak_sites", peak_sites)):
             if not isinstance(value, bool):
                 raise InvalidArgument(f"{name}={_validate.show(value)}: expected True or False")
-        _validate.count("frames", frames, maximum=_MAX_FRAMES)
-        _validate.count("max_samples", max_samples, minimum=16)
+        frames = _validate.count("frames", frames, maximum=_MAX_FRAMES)
+        max_samples = _validate.count("max_samples", max_samples, minimum=16)
         if reader is not None and not (
             callable(getattr(reader, "rss", None)) and callable(getattr(reader, "usage", None))
         ):
@@ -1469,7 +1469,7 @@ class Profiler:
         from hivemem import _validate
 
         self._check_by(by)
-        _validate.count("n", n, minimum=0)
+        n = _validate.count("n", n, minimum=0)
         label, snap = self._snap(snapshot)
         grouped = snap.grouped(by)
         best = sorted(grouped.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:n]
@@ -1481,7 +1481,7 @@ class Profiler:
         from hivemem import _validate
 
         self._check_by(by)
-        _validate.count("n", n, minimum=0)
+        n = _validate.count("n", n, minimum=0)
         la, sa = self._snap(a)
         lb, sb = self._snap(b)
         old, new = sa.grouped(by), sb.grouped(by)

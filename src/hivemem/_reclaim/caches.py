@@ -21,16 +21,35 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections.abc import Sized
 
 from hivemem._errors import InvalidArgument
 from hivemem._reclaim.held import Entry, HeldSet, give_back, take_briefly
+from hivemem._typing import cast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import ModuleType
+    from typing import Protocol, TypeGuard, TypeVar
+
+    T = TypeVar("T")
+
+    class Clearable(Protocol):
+        """A registered cache without ``cache_clear()``: register_cache() checked it has ``clear()``."""
+
+        def clear(self) -> object: ...
+
+    class FunctoolsCache(Protocol):
+        """A ``functools.lru_cache``/``cache`` wrapper (or anything shaped like one)."""
+
+        def cache_clear(self) -> object: ...
+        def cache_info(self) -> object: ...
+
 
 __all__ = [
     "STDLIB_CACHES",
+    "cache_registry",
     "clear_discovered",
     "clear_registered",
     "clear_stdlib",
@@ -43,7 +62,8 @@ __all__ = [
     "unregister_cache",
 ]
 
-_caches = HeldSet("cache")
+#: What register_cache() registered (objects; module patterns are kept apart).
+cache_registry = HeldSet("cache")
 _patterns: list[str] = []
 
 _IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -64,7 +84,7 @@ def _check_pattern(pattern: str) -> str:
 EVICT = ("clear", "oldest")
 
 
-def register_cache(obj: object, *, lock: object = None, evict: str = "clear") -> object:
+def register_cache(obj: T, *, lock: object = None, evict: str = "clear") -> T:
     """Let the ``caches`` strategy clear *obj*; returns *obj* (usable as a decorator).
 
     *obj* is anything with ``cache_clear()`` (``functools.lru_cache`` and
@@ -115,7 +135,7 @@ def register_cache(obj: object, *, lock: object = None, evict: str = "clear") ->
             f"cannot register {obj!r} as a cache: expected an object with cache_clear() "
             "(functools.lru_cache) or clear() (dict, cachetools cache), or a module pattern string"
         )
-    _caches.add(obj, lock, evict=evict)
+    cache_registry.add(obj, lock, evict=evict)
     return obj
 
 
@@ -126,7 +146,7 @@ def unregister_cache(obj: object) -> bool:
             _patterns.remove(obj)
             return True
         return False
-    return _caches.remove(obj)
+    return cache_registry.remove(obj)
 
 
 def lru_cache_allowlist() -> list[str]:
@@ -142,7 +162,7 @@ def _size(obj: object) -> int | None:
         except Exception:
             return None
     try:
-        return len(obj)  # type: ignore[arg-type]
+        return len(obj) if isinstance(obj, Sized) else None
     except Exception:
         return None
 
@@ -154,7 +174,7 @@ def _clear(obj: object, slice_seconds: float = 0.0) -> None:
     elif slice_seconds > 0.0 and type(obj) is dict:
         _clear_in_slices(obj, slice_seconds)
     else:
-        obj.clear()  # type: ignore[attr-defined]
+        cast("Clearable", obj).clear()
 
 
 def _shrinks_itself(obj: object) -> bool:
@@ -169,7 +189,7 @@ def partial_registered() -> list[tuple[dict[object, object], Entry]]:
     """Registered dicts that opted in to partial eviction (``evict="oldest"``), with their entries."""
     return [
         (obj, entry)
-        for obj, entry in _caches.entries()
+        for obj, entry in cache_registry.entries()
         if entry.options.get("evict") == "oldest" and isinstance(obj, dict)
     ]
 
@@ -224,7 +244,7 @@ def clear_registered(
     long, the GIL released in between (see :func:`_clear_in_slices`).
     """
     counts = {"caches": 0, "entries": 0, "busy": 0, "failed": 0}
-    for obj, entry in _caches.entries():
+    for obj, entry in cache_registry.entries():
         if _shrinks_itself(obj) or (not partial and entry.options.get("evict") == "oldest"):
             continue
         if not take_briefly(entry.lock, wait):
@@ -319,11 +339,11 @@ def evict_oldest(
 # ------------------------------------------------------------------ standard library
 
 
-def _linecache(mod: object) -> int:
+def _linecache(mod: ModuleType) -> int:
     # Entries read from files (mtime set) come back from disk on demand. Entries
     # with mtime None were registered by hand (IPython cells, doctest, exec'd
     # code): their source exists nowhere else, so they are kept.
-    cache: dict[str, object] = mod.cache  # type: ignore[attr-defined]
+    cache: dict[str, object] = mod.cache
     dropped = 0
     for name, value in list(cache.items()):
         if isinstance(value, tuple) and len(value) == 4 and value[1] is not None:
@@ -361,7 +381,7 @@ def _call(path: str) -> Callable[[object], int]:
 #: installed opener), ``ctypes._reset_cache`` (``POINTER(T)`` would stop
 #: being the same class), ``zoneinfo`` (aware datetimes compare by tzinfo
 #: identity) and ``__warningregistry__`` (warnings would show again).
-STDLIB_CACHES: tuple[tuple[str, str, Callable[[object], int]], ...] = (
+STDLIB_CACHES: tuple[tuple[str, str, Callable[[ModuleType], int]], ...] = (
     ("re", "compiled regular expressions", _call("purge")),
     ("fnmatch", "compiled glob patterns", _call("_compile_pattern.cache_clear")),
     ("glob", "compiled glob patterns", _call("_compile_pattern.cache_clear")),
@@ -417,16 +437,16 @@ def _matches(module_name: str, patterns: list[str]) -> bool:
     return False
 
 
-def _is_functools_cache(obj: object) -> bool:
+def _is_functools_cache(obj: object) -> TypeGuard[FunctoolsCache]:
     return callable(getattr(obj, "cache_clear", None)) and callable(getattr(obj, "cache_info", None))
 
 
-def discover(patterns: list[str] | None = None) -> list[object]:
+def discover(patterns: list[str] | None = None) -> list[FunctoolsCache]:
     """``functools`` caches defined (``__module__``) in modules matching the allowlist."""
     patterns = _patterns if patterns is None else patterns
     if not patterns:
         return []
-    found: dict[int, object] = {}
+    found: dict[int, FunctoolsCache] = {}
     for name, mod in list(sys.modules.items()):
         if mod is None or not _matches(name, patterns):
             continue
@@ -451,7 +471,7 @@ def clear_discovered() -> dict[str, int]:
     for fn in discover():
         n = _size(fn)
         try:
-            fn.cache_clear()  # type: ignore[attr-defined]
+            fn.cache_clear()
         except Exception:
             continue
         counts["caches"] += 1

@@ -41,14 +41,23 @@ import gc
 import sys
 
 from hivemem._reclaim.containers import MIN_FREE
-from hivemem._reclaim.containers import _compact as _registered
+from hivemem._reclaim.containers import compact_registry as _registered
 from hivemem._reclaim.held import access_problem, begin, close, defer_signals, finish, signal_pending
+from hivemem._typing import cast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections import deque
     from collections.abc import Callable
+    from typing import Any
 
     from hivemem._reclaim.held import Entry, Hold
+
+    #: What compactable() accepts (checked there): the kinds this module empties and refills.
+    Container = list[Any] | dict[Any, Any] | set[Any] | deque[Any]
+    #: A survey record, mutable and small on purpose (one per object met twice):
+    #: [the object, references to it from inside the graph, its container's index, refcount or -1].
+    Suspect = list[Any]
 
 __all__ = ["compact_registered", "rescued"]
 
@@ -206,7 +215,7 @@ class _Survey:
         self.instances = [0] * n  # class instances below each container
         self.problems: dict[int, str] = {}  # container index -> why it cannot be compacted
         # id -> [object, references found inside the graph, container index, reference count seen]
-        self.suspects: dict[int, list[object]] = {}
+        self.suspects: dict[int, Suspect] = {}
         self.inner: list[tuple[int, int]] = []  # (outer, inner): a registered container inside one
         self.weak: list[tuple[int, type]] = []  # (container, type) of objects weakly held or opaque
         self.cats: dict[type, int] = {}  # every type met, and its category
@@ -271,11 +280,11 @@ def _scan(
             continue
         s = suspects.get(id(r))
         if s is not None:  # met before: one more reference from inside the graph
-            s[1] += 1  # type: ignore[operator]
+            s[1] += 1
             if s[3] == -1:  # a registered container, met inside container i (or itself)
-                survey.inner.append((i, s[2]))  # type: ignore[arg-type]
+                survey.inner.append((i, s[2]))
             elif s[2] != i:
-                survey.union(i, s[2])  # type: ignore[arg-type]
+                survey.union(i, s[2])
             continue
         cat = cats.get(t)
         if cat is None:
@@ -316,7 +325,7 @@ def _weakly_held(obj: object) -> bool:
     return bool(getattr(dtype, "hasobject", False))
 
 
-def _walk(roots: list[object], base: int, survey: _Survey) -> None:
+def _walk(roots: list[Container], base: int, survey: _Survey) -> None:
     get_referents = gc.get_referents
     cats = survey.cats = _base_categories()
     skip = {t for t, c in cats.items() if c == _SKIP}
@@ -342,17 +351,17 @@ def _walk(roots: list[object], base: int, survey: _Survey) -> None:
         del survey.suspects[key]
 
 
-def _extra_refs(suspects: dict[int, list[object]], bias: int) -> list[tuple[object, int, int]]:
+def _extra_refs(suspects: dict[int, Suspect], bias: int) -> list[tuple[object, int, int]]:
     """``(object, container, references from outside the graph)`` for every suspect that has some."""
     getrefcount = sys.getrefcount
     out = []
     for record in suspects.values():
         obj = record[0]
-        extra = getrefcount(obj) - record[1] - bias  # type: ignore[operator]
+        extra = getrefcount(obj) - record[1] - bias
         if extra > 0:
             out.append((obj, record[2], extra))
         del obj
-    return out  # type: ignore[return-value]
+    return out
 
 
 def _calibrate() -> tuple[int, int]:
@@ -365,7 +374,7 @@ def _calibrate() -> tuple[int, int]:
     _scan(refs, 0, -1, survey, cats, {t for t, c in cats.items() if c == _SKIP}, [])
     del refs
     (record,) = survey.suspects.values()
-    base = int(record[3])  # type: ignore[call-overload]
+    base = int(record[3])
     del record
     ((_obj, _i, raw),) = _extra_refs(survey.suspects, 0)
     del _obj
@@ -379,8 +388,8 @@ _BASE, _BIAS = _calibrate()
 def _value_like(obj: object, depth: int = 0) -> bool:
     """No identity a program could depend on: copying it splits nothing."""
     t = type(obj)
-    if t in (tuple, frozenset):
-        return depth < 64 and all(_value_like(x, depth + 1) for x in obj)  # type: ignore[attr-defined]
+    if type(obj) is tuple or type(obj) is frozenset:
+        return depth < 64 and all(_value_like(x, depth + 1) for x in obj)
     cat = _base_categories().get(t)
     if cat == _SKIP:
         return True
@@ -392,7 +401,7 @@ def _value_like(obj: object, depth: int = 0) -> bool:
         return False
 
 
-def _survey(roots: list[object], labels: list[str]) -> _Survey:
+def _survey(roots: list[Container], labels: list[str]) -> _Survey:
     """Walk below *roots*; ``problems`` says which containers cannot be compacted and why."""
     survey = _Survey(len(roots))
     _walk(roots, _BASE, survey)
@@ -466,7 +475,7 @@ def _path(root: object, target: object, label: str, limit: int = 100_000) -> str
 # ---------------------------------------------------------------------------- containers
 
 
-def _contents(obj: object) -> object:
+def _contents(obj: Container) -> Container:
     """What gets pickled: the container itself for exact builtins, a plain copy otherwise.
 
     Copies use the base type's methods: a subclass's overrides are not run.
@@ -483,10 +492,10 @@ def _contents(obj: object) -> object:
         return set.copy(obj)
     if isinstance(obj, deque):
         return list(deque.__iter__(obj))
-    return list.copy(obj)  # type: ignore[arg-type]
+    return list.copy(obj)
 
 
-def _empty(obj: object) -> None:
+def _empty(obj: Container) -> None:
     # The base types' methods: a subclass's clear()/extend() may have side
     # effects (events, validation) that a move of the same contents must not fire.
     from collections import OrderedDict, deque
@@ -500,24 +509,24 @@ def _empty(obj: object) -> None:
     elif isinstance(obj, set):
         set.clear(obj)
     else:
-        deque.clear(obj)  # type: ignore[arg-type]
+        deque.clear(obj)
 
 
-def _refill(obj: object, contents: object) -> None:
+def _refill(obj: Container, contents: Any) -> None:  # contents: unpickled, as _contents made them
     from collections import OrderedDict, deque
 
     if isinstance(obj, list):
-        list.extend(obj, contents)  # type: ignore[arg-type]
+        list.extend(obj, contents)
     elif isinstance(obj, OrderedDict):
         setitem = OrderedDict.__setitem__
-        for k, v in OrderedDict.items(contents):  # type: ignore[arg-type, var-annotated]
+        for k, v in OrderedDict.items(contents):
             setitem(obj, k, v)
     elif isinstance(obj, dict):
-        dict.update(obj, contents)  # type: ignore[call-overload]
+        dict.update(obj, contents)
     elif isinstance(obj, set):
-        set.update(obj, contents)  # type: ignore[arg-type]
+        set.update(obj, contents)
     else:
-        deque.extend(obj, contents)  # type: ignore[arg-type]
+        deque.extend(obj, contents)
 
 
 # ---------------------------------------------------------------------------- serialized copies
@@ -586,7 +595,7 @@ class _CappedReader:
         self.view.release()
 
 
-def _dump(objs: list[object], rss: Callable[[], int], ceiling: int | None) -> bytearray:
+def _dump(objs: list[Container], rss: Callable[[], int], ceiling: int | None) -> bytearray:
     """Serialize *objs*' contents together (one memo keeps objects shared between them shared)."""
     import pickle
 
@@ -660,11 +669,11 @@ class _Swap:
 
     __slots__ = ("buf", "done", "loaded", "objs", "reserve", "started")
 
-    def __init__(self, objs: list[object], buf: bytearray, reserve: object) -> None:
+    def __init__(self, objs: list[Container], buf: bytearray, reserve: object) -> None:
         self.objs = objs
         self.buf = buf
         self.reserve = reserve
-        self.loaded: list[object] | None = None
+        self.loaded: list[Any] | None = None
         self.started = False
         self.done = [False] * len(objs)
 
@@ -741,18 +750,20 @@ def _retry_rescued(stats: dict[str, object]) -> None:
     """Put back the containers of a swap that could not be restored, if they are still empty."""
     lock_of = {id(o): e.lock for o, e in _registered.entries()}
     token = object()
+    restored = 0
     try:
         defer_signals(token)
         hold = begin()
         if hold is not None:
             for swap in list(_rescued):
-                if any(len(o) for o in swap.objs):  # type: ignore[arg-type]
+                if any(len(o) for o in swap.objs):
                     continue  # written to since: left as the program has it
                 if not all(hold.take(lock_of.get(id(o))) for o in swap.objs):
                     continue
                 swap.restore()
                 _rescued.remove(swap)
-                stats["rescued_restored"] = int(stats.get("rescued_restored", 0)) + len(swap.objs)  # type: ignore[call-overload]
+                restored += len(swap.objs)
+                stats["rescued_restored"] = restored
         close(token)
     except MemoryError:
         stats["rescued_pending"] = len(_rescued)
@@ -785,7 +796,8 @@ def compact_registered(
     pending: dict[str, object] = {}
     if _rescued:
         _retry_rescued(pending)
-    entries = [(o, e) for o, e in _registered.entries() if len(o) > 0]  # type: ignore[arg-type]
+    entries = [(cast("Container", o), e) for o, e in _registered.entries()]  # kinds checked there
+    entries = [(o, e) for o, e in entries if len(o) > 0]
     if not entries:
         return {"skip": "no non-empty container registered with hivemem.compactable()"}
     py = pymalloc_stats()
@@ -825,7 +837,7 @@ def compact_registered(
 
 def _pass(
     hold: Hold,
-    entries: list[tuple[object, Entry]],
+    entries: list[tuple[Container, Entry]],
     rss: Callable[[], int],
     ceiling: int | None,
     trim: bool,
@@ -837,10 +849,10 @@ def _pass(
 
     skipped: list[str] = []
     stats["skipped"] = skipped
-    candidates: list[object] = []
+    candidates: list[Container] = []
     labels: list[str] = []
     for obj, entry in entries:
-        label = f"{type(obj).__name__} at {id(obj):#x} ({len(obj):,} items)"  # type: ignore[arg-type]
+        label = f"{type(obj).__name__} at {id(obj):#x} ({len(obj):,} items)"
         problem = access_problem(entry)
         if problem is not None:
             skipped.append(f"{label}: {problem}")
@@ -863,7 +875,8 @@ def _pass(
         return
     t1 = time.perf_counter()
     buf = _serialize(candidates, chosen, labels, survey, rss, ceiling, skipped, stats)
-    stats["dump_seconds"] = time.perf_counter() - t1 - float(stats.get("verify_seconds", 0.0))  # type: ignore[arg-type]
+    verify = stats.get("verify_seconds", 0.0)
+    stats["dump_seconds"] = time.perf_counter() - t1 - (verify if isinstance(verify, float) else 0.0)
     if buf is None:
         stats["skip"] = "; ".join(skipped)
         return
@@ -901,7 +914,7 @@ def _pass(
         hold.repair = None
         swap.close()
     stats["containers"] = len(objs)
-    stats["items"] = sum(len(o) for o in objs)  # type: ignore[arg-type, misc]
+    stats["items"] = sum(len(o) for o in objs)
 
 
 def _reload_bytes(survey: _Survey, chosen: list[int], serialized: int) -> int:
@@ -918,7 +931,7 @@ def _reload_bytes(survey: _Survey, chosen: list[int], serialized: int) -> int:
     return survey.nbytes + 120 * instances + 16 * serialized + 2**20
 
 
-def _drop(candidates: list[object], labels: list[str], survey: _Survey, skipped: list[str]) -> list[int]:
+def _drop(candidates: list[Container], labels: list[str], survey: _Survey, skipped: list[str]) -> list[int]:
     """Indexes of the containers to compact: problems dropped, with whatever shares objects with them."""
     bad_groups: dict[int, int] = {}
     for i, reason in survey.problems.items():
@@ -940,7 +953,7 @@ def _drop(candidates: list[object], labels: list[str], survey: _Survey, skipped:
 
 
 def _serialize(
-    candidates: list[object],
+    candidates: list[Container],
     chosen: list[int],
     labels: list[str],
     survey: _Survey,
@@ -995,7 +1008,9 @@ def _serialize(
     return None
 
 
-def _check_group(objs: list[object], verify: bool, rss: Callable[[], int], ceiling: int | None) -> str | None:
+def _check_group(
+    objs: list[Container], verify: bool, rss: Callable[[], int], ceiling: int | None
+) -> str | None:
     """Why this group of containers cannot be moved through pickle, or ``None``."""
     try:
         buf = _dump(objs, rss, ceiling)

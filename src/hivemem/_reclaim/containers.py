@@ -25,30 +25,38 @@ from __future__ import annotations
 import sys
 
 from hivemem._errors import InvalidArgument
+from hivemem._frozen import Frozen
 from hivemem._reclaim.held import HeldSet
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 __all__ = [
     "MIN_FREE",
     "Fragmentation",
     "StringPool",
+    "compact_registry",
     "compactable",
+    "dedup_registry",
     "fragmentation",
     "register_container",
     "uncompactable",
     "unregister_container",
 ]
 
-_dedup = HeldSet("container")
-_compact = HeldSet("compactable")
+#: What register_container() registered: dedup_strings (_reclaim.dedup) walks it.
+dedup_registry = HeldSet("container")
+#: What compactable() registered: compact (_reclaim.compaction) rebuilds it.
+compact_registry = HeldSet("compactable")
 
 # ---------------------------------------------------------------------------- registration
 
 
-def register_container(obj: object, *, lock: object = None, keys: bool = False) -> object:
+def register_container(obj: T, *, lock: object = None, keys: bool = False) -> T:
     """Let ``dedup_strings`` merge equal strings inside *obj*; returns *obj*.
 
     *obj* is a ``list`` or ``dict`` (or a subclass); its nested lists, dicts
@@ -72,13 +80,13 @@ def register_container(obj: object, *, lock: object = None, keys: bool = False) 
         )
     if not isinstance(keys, bool):
         raise InvalidArgument(f"keys={show(keys)}: expected True or False")
-    _dedup.add(obj, lock, keys=keys)
+    dedup_registry.add(obj, lock, keys=keys)
     return obj
 
 
 def unregister_container(obj: object) -> bool:
     """Stop deduplicating *obj*; returns whether it was registered."""
-    return _dedup.remove(obj)
+    return dedup_registry.remove(obj)
 
 
 def _compactable_kind(obj: object) -> str | None:
@@ -90,7 +98,7 @@ def _compactable_kind(obj: object) -> str | None:
     return None
 
 
-def compactable(obj: object, *, lock: object = None) -> object:
+def compactable(obj: T, *, lock: object = None) -> T:
     """Let ``compact`` rebuild *obj*'s contents to defragment the heap; returns *obj*.
 
     *obj* is a ``list``, ``dict``, ``set`` or ``collections.deque`` (or a
@@ -115,13 +123,13 @@ def compactable(obj: object, *, lock: object = None) -> object:
         raise InvalidArgument(
             f"compactable() expects a list, dict, set or collections.deque, got {type(obj).__name__}"
         )
-    _compact.add(obj, lock)
+    compact_registry.add(obj, lock)
     return obj
 
 
 def uncompactable(obj: object) -> bool:
     """Stop compacting *obj*; returns whether it was registered."""
-    return _compact.remove(obj)
+    return compact_registry.remove(obj)
 
 
 # ---------------------------------------------------------------------------- StringPool
@@ -225,7 +233,7 @@ class StringPool:
 # ---------------------------------------------------------------------------- fragmentation
 
 
-class Fragmentation:
+class Fragmentation(Frozen):
     """How much of the heap is free space allocators hold but cannot give back. Bytes.
 
     ``pymalloc_arenas``   bytes in pymalloc's arenas (small objects, <= 512 B)
@@ -249,13 +257,12 @@ class Fragmentation:
     def __init__(
         self, *, pymalloc_arenas: int, pymalloc_live: int, pymalloc_free: int, malloc_free: int | None
     ):
-        object.__setattr__(self, "pymalloc_arenas", pymalloc_arenas)
-        object.__setattr__(self, "pymalloc_live", pymalloc_live)
-        object.__setattr__(self, "pymalloc_free", pymalloc_free)
-        object.__setattr__(self, "malloc_free", malloc_free)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Fragmentation is frozen; cannot set {name!r}")
+        self._set(
+            pymalloc_arenas=pymalloc_arenas,
+            pymalloc_live=pymalloc_live,
+            pymalloc_free=pymalloc_free,
+            malloc_free=malloc_free,
+        )
 
     @property
     def ratio(self) -> float:

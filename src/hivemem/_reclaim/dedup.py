@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import sys
 
-from hivemem._reclaim.containers import _dedup as _registered
+from hivemem._reclaim.containers import dedup_registry as _registered
 from hivemem._reclaim.held import _tripped, access_problem, begin, close, defer_signals, finish
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from hivemem._reclaim.held import Hold
 
 __all__ = ["dedup_registered"]
@@ -121,7 +123,8 @@ class _Dedup:
         else:
             stack.append(v)
 
-    def _list(self, seq: list[object], stack: list[object], seen: set[int]) -> None:
+    # _list, _dict and _tuple walk the program's own containers: their items are of any type.
+    def _list(self, seq: list[Any], stack: list[object], seen: set[int]) -> None:
         base, table, full = self.base_list, self.table, self.max_distinct
         getrefcount, getsizeof = sys.getrefcount, sys.getsizeof
         # A subclass's __iter__/__setitem__ are not run: the base type's are.
@@ -131,10 +134,10 @@ class _Dedup:
         for i, v in enumerate(seq if exact else list.__iter__(seq)):
             t = type(v)
             if t is str:
-                c = table.get(v)  # type: ignore[call-overload]
+                c = table.get(v)
                 if c is None:
                     if len(table) < full:
-                        table[v] = v  # type: ignore[index, assignment]
+                        table[v] = v
                 elif c is not v:
                     refs = getrefcount(v)
                     merged += 1
@@ -146,7 +149,7 @@ class _Dedup:
                         setitem(seq, i, c)
             elif t is tuple:
                 refs = getrefcount(v)
-                new = self._tuple(v, refs <= base, 0, stack, seen)  # type: ignore[arg-type]
+                new = self._tuple(v, refs <= base, 0, stack, seen)
                 if new is not v:
                     setitem(seq, i, new)
             elif t is list or t is dict:
@@ -155,7 +158,7 @@ class _Dedup:
         self.merged += merged
         self.allocator_bytes += freed
 
-    def _dict(self, d: dict[object, object], stack: list[object], seen: set[int], keys: bool) -> None:
+    def _dict(self, d: dict[Any, Any], stack: list[object], seen: set[int], keys: bool) -> None:
         base, table, full = self.base_dict, self.table, self.max_distinct
         getrefcount, getsizeof = sys.getrefcount, sys.getsizeof
         setitem = dict.__setitem__  # same key: no resize, no reorder, no subclass hook
@@ -163,10 +166,10 @@ class _Dedup:
         for k, v in dict.items(d):
             t = type(v)
             if t is str:
-                c = table.get(v)  # type: ignore[call-overload]
+                c = table.get(v)
                 if c is None:
                     if len(table) < full:
-                        table[v] = v  # type: ignore[index, assignment]
+                        table[v] = v
                 elif c is not v:
                     refs = getrefcount(v)
                     merged += 1
@@ -175,7 +178,7 @@ class _Dedup:
                     setitem(d, k, c)
             elif t is tuple:
                 refs = getrefcount(v)
-                new = self._tuple(v, refs <= base, 0, stack, seen)  # type: ignore[arg-type]
+                new = self._tuple(v, refs <= base, 0, stack, seen)
                 if new is not v:
                     setitem(d, k, new)
             elif t is list or t is dict:
@@ -225,7 +228,7 @@ class _Dedup:
         self.allocator_bytes += freed
 
     def _tuple(
-        self, t: tuple[object, ...], owned: bool, depth: int, stack: list[object], seen: set[int]
+        self, t: tuple[Any, ...], owned: bool, depth: int, stack: list[object], seen: set[int]
     ) -> object:
         """Return an equal tuple with canonical strings (a new one only when *owned*), else *t*."""
         if depth > _MAX_TUPLE_DEPTH:
@@ -241,7 +244,7 @@ class _Dedup:
             new: object = v
             if ty is str:
                 if owned:
-                    new = self.canon(v)  # type: ignore[arg-type]
+                    new = self.canon(v)
                     if new is not v:  # freed with the old tuple when only it holds v
                         refs = sys.getrefcount(v)
                         self.merged += 1
@@ -249,7 +252,7 @@ class _Dedup:
                             self.allocator_bytes += sys.getsizeof(v)
             elif ty is tuple:
                 refs = sys.getrefcount(v)
-                new = self._tuple(v, owned and refs <= base, depth + 1, stack, seen)  # type: ignore[arg-type]
+                new = self._tuple(v, owned and refs <= base, depth + 1, stack, seen)
             elif ty is list or ty is dict:
                 refs = sys.getrefcount(v)
                 self._queue(v, refs > base, stack, seen)

@@ -136,12 +136,12 @@ class GCPauses:
 
     __module__ = "hivemem"
 
-    def __init__(self, clock: object = None) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
         from hivemem._validate import callable_or_none
 
         # Checked here: the clock runs inside gc callbacks, where an error cannot reach the caller.
         checked = callable_or_none("clock", clock)
-        self._clock: Callable[[], float] = time.perf_counter if checked is None else checked  # type: ignore[assignment]
+        self._clock: Callable[[], float] = time.perf_counter if checked is None else checked
         self._started_at: float | None = None
         self._running = False
         self.by_generation: dict[int, dict[str, float | int]] = {}
@@ -270,6 +270,6 @@ class GCPauses:
         return f"<table><caption>{escape(repr(self))}</caption><tr>{head}</tr>{body}</table>"
 
 
-def gc_pauses(clock: object = None) -> GCPauses:
+def gc_pauses(clock: Callable[[], float] | None = None) -> GCPauses:
     """A started :class:`GCPauses` meter: ``with hivemem.gc_pauses() as p: work(); print(p)``."""
     return GCPauses(clock).start()

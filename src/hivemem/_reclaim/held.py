@@ -35,12 +35,22 @@ from collections import deque
 from itertools import compress
 from operator import methodcaller
 
+from hivemem._typing import cast
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import TypeVar
+    from contextlib import AbstractContextManager
+    from typing import Protocol, TypeVar
 
     _T = TypeVar("_T")
+
+    class Lock(Protocol):
+        """A registered lock: ``acquire()`` (with or without blocking and timeout) and ``release()``."""
+
+        def acquire(self, blocking: bool = ..., timeout: float = ...) -> object: ...
+        def release(self) -> object: ...
+
 
 __all__ = [
     "FORK_WAIT",
@@ -69,7 +79,7 @@ class Entry:
     __slots__ = ("_ref", "key", "lock", "options", "strong")
 
     def __init__(
-        self, obj: object, ref: Callable[[], object] | None, lock: object, options: dict[str, object]
+        self, obj: object, ref: Callable[[], object] | None, lock: Lock | None, options: dict[str, object]
     ) -> None:
         self.key = id(obj)
         self._ref = ref
@@ -126,7 +136,7 @@ class HeldSet:
             ref: Callable[[], object] | None = weakref.ref(obj, self._dead.append)
         except TypeError:  # dict, list, set, tuple: no weak references
             ref = None
-        entry = Entry(obj, ref, lock, options)
+        entry = Entry(obj, ref, cast("Lock | None", lock), options)  # checked above
         _locked(self._lock, self._put, id(obj), entry)
         return entry
 
@@ -183,7 +193,7 @@ class HeldSet:
 _all_sets: list[HeldSet] = []
 
 
-def _locked(lock: object, fn: Callable[..., _T], *args: object) -> _T:
+def _locked(lock: AbstractContextManager[object], fn: Callable[..., _T], *args: object) -> _T:
     """``fn(*args)`` while holding *lock*, released whatever line an exception comes from.
 
     On one line on purpose: a ``with`` block spread over lines emits a line
@@ -192,7 +202,7 @@ def _locked(lock: object, fn: Callable[..., _T], *args: object) -> _T:
     fault-injection tests use) would leave the lock held. With the body on
     the ``with`` line there is no line event between acquiring and releasing.
     """
-    with lock: return fn(*args)  # type: ignore[attr-defined]  # noqa: E701  # fmt: skip
+    with lock: return fn(*args)  # noqa: E701  # fmt: skip
 
 
 def _after_fork_child() -> None:
@@ -215,7 +225,7 @@ def other_threads() -> int:
     return max(len(frames()) - 1, 0)
 
 
-def try_lock(lock: object, timeout: float = 0.0) -> bool:
+def try_lock(lock: Lock | None, timeout: float = 0.0) -> bool:
     """Acquire *lock* without waiting, or waiting at most *timeout* seconds (never deadlocks).
 
     A wait releases the GIL, so the thread holding the lock can finish and
@@ -225,24 +235,24 @@ def try_lock(lock: object, timeout: float = 0.0) -> bool:
         return True
     if timeout > 0.0:
         try:
-            return bool(lock.acquire(True, timeout))  # type: ignore[attr-defined]
+            return bool(lock.acquire(True, timeout))
         except TypeError:
             pass
     try:
-        return bool(lock.acquire(False))  # type: ignore[attr-defined]
+        return bool(lock.acquire(False))
     except TypeError:  # acquire() without a blocking argument
-        return bool(lock.acquire())  # type: ignore[attr-defined]
+        return bool(lock.acquire())
 
 
-def release(lock: object) -> None:
+def release(lock: Lock | None) -> None:
     if lock is not None:
-        lock.release()  # type: ignore[attr-defined]
+        lock.release()
 
 
 #: Application locks a step holds for a moment without the gate (the ``caches`` step, while it
 #: clears or shrinks one cache). A child forked meanwhile has no thread that would release them:
 #: it frees them itself (the cache may be part-cleared there, never wrong: docs/caches.md).
-_brief: list[object] = []
+_brief: list[Lock] = []
 
 
 # Taking a lock and recording it, and forgetting a lock and releasing it, each happen inside ONE
@@ -254,43 +264,62 @@ _brief: list[object] = []
 # acquire() and can still be switched away from there (docs/containers.md, "Interrupts and fork").
 _TRY = methodcaller("acquire", False)
 _RELEASE = methodcaller("release")
-_POLL = 0.0005  # seconds between tries while waiting for a lock (the wait itself holds nothing)
+
+#: Threads inside a waiting :func:`take_briefly`: token -> the time by which it returns. A blocking
+#: acquire gets the lock with the GIL released and then waits for the GIL before it can record it;
+#: fork() waits until no such thread is left (so at most a lock wait plus this grace, in seconds).
+_waiting: dict[object, float] = {}
+_GIL_GRACE = 0.1
 
 
-def _take_into(record: list[object], lock: object) -> bool:
-    """Acquire *lock* without waiting and append it to *record*, with no thread switch between."""
+def _take_into(record: list[Lock], lock: Lock, timeout: float = 0.0, token: object = None) -> bool:
+    """Acquire *lock* (waiting up to *timeout* seconds) and append it to *record*, with no thread
+    switch between; *token*: this call's entry in ``_waiting``, removed in the same call."""
     size = len(record)
-    taken = compress((lock,), map(_TRY, (lock,)))  # lazy: nothing is acquired before extend() runs
+    acquire = _TRY if timeout <= 0.0 else methodcaller("acquire", True, timeout)
+    taken = compress((lock,), map(acquire, (lock,)))  # lazy: nothing is acquired before extend() runs
     try:
-        # One line: taken, recorded and reported with no line event (so no interrupt) between.
-        return record.extend(taken) or len(record) > size  # type: ignore[func-returns-value]
-    except TypeError:  # acquire() without a blocking argument: a lock type written in Python
-        return bool(lock.acquire()) and record.append(lock) is None  # type: ignore[attr-defined,func-returns-value]
+        # One line: taken, recorded, unlisted and reported with no line event (so no interrupt) between.
+        return (record.extend(taken), _waiting.pop(token, None), len(record) > size)[2]  # type: ignore[func-returns-value]
+    except TypeError:  # acquire() without blocking/timeout arguments: a lock type written in Python
+        _waiting.pop(token, None)
+        return bool(lock.acquire()) and record.append(lock) is None  # type: ignore[func-returns-value]
 
 
-def _release_from(record: list[object], index: int) -> None:
+def _release_from(record: list[Lock], index: int) -> None:
     """Remove ``record[index]`` and release it, with no thread switch between."""
     deque(map(_RELEASE, map(methodcaller("pop", index), (record,))), 0)
 
 
-def take_briefly(lock: object, timeout: float = 0.0) -> bool:
+def take_briefly(lock: Lock | None, timeout: float = 0.0) -> bool:
     """:func:`try_lock`, with the lock recorded so that a forked child frees it.
 
-    A *timeout* is waited out by polling: a blocking ``acquire`` would own the lock while its
-    thread waits for the GIL, unrecorded, and a fork in that moment would leak it to the child.
+    With a *timeout* the thread is listed in ``_waiting`` while it waits, and ``fork()`` waits for
+    it (see ``_wait_for_takers``): the lock may be this thread's before it can be recorded.
     """
     if lock is None:
         return True
-    deadline = time.monotonic() + timeout
-    while True:
-        # One line: an interrupt cannot land between taking the lock and telling the caller.
-        if _take_into(_brief, lock): return True  # noqa: E701  # fmt: skip
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(_POLL)
+    if timeout <= 0.0:
+        return _take_into(_brief, lock)
+    token = object()
+    # One line: listed, then taken and recorded (an interrupt before the take leaves only a listing
+    # that expires on its own).
+    until = time.monotonic() + timeout + _GIL_GRACE
+    return (_waiting.update({token: until}), _take_into(_brief, lock, timeout, token))[1]
 
 
-def give_back(lock: object) -> None:
+def _wait_for_takers() -> None:
+    """Before a fork: let every thread inside a waiting :func:`take_briefly` record its lock or give up."""
+    while _waiting:
+        now = time.monotonic()
+        for token, until in list(_waiting.items()):
+            if until <= now:  # an interrupted caller's listing: expired
+                _waiting.pop(token, None)
+        if _waiting:
+            time.sleep(0.0005)  # releases the GIL: the waiting thread can finish
+
+
+def give_back(lock: Lock | None) -> None:
     """Release a lock taken with :func:`take_briefly`. Idempotent."""
     for i in range(len(_brief) - 1, -1, -1):
         if _brief[i] is lock:
@@ -299,6 +328,7 @@ def give_back(lock: object) -> None:
 
 
 def _free_brief_locks() -> None:
+    _waiting.clear()  # the threads listed there do not exist in the child
     while _brief:
         _reinit(_brief.pop())
 
@@ -342,11 +372,11 @@ class Hold:
     __slots__ = ("locks", "owner", "repair")
 
     def __init__(self) -> None:
-        self.locks: list[object] = []
+        self.locks: list[Lock] = []
         self.owner = _thread.get_ident()
         self.repair: Callable[[], None] | None = None
 
-    def take(self, lock: object) -> bool:
+    def take(self, lock: Lock | None) -> bool:
         """Acquire *lock* without waiting; on success it is recorded before anything can interrupt."""
         if lock is None:
             return True
@@ -356,7 +386,7 @@ class Hold:
         # One call: no line event, interrupt or thread switch between taking the lock and recording it.
         return _take_into(locks, lock)
 
-    def drop(self, lock: object) -> None:
+    def drop(self, lock: Lock | None) -> None:
         """Release *lock* now if this pass holds it. Idempotent."""
         locks = self.locks
         for i in range(len(locks) - 1, -1, -1):
@@ -430,6 +460,7 @@ def finish(cleanup: Callable[[], None]) -> None:
 
 
 def _before_fork() -> None:
+    _wait_for_takers()
     hold = _state.hold
     if hold is not None and hold.owner == _thread.get_ident():
         return  # forking from inside the pass itself: the child repairs
@@ -468,14 +499,14 @@ def _gate_after_fork_child() -> None:
     hold.locks.clear()
 
 
-def _reinit(lock: object) -> None:
+def _reinit(lock: Lock) -> None:
     """Free a lock the child inherited held by a thread that does not exist in the child."""
     reinit = getattr(lock, "_at_fork_reinit", None)  # _thread locks and RLocks (3.9+)
     try:
         if callable(reinit):
             reinit()
         else:
-            lock.release()  # type: ignore[attr-defined]
+            lock.release()
     except Exception:  # pragma: no cover - an exotic lock type: nothing more can be done
         pass
 

@@ -26,13 +26,16 @@ import time
 import weakref
 
 from hivemem._errors import InvalidArgument
+from hivemem._frozen import Frozen
 from hivemem._levels import Pressure
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import TypeVar, overload
 
     Callback = Callable[[Pressure], object]
+    F = TypeVar("F", bound=Callback)
 
 __all__ = ["HookRun", "hooks", "on_pressure", "remove_pressure_hook", "run_hooks"]
 
@@ -82,7 +85,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_child)
 
 
-class HookRun:
+class HookRun(Frozen):
     """One callback's run: ``name``, the ``level`` it was registered for, the
     pressure ``ran_at``, ``seconds`` of wall time, and ``error``
     (``"Type: message"``) if it raised. Frozen; ``to_dict()`` is JSON-safe."""
@@ -99,17 +102,7 @@ class HookRun:
     def __init__(
         self, name: str, level: Pressure, ran_at: Pressure, seconds: float, error: str | None
     ) -> None:
-        for key, value in (
-            ("name", name),
-            ("level", level),
-            ("ran_at", ran_at),
-            ("seconds", seconds),
-            ("error", error),
-        ):
-            object.__setattr__(self, key, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"HookRun is frozen; cannot set {name!r}")
+        self._set(name=name, level=level, ran_at=ran_at, seconds=seconds, error=error)
 
     @property
     def ok(self) -> bool:
@@ -129,7 +122,17 @@ class HookRun:
         return f"HookRun({self.name!r}, level={self.level.name!r}, seconds={self.seconds:.6f}{tail})"
 
 
-def on_pressure(level: object = "moderate", callback: Callback | None = None) -> Callable[..., object]:
+if TYPE_CHECKING:  # a bare decorator, a call with the callback, a decorator factory
+
+    @overload
+    def on_pressure(level: F, callback: None = None) -> F: ...
+    @overload
+    def on_pressure(level: Pressure | str | int, callback: F) -> F: ...
+    @overload
+    def on_pressure(level: Pressure | str | int = "moderate", callback: None = None) -> Callable[[F], F]: ...
+
+
+def on_pressure(level: object = "moderate", callback: Callback | None = None) -> object:
     """Register *callback(level)* to run when memory pressure reaches *level*.
 
     Use as a decorator (``@hivemem.on_pressure("high")``, or bare

@@ -40,13 +40,19 @@ from collections.abc import MutableMapping
 
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
-from hivemem._reclaim.live import LiveSet
+from hivemem._frozen import Frozen
 from hivemem._sizes import format_size
+from hivemem._stores.live import LiveSet
+from hivemem._typing import Generic, cast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Iterator
+    from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
     from typing import Any, ParamSpec, Protocol, TypeVar
+
+    #: What the weigher's walk casts a container it knows the class of to.
+    Items = Collection[object]
+    Rows = Sequence[object]
 
     K = TypeVar("K")
     V = TypeVar("V")
@@ -60,9 +66,10 @@ if TYPE_CHECKING:
 
         def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
         def __get__(self, obj: object, objtype: type | None = None) -> CachedFunction[..., R]: ...
-        def cache_info(self) -> CacheInfo: ...
-        def cache_clear(self) -> None: ...
-        def cache_parameters(self) -> dict[str, object]: ...
+
+        cache_info: Callable[[], CacheInfo]
+        cache_clear: Callable[[], None]
+        cache_parameters: Callable[[], dict[str, object]]
 
     class CacheDecorator(Protocol):
         """What ``hivemem.cache(...)`` returns: it keeps the decorated function's signature."""
@@ -87,6 +94,8 @@ _FLAT = frozenset({bytes, str, bytearray, float, complex, int})
 #: Shared with the whole program: evicting a reference to one frees nothing.
 _FREE = frozenset({type(None), bool, type(Ellipsis), type(NotImplemented)})
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
+#: The ints CPython shares (-5 to 256): a reference to one frees nothing.
+_SMALL_INTS = frozenset(range(-5, 257))
 #: Classes, functions, methods and modules are shared with the rest of the program: weighed alone.
 _SHALLOW = (type, type(sys), type(len), type(lambda: None), type(KEEP.__add__))
 _GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -97,7 +106,7 @@ def _new_lock(cache: Cache[object, object]) -> None:
     cache._lock = _thread.RLock()
 
 
-_live: LiveSet[Cache[object, object]] = LiveSet(on_fork=_new_lock)
+_live: LiveSet[Cache[Any, Any]] = LiveSet(on_fork=_new_lock)
 
 
 def live_caches() -> list[Cache[object, object]]:
@@ -123,14 +132,15 @@ def _ndarray(obj: object) -> bool:
 def _children(obj: object, cls: type) -> tuple[int, Iterator[object], int] | None:
     """``(extra bytes, iterator over what obj refers to, how many)`` for the walk; ``None``: a leaf."""
     if cls in _SEQUENCES:
-        n = len(obj)  # type: ignore[arg-type]
+        items = cast("Items", obj)  # list, tuple, set or frozenset
+        n = len(items)
         if n > WALK and (cls is list or cls is tuple):
             # One item from each of WALK equal stretches, at a position that varies from stretch to
             # stretch (a fixed stride would alias with a row of alternating kinds).
             span = n // WALK
             picks = [i * span + (i * 2654435761) % span for i in range(WALK)]
-            return 0, map(obj.__getitem__, picks), n  # type: ignore[index]
-        return 0, iter(obj), n  # type: ignore[call-overload]
+            return 0, map(cast("Rows", obj).__getitem__, picks), n
+        return 0, iter(items), n
     if isinstance(obj, dict):
         return 0, itertools.chain.from_iterable(obj.items()), 2 * len(obj)
     extra, refs = 0, list[object]()
@@ -154,9 +164,9 @@ def _node(obj: object, cls: type, seen: set[int], budget: list[int], depth: int)
     if isinstance(obj, _SHALLOW):
         return 0  # a class, function or module: shared with the program, freed with no entry
     size: float = _sizeof(obj)
-    if cls is memoryview:
+    if type(obj) is memoryview:
         try:
-            base = obj.obj  # type: ignore[attr-defined]
+            base = obj.obj
         except ValueError:  # a released view holds nothing else
             return size
         return size + (_walk_one(base, seen, budget, depth) if base is not None else 0)
@@ -167,12 +177,13 @@ def _node(obj: object, cls: type, seen: set[int], budget: list[int], depth: int)
         found = _children(obj, cls)
     elif _ndarray(obj):
         # getsizeof counts the data an array owns; a view keeps its base (and its data) alive.
-        base = obj.base  # type: ignore[attr-defined]
+        array = cast("Any", obj)  # numpy is optional: no types for it
+        base = array.base
         if base is not None:
             size += _walk_one(base, seen, budget, depth)
-        if not obj.dtype.hasobject:  # type: ignore[attr-defined]
+        if not array.dtype.hasobject:
             return size
-        found = (0, iter(obj.flat), obj.size)  # type: ignore[attr-defined]
+        found = (0, iter(array.flat), array.size)
     else:
         try:
             found = _children(obj, cls)
@@ -185,7 +196,7 @@ def _node(obj: object, cls: type, seen: set[int], budget: list[int], depth: int)
     total = 0.0
     first: dict[int, float] = {}  # objects first met in this walk: their weight
     again: set[int] = set()  # ... met again in it
-    getsizeof, flat, free = _getsizeof, _FLAT, _FREE
+    getsizeof, flat, free, small = _getsizeof, _FLAT, _FREE, _SMALL_INTS
     try:
         for child in refs:
             if budget[0] <= 0:
@@ -193,7 +204,7 @@ def _node(obj: object, cls: type, seen: set[int], budget: list[int], depth: int)
             budget[0] -= 1
             walked += 1
             ccls = type(child)
-            if ccls in free or (ccls is int and -5 <= child <= 256):  # type: ignore[operator]
+            if ccls in free or (ccls is int and child in small):
                 continue  # a slot that weighs nothing
             key = id(child)
             if key in seen:
@@ -217,7 +228,7 @@ def _node(obj: object, cls: type, seen: set[int], budget: list[int], depth: int)
 
 def _walk_one(obj: object, seen: set[int], budget: list[int], depth: int) -> float:
     cls = type(obj)
-    if cls in _FREE or (cls is int and -5 <= obj <= 256):  # type: ignore[operator]
+    if cls in _FREE or (cls is int and obj in _SMALL_INTS):
         return 0
     key = id(obj)
     if key in seen:
@@ -253,24 +264,24 @@ def weigh(value: object) -> int:
     docs/caches.md ("Which cache to use").
     """
     cls = type(value)
-    if cls is bytes:
-        return _BYTES_HEADER + len(value)  # type: ignore[arg-type]  # what getsizeof says, without the call
+    if type(value) is bytes:
+        return _BYTES_HEADER + len(value)  # what getsizeof says, without the call
     if cls in _FLAT:
-        return 0 if cls is int and -5 <= value <= 256 else _getsizeof(value)  # type: ignore[operator]
+        return 0 if cls is int and value in _SMALL_INTS else _getsizeof(value)
     if cls in _FREE:
         return 0
     return int(_node(value, cls, {id(value)}, [WALK], DEPTH))
 
 
-_weight_of: Callable[[_Entry], int] = operator.attrgetter("weight")
+_weight_of: Callable[[_Entry[Any, Any]], int] = operator.attrgetter("weight")
 
 
-class _Entry:
+class _Entry(Generic[K, V]):
     """One entry: hashed by identity in ``_order``, so ordering never calls the program's code."""
 
     __slots__ = ("key", "value", "weight")
 
-    def __init__(self, key: object, value: object, weight: int) -> None:
+    def __init__(self, key: K, value: V, weight: int) -> None:
         self.key = key
         self.value = value
         self.weight = weight
@@ -282,7 +293,7 @@ class _Entry:
 ENTRY_OVERHEAD = _getsizeof(_Entry(None, None, 0)) + 4 * ((sys.maxsize.bit_length() + 1) // 8)
 
 
-class CacheInfo:
+class CacheInfo(Frozen):
     """What a :class:`Cache` did, read at one moment (``cache.info()``, ``f.cache_info()``).
 
     ``hits`` / ``misses``  lookups that found / did not find their key
@@ -338,11 +349,7 @@ class CacheInfo:
         too_large: int,
     ) -> None:
         values = locals()
-        for name in self.__slots__:
-            object.__setattr__(self, name, values[name])
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("CacheInfo is read-only")
+        self._set(**{name: values[name] for name in self.__slots__})
 
     @property
     def entries(self) -> int:
@@ -421,8 +428,8 @@ class Cache(MutableMapping[K, V]):
         self._weigher = _validate.callable_or_none("weigher", weigher)
         self.keep = _validate.fraction("keep", keep, allow_zero=True)
         self._lock = _thread.RLock()
-        self._data: dict[object, _Entry] = {}
-        self._order: OrderedDict[_Entry, None] = OrderedDict()
+        self._data: dict[object, _Entry[K, V]] = {}
+        self._order: OrderedDict[_Entry[K, V], None] = OrderedDict()
         self._bytes = 0
         self._hits = itertools.count()
         self._misses = itertools.count()
@@ -431,8 +438,8 @@ class Cache(MutableMapping[K, V]):
         self._evicted_bytes = {"size": 0, "pressure": 0}
         self._too_large = 0
         # The hit path's two C calls, bound once (docs/caches.md, "Which cache to use").
-        self._touch: Callable[[_Entry], None] = self._order.move_to_end if _GIL else self._locked_touch
-        _live.add(self)  # type: ignore[arg-type]
+        self._touch: Callable[[_Entry[K, V]], None] = self._order.move_to_end if _GIL else self._locked_touch
+        _live.add(self)
 
     # ------------------------------------------------------------------ reading
     @property
@@ -450,11 +457,11 @@ class Cache(MutableMapping[K, V]):
         """The entries' weights summed, now."""
         return self._bytes
 
-    def _locked_touch(self, entry: _Entry) -> None:
+    def _locked_touch(self, entry: _Entry[K, V]) -> None:
         with self._lock:
             self._order.move_to_end(entry)
 
-    def _stale(self, key: object, entry: _Entry) -> None:
+    def _stale(self, key: object, entry: _Entry[K, V]) -> None:
         """*entry* left ``_order`` but is still in ``_data`` (a race or an interrupt): drop it there."""
         next(self._misses)
         self._discard(key, entry)
@@ -468,7 +475,7 @@ class Cache(MutableMapping[K, V]):
                 self._stale(key, entry)
             else:
                 next(self._hits)
-                return entry.value  # type: ignore[return-value]
+                return entry.value
         else:
             next(self._misses)
         raise KeyError(key)
@@ -483,7 +490,7 @@ class Cache(MutableMapping[K, V]):
                 self._stale(key, entry)
                 return default
             next(self._hits)
-            return entry.value  # type: ignore[return-value]
+            return entry.value
         next(self._misses)
         return default
 
@@ -492,7 +499,7 @@ class Cache(MutableMapping[K, V]):
         entry = self._data.get(key)
         if entry is None or entry not in self._order:
             return default
-        return entry.value  # type: ignore[return-value]
+        return entry.value
 
     def __contains__(self, key: object) -> bool:
         entry = self._data.get(key)
@@ -501,27 +508,27 @@ class Cache(MutableMapping[K, V]):
     def __len__(self) -> int:
         return len(self._order)
 
-    def _snapshot(self) -> list[_Entry]:
+    def _snapshot(self) -> list[_Entry[K, V]]:
         with self._lock:
             return list(self._order)
 
     def __iter__(self) -> Iterator[K]:
-        return iter([e.key for e in self._snapshot()])  # type: ignore[misc]
+        return iter([e.key for e in self._snapshot()])
 
     def items(self) -> list[tuple[K, V]]:  # type: ignore[override]
         """``(key, value)`` pairs, least recently used first: a snapshot."""
-        return [(e.key, e.value) for e in self._snapshot()]  # type: ignore[misc]
+        return [(e.key, e.value) for e in self._snapshot()]
 
     def values(self) -> list[V]:  # type: ignore[override]
         """Values, least recently used first: a snapshot."""
-        return [e.value for e in self._snapshot()]  # type: ignore[misc]
+        return [e.value for e in self._snapshot()]
 
     def keys(self) -> list[K]:  # type: ignore[override]
         """Keys, least recently used first: a snapshot."""
-        return [e.key for e in self._snapshot()]  # type: ignore[misc]
+        return [e.key for e in self._snapshot()]
 
     # ------------------------------------------------------------------ writing
-    def _weigh(self, key: object, value: object) -> int:
+    def _weigh(self, key: K, value: V) -> int:
         """The entry's weight, checked; raises InvalidArgument before anything changes."""
         if self._weigher is None:
             return weigh(value) + weigh(key) + ENTRY_OVERHEAD
@@ -537,7 +544,7 @@ class Cache(MutableMapping[K, V]):
         number = -1
         if not isinstance(weight, bool):
             try:
-                number = operator.index(weight)  # type: ignore[arg-type]  # int, numpy.int64, ...
+                number = operator.index(weight)  # int, numpy.int64, ...
             except Exception:
                 pass
         if not 0 <= number <= _validate.MAX_SIZE:
@@ -551,7 +558,7 @@ class Cache(MutableMapping[K, V]):
     def __setitem__(self, key: K, value: V) -> None:
         self._put(key, value, strict=True)
 
-    def _put(self, key: object, value: object, *, strict: bool = False) -> bool:
+    def _put(self, key: K, value: V, *, strict: bool = False) -> bool:
         """Store *value* under *key*; ``False`` (nothing changed) when it alone outweighs max_bytes.
 
         With *strict* an oversized value raises :class:`hivemem.InvalidArgument` instead.
@@ -577,7 +584,7 @@ class Cache(MutableMapping[K, V]):
             except BaseException:
                 self._resync()
                 raise
-        victims: list[_Entry] = []
+        victims: list[_Entry[K, V]] = []
         old = self._data.pop(key, None)
         winner = self._data.setdefault(key, entry)
         with self._lock:
@@ -596,7 +603,7 @@ class Cache(MutableMapping[K, V]):
         self._forget(victims)
         return True
 
-    def _pop_over_bounds(self, victims: list[_Entry]) -> None:
+    def _pop_over_bounds(self, victims: list[_Entry[K, V]]) -> None:
         """With the lock held: pop least recently used entries until both bounds hold."""
         order, cap, most = self._order, self._max_bytes, self._maxsize
         total = self._bytes
@@ -616,13 +623,13 @@ class Cache(MutableMapping[K, V]):
         """With the lock held, after an interrupt mid-update: recount the bytes from ``_order``."""
         self._bytes = sum(map(_weight_of, self._order))
 
-    def _discard(self, key: object, entry: _Entry) -> None:
+    def _discard(self, key: object, entry: _Entry[K, V]) -> None:
         """Remove *key* from ``_data`` if it still maps to *entry* (never a newer entry)."""
         current = self._data.pop(key, None)
         if current is not None and current is not entry:
             self._data.setdefault(key, current)  # a newer entry: put it back
 
-    def _forget(self, victims: list[_Entry]) -> None:
+    def _forget(self, victims: list[_Entry[K, V]]) -> None:
         """Take popped entries out of ``_data`` (:meth:`_discard` for each).
 
         Runs without the lock: the keys' ``__hash__``/``__eq__`` run here, and the values'
@@ -635,7 +642,7 @@ class Cache(MutableMapping[K, V]):
                 data.setdefault(entry.key, current)  # a newer entry: put it back
 
     @staticmethod
-    def _released(victims: list[_Entry]) -> int:
+    def _released(victims: list[_Entry[K, V]]) -> int:
         """The weight of *victims* whose values nothing else references (freed with the entry)."""
         getrefcount = sys.getrefcount
         # References: the entry's slot and getrefcount's own argument.
@@ -645,7 +652,7 @@ class Cache(MutableMapping[K, V]):
         if self._pop_entry(key) is None:
             raise KeyError(key)
 
-    def _pop_entry(self, key: object) -> _Entry | None:
+    def _pop_entry(self, key: object) -> _Entry[K, V] | None:
         entry = self._data.pop(key, None)
         if entry is None:
             return None
@@ -666,7 +673,7 @@ class Cache(MutableMapping[K, V]):
             if default is _MISSING:
                 raise KeyError(key)
             return default  # type: ignore[return-value]
-        return entry.value  # type: ignore[return-value]
+        return entry.value
 
     def popitem(self) -> tuple[K, V]:
         """Remove and return the least recently used ``(key, value)``; ``KeyError`` when empty."""
@@ -680,7 +687,7 @@ class Cache(MutableMapping[K, V]):
                 self._resync()
                 raise
         self._discard(entry.key, entry)
-        return entry.key, entry.value  # type: ignore[return-value]
+        return entry.key, entry.value
 
     def clear(self) -> None:
         """Remove every entry (statistics are kept; ``cache_clear()`` of :func:`cache` resets them)."""
@@ -731,7 +738,7 @@ class Cache(MutableMapping[K, V]):
         if budget and floor <= 0 and budget >= self._bytes and most is None:
             entries, weight, released = self._drop_all("pressure")
             return {"entries": entries, "bytes": weight, "released": released, "more": 0}
-        victims: list[_Entry] = []
+        victims: list[_Entry[K, V]] = []
         gone = more = 0
         with self._lock:
             try:
@@ -796,8 +803,9 @@ class Cache(MutableMapping[K, V]):
 
     def copy(self) -> Cache[K, V]:
         """A new cache with the same bounds, weigher and entries (same recency order), fresh statistics."""
-        weigher: Callable[[V], int] | None = self._weigher  # type: ignore[assignment]
-        twin: Cache[K, V] = Cache(self._max_bytes, maxsize=self._maxsize, weigher=weigher, keep=self.keep)
+        twin: Cache[K, V] = Cache(
+            self._max_bytes, maxsize=self._maxsize, weigher=self._weigher, keep=self.keep
+        )
         for entry in self._snapshot():
             twin._put(entry.key, entry.value)
         return twin
@@ -854,7 +862,7 @@ def cache(
                 "write @hivemem.cache(max_bytes=...) above a def"
             )
         wrapper = _typed_wrapper(fn, store) if typed else _wrapper(fn, store)
-        return _finish(wrapper, fn, store, typed)  # type: ignore[return-value]
+        return _finish(wrapper, fn, store, typed)
 
     return decorate
 
@@ -921,8 +929,8 @@ def _typed_wrapper(fn: Callable[..., object], store: Cache[object, object]) -> C
 
 
 def _finish(
-    wrapper: Callable[..., object], fn: Callable[..., object], store: Cache[object, object], typed: bool
-) -> CachedFunction[..., object]:
+    wrapper: Callable[..., object], fn: Callable[P, R], store: Cache[object, object], typed: bool
+) -> CachedFunction[P, R]:
     import functools
 
     functools.update_wrapper(wrapper, fn)
@@ -946,8 +954,9 @@ def _finish(
             "keep": store.keep,
         }
 
-    wrapper.cache = store  # type: ignore[attr-defined]
-    wrapper.cache_info = cache_info  # type: ignore[attr-defined]
-    wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
-    wrapper.cache_parameters = cache_parameters  # type: ignore[attr-defined]
-    return wrapper  # type: ignore[return-value]
+    done = cast("CachedFunction[P, R]", wrapper)  # the attributes it lacks are set here
+    done.cache = cast("Cache[Hashable, R]", store)
+    done.cache_info = cache_info
+    done.cache_clear = cache_clear
+    done.cache_parameters = cache_parameters
+    return done

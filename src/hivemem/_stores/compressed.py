@@ -35,13 +35,16 @@ import zlib
 
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
-from hivemem._reclaim.live import LiveSet
 from hivemem._sizes import format_size
+from hivemem._stores.live import LiveSet
 from hivemem._stores.lru import MISSING, LRUStore, StoreEntry, dumps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
+    from typing import Any
+
+    from hivemem._stores.lru import Initial
 
 __all__ = ["MAX_RATIO", "CompressedStore", "live_stores"]
 
@@ -70,13 +73,12 @@ def zstd_available() -> bool:
 
 def _encode(value: object) -> tuple[str, bytes | bytearray | memoryview, bool]:
     """``(kind, payload, names_global)`` for *value*; raises when it cannot be serialized."""
-    cls = type(value)
-    if cls is bytes:
-        return "bytes", value, False  # type: ignore[return-value]
-    if cls is bytearray:
-        return "bytearray", value, False  # type: ignore[return-value]
-    if cls is str:
-        return "str", value.encode("utf-8", "surrogatepass"), False  # type: ignore[attr-defined]
+    if type(value) is bytes:
+        return "bytes", value, False
+    if type(value) is bytearray:
+        return "bytearray", value, False
+    if type(value) is str:
+        return "str", value.encode("utf-8", "surrogatepass"), False
     payload, names_global = dumps(value)
     return "pickle", payload, names_global
 
@@ -95,13 +97,14 @@ def _decode(kind: str, payload: bytes) -> object:
 
 def _raw_size(value: object) -> int:
     """Bytes *value* holds: its buffer, else a NumPy array's ``nbytes`` (datetime64 has no buffer)."""
+    anything: Any = value  # a buffer, a NumPy array (no types for it: optional) or anything else
     try:
-        return memoryview(value).nbytes  # type: ignore[arg-type]
+        return memoryview(anything).nbytes
     except Exception:
         pass
     cls = type(value)
     if cls.__name__ == "ndarray" and cls.__module__ == "numpy":
-        return int(value.nbytes)  # type: ignore[attr-defined]
+        return int(anything.nbytes)
     try:
         return sys.getsizeof(value)
     except Exception:
@@ -178,7 +181,7 @@ class CompressedStore(LRUStore):
 
     def __init__(
         self,
-        data: object = None,
+        data: Initial = None,
         *,
         codec: str = "auto",
         level: int | None = None,
@@ -202,13 +205,13 @@ class CompressedStore(LRUStore):
                 )
         self.level = level
         self.min_ratio = _ratio(min_ratio)
-        self.min_size: int = _validate.size("min_size", min_size)  # type: ignore[assignment]
+        self.min_size: int = _validate.size("min_size", min_size)
         self._init_store()
         self._raw_total = 0
         self._stored_total = 0
         self._compressed = 0
         if data is not None:
-            self.update(data)  # type: ignore[call-overload]
+            self.update(data)
         _live.add(self)
 
     @property
@@ -288,7 +291,7 @@ class CompressedStore(LRUStore):
         _validate.callable_or_none("stop", stop)
         with self._lock:
             self._check_open()
-            todo = [k for k, e in self._data.items() if e.stored is None and e.note is None]
+            todo = self._unstored()
         codec = self.codec
         squeeze = _compressor(codec, self.level)
         done = {"compressed": 0, "raw_bytes": 0, "stored_bytes": 0, "kept": 0, "failed": 0}
@@ -298,8 +301,8 @@ class CompressedStore(LRUStore):
             if stop is not None and stop():
                 break
             with self._lock:
-                entry = self._data.get(key)
-                if self._closed or entry is None or entry.stored is not None or entry.note is not None:
+                entry = self._still_unstored(key)
+                if entry is None:
                     continue
                 value = entry.value
             made = self._squeeze(entry, value, squeeze)
@@ -406,10 +409,10 @@ class CompressedStore(LRUStore):
 
 def _ratio(value: object) -> float:
     """*min_ratio*: a finite number from 0 to MAX_RATIO."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if ok:
+    ok = False
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
         try:
-            number = float(value)  # type: ignore[arg-type]
+            number = float(value)
         except OverflowError:
             ok = False
         else:

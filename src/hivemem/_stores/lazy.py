@@ -36,11 +36,12 @@ import sys
 import types
 
 from hivemem._errors import InvalidArgument
-from hivemem._reclaim.live import LiveSet
+from hivemem._stores.live import LiveSet
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["LazyProxy", "is_lazy", "lazy_import", "live_proxies"]
 
@@ -174,7 +175,7 @@ def live_proxies() -> list[LazyProxy]:
     return _droppable.items()
 
 
-def _target(proxy: LazyProxy) -> object:
+def _target(proxy: LazyProxy) -> Any:  # whatever the factory built: the proxy forwards to it unchecked
     target = object.__getattribute__(proxy, "_hm_target")
     if target is not _UNBUILT:
         return target
@@ -278,7 +279,7 @@ class LazyProxy(metaclass=_ProxyMeta):
         return str(_target(self))
 
     def __bytes__(self) -> bytes:
-        data: bytes = bytes(_target(self))  # type: ignore[call-overload]
+        data: bytes = bytes(_target(self))
         return data
 
     def __format__(self, spec: str) -> str:
@@ -291,47 +292,48 @@ class LazyProxy(metaclass=_ProxyMeta):
         return hash(_target(self))
 
     def __len__(self) -> int:
-        return len(_target(self))  # type: ignore[arg-type]
+        return len(_target(self))
 
     def __iter__(self) -> object:
-        return iter(_target(self))  # type: ignore[call-overload]
+        return iter(_target(self))
 
     def __reversed__(self) -> object:
-        return reversed(_target(self))  # type: ignore[call-overload]
+        return reversed(_target(self))
 
     def __contains__(self, item: object) -> bool:
-        return item in _target(self)  # type: ignore[operator]
+        return item in _target(self)
 
     def __getitem__(self, key: object) -> object:
-        return _target(self)[key]  # type: ignore[index]
+        return _target(self)[key]
 
     def __setitem__(self, key: object, value: object) -> None:
-        _target(self)[key] = value  # type: ignore[index]
+        _target(self)[key] = value
 
     def __delitem__(self, key: object) -> None:
-        del _target(self)[key]  # type: ignore[attr-defined]
+        del _target(self)[key]
 
     def __call__(self, *args: object, **kwargs: object) -> object:
-        return _target(self)(*args, **kwargs)  # type: ignore[operator]
+        return _target(self)(*args, **kwargs)
 
     def __enter__(self) -> object:
-        return _target(self).__enter__()  # type: ignore[attr-defined]
+        return _target(self).__enter__()
 
     def __exit__(self, *exc: object) -> object:
-        return _target(self).__exit__(*exc)  # type: ignore[attr-defined]
+        return _target(self).__exit__(*exc)
 
     def __index__(self) -> int:
-        return _target(self).__index__()  # type: ignore[attr-defined, no-any-return]
-
-    def __int__(self) -> int:
-        number: int = int(_target(self))  # type: ignore[call-overload]
+        number: int = _target(self).__index__()
         return number
 
+    def __int__(self) -> int:
+        return int(_target(self))
+
     def __float__(self) -> float:
-        return float(_target(self))  # type: ignore[arg-type]
+        return float(_target(self))
 
     def __fspath__(self) -> str:
-        return os.fspath(_target(self))  # type: ignore[call-overload, no-any-return]
+        path: str = os.fspath(_target(self))
+        return path
 
 
 def _binary(op: str) -> tuple[Callable[[LazyProxy, object], object], Callable[[LazyProxy, object], object]]:

@@ -34,13 +34,16 @@ from __future__ import annotations
 import _thread
 import pickle
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Hashable, MutableMapping
 
 from hivemem._errors import CorruptedValue, InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Hashable, Iterator
+    from collections.abc import Iterable, Iterator, Mapping
+
+    #: What a store's constructor fills it from, as dict() takes it.
+    Initial = Mapping[Hashable, object] | Iterable[tuple[Hashable, object]] | None
     from typing import Any
 
 __all__ = ["MISSING", "LRUStore", "Pickler", "StoreEntry", "dumps"]
@@ -92,7 +95,7 @@ class StoreEntry:
         self.damage: str | None = None  # why its stored form cannot be read back (set on a failed read)
 
 
-class LRUStore(MutableMapping):  # type: ignore[type-arg]
+class LRUStore(MutableMapping[Hashable, "Any"]):  # values of any type ("Any": no typing at run time)
     """Base of the LRU stores: lookups, LRU order, verified reads, close(). Not public."""
 
     _lock: _thread.RLock
@@ -238,6 +241,18 @@ class LRUStore(MutableMapping):  # type: ignore[type-arg]
             if not self._holds(key, entry):
                 return value  # replaced or deleted meanwhile: the caller still gets what it asked for
             return self._adopt(entry, ticket, value)
+
+    # ------------------------------------------------------------ pressure (spill(), compress())
+    def _unstored(self) -> list[Hashable]:
+        """Keys whose values are held as they are and may be stored, least recently used first."""
+        return [k for k, e in self._data.items() if e.stored is None and e.note is None]
+
+    def _still_unstored(self, key: Hashable) -> Any:
+        """*key*'s entry if it is still held as it is and may be stored, else ``None`` (lock held)."""
+        entry = self._data.get(key)
+        if self._closed or entry is None or entry.stored is not None or entry.note is not None:
+            return None
+        return entry
 
     def _holds(self, key: Hashable, entry: object) -> bool:
         """Whether *entry* is still the one stored under *key* (not replaced or deleted meanwhile)."""

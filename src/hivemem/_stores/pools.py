@@ -23,22 +23,18 @@ import _thread
 
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
-from hivemem._reclaim.live import LiveSet
 from hivemem._sizes import format_size
+from hivemem._stores.live import LiveSet
+from hivemem._typing import Generic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
-    from typing import Generic, TypeVar
+    from typing import Any, TypeVar
 
     T = TypeVar("T")
 else:
-
-    class Generic:
-        def __class_getitem__(cls, item: object) -> object:
-            return cls
-
     T = None
 
 __all__ = ["BufferPool", "ObjectPool", "live_pools"]
@@ -48,10 +44,10 @@ def _new_lock(pool: ObjectPool[object] | BufferPool) -> None:
     pool._lock = _thread.allocate_lock()
 
 
-_live: LiveSet[ObjectPool[object] | BufferPool] = LiveSet(on_fork=_new_lock)
+_live: LiveSet[ObjectPool[Any] | BufferPool] = LiveSet(on_fork=_new_lock)
 
 
-def _track(pool: ObjectPool[object] | BufferPool) -> None:
+def _track(pool: ObjectPool[Any] | BufferPool) -> None:
     _live.add(pool)
 
 
@@ -61,11 +57,11 @@ def live_pools() -> list[ObjectPool[object] | BufferPool]:
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:
-    return _validate.count(name, value, minimum=minimum)  # type: ignore[return-value]
+    return _validate.count(name, value, minimum=minimum)
 
 
 def _check_size(name: str, value: object) -> int:
-    return _validate.size(name, value)  # type: ignore[return-value]
+    return _validate.size(name, value)
 
 
 class _Lease(Generic[T]):
@@ -145,7 +141,7 @@ class ObjectPool(Generic[T]):
         self.reused = 0
         self.dropped = 0
         self.in_use = 0
-        _track(self)  # type: ignore[arg-type]
+        _track(self)
 
     def acquire(self) -> T:
         """An idle object, or a new one from the factory."""

@@ -42,14 +42,17 @@ import zlib
 
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
-from hivemem._reclaim.live import LiveSet
 from hivemem._sizes import format_size
+from hivemem._stores.live import LiveSet
 from hivemem._stores.lru import MISSING, LRUStore, Pickler, StoreEntry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
+    from io import FileIO
     from typing import Any, BinaryIO
+
+    from hivemem._stores.lru import Initial
 
 __all__ = ["SpillStore", "live_stores"]
 
@@ -133,7 +136,7 @@ class _Ticket:
 
     __slots__ = ("crc", "f", "kind", "meta", "size", "stored")
 
-    def __init__(self, f: BinaryIO, entry: _Entry) -> None:
+    def __init__(self, f: FileIO, entry: _Entry) -> None:
         self.f = f
         self.stored: str = entry.stored
         self.kind = entry.kind
@@ -149,8 +152,8 @@ class _Unpicklable(Exception):
 def _classify(value: object) -> tuple[str, object, int]:
     """``(kind, meta, size)``: how *value* is written and read back."""
     cls = type(value)
-    if cls is bytes or cls is bytearray:
-        return cls.__name__, None, len(value)  # type: ignore[arg-type]
+    if type(value) is bytes or type(value) is bytearray:
+        return cls.__name__, None, len(value)
     if cls is str:
         return "str", None, sys.getsizeof(value)
     if _is_ndarray(value):
@@ -158,8 +161,8 @@ def _classify(value: object) -> tuple[str, object, int]:
         if not arr.dtype.hasobject and arr.flags.c_contiguous and arr.nbytes:
             return "ndarray", (arr.dtype, arr.shape, arr.flags.writeable), arr.nbytes
         return "pickle", None, arr.nbytes
-    if cls is memoryview:
-        mv: memoryview = value  # type: ignore[assignment]
+    if type(value) is memoryview:
+        mv = value
         if mv.c_contiguous and mv.format in _NATIVE_FORMATS and mv.nbytes:
             return "memoryview", (mv.format, mv.shape, mv.readonly), mv.nbytes
         reason = (
@@ -169,8 +172,8 @@ def _classify(value: object) -> tuple[str, object, int]:
         return "unspillable", reason, 0
     import array
 
-    if cls is array.array:
-        return "array", value.typecode, value.itemsize * len(value)  # type: ignore[attr-defined, arg-type]
+    if isinstance(value, array.array) and cls is array.array:
+        return "array", value.typecode, value.itemsize * len(value)
     return "pickle", None, sys.getsizeof(value)
 
 
@@ -249,10 +252,10 @@ def _prove_loads(path: str) -> None:
 
 
 # ----------------------------------------------------------------------------- reading
-def _readinto_all(f: BinaryIO, view: memoryview) -> int:
+def _readinto_all(f: FileIO, view: memoryview) -> int:
     done = 0
     while done < len(view):
-        got = f.readinto(view[done:])  # type: ignore[attr-defined]
+        got = f.readinto(view[done:])
         if not got:
             break
         done += got
@@ -360,7 +363,7 @@ def _mapper() -> _Mapper | None:
     return _MAPPER or None
 
 
-def _mapped_bytes(f: BinaryIO, size: int) -> tuple[memoryview, _Mapping | None]:
+def _mapped_bytes(f: FileIO, size: int) -> tuple[memoryview, _Mapping | None]:
     """The file's *size* bytes: mapped without a descriptor where possible, else read into memory."""
     mapper = _mapper()
     if mapper is not None:
@@ -399,7 +402,7 @@ class SpillStore(LRUStore):
 
     def __init__(
         self,
-        data: object = None,
+        data: Initial = None,
         *,
         directory: str | os.PathLike[str] | None = None,
         strict: bool = False,
@@ -407,7 +410,7 @@ class SpillStore(LRUStore):
     ) -> None:
         if not isinstance(strict, bool):
             raise InvalidArgument(f"strict={_validate.show(strict)}: expected True or False")
-        self.min_size: int = _validate.size("min_size", min_size)  # type: ignore[assignment]
+        self.min_size: int = _validate.size("min_size", min_size)
         self.strict = strict
         import tempfile
 
@@ -443,7 +446,7 @@ class SpillStore(LRUStore):
         self._spilled = 0
         self.errors: list[str] = []
         if data is not None:
-            self.update(data)  # type: ignore[call-overload]
+            self.update(data)
         _live.add(self)
 
     def _make_directory(self, prefix: str = "hivemem-spill-") -> str:
@@ -537,7 +540,8 @@ class SpillStore(LRUStore):
             self._memory_total -= entry.size
 
     def _where(self, entry: _Entry) -> str | None:
-        return entry.stored  # type: ignore[no-any-return]
+        path: str | None = entry.stored
+        return path
 
     def _missing(self, entry: _Entry) -> str:
         reason = f"its spill file {entry.stored} is missing"
@@ -577,10 +581,10 @@ class SpillStore(LRUStore):
             )
             raise self._corrupted(key, reason, t.stored)
 
-    def _load_whole(self, key: Hashable, t: _Ticket, f: BinaryIO) -> object:
+    def _load_whole(self, key: Hashable, t: _Ticket, f: FileIO) -> object:
         kind = t.kind
         if kind in ("bytes", "str", "pickle"):
-            data: Any = f.readall()  # type: ignore[attr-defined]
+            data: Any = f.readall()
             if len(data) != t.size:
                 raise EOFError
         elif kind == "bytearray":
@@ -603,7 +607,7 @@ class SpillStore(LRUStore):
             return pickle.loads(data)
         return data
 
-    def _load_mapped(self, key: Hashable, t: _Ticket, f: BinaryIO) -> object:
+    def _load_mapped(self, key: Hashable, t: _Ticket, f: FileIO) -> object:
         view, owner = _mapped_bytes(f, t.size)
         self._check(key, t, zlib.crc32(view))
         if owner is not None:
@@ -677,15 +681,15 @@ class SpillStore(LRUStore):
             self._check_open()
             if self._unswept:
                 self._sweep()
-            todo = [k for k, e in self._data.items() if e.stored is None and e.note is None]
+            todo = self._unstored()
         for key in todo:
             if budget is not None and moved >= budget:
                 break
             if stop is not None and stop():
                 break
             with self._lock:
-                entry = self._data.get(key)
-                if self._closed or entry is None or entry.stored is not None or entry.note is not None:
+                entry = self._still_unstored(key)
+                if entry is None:
                     continue
                 if entry.kind != "pickle" and entry.size < self.min_size:
                     entry.note = _too_small(entry.size, self.min_size)

@@ -66,8 +66,12 @@ from hivemem._levels import AGGRESSIVE, MODERATE
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
-__all__ = ["ClearCaches"]
+    from hivemem._reclaim.held import Lock
+    from hivemem._stores.cache import Cache
+
+__all__ = ["ClearCaches", "STRATEGY"]
 
 #: Seconds a governor pass waits for a registered cache's lock (the wait releases the GIL). Threads
 #: that fill a cache under its lock hold it often, and one of them may hold it while it waits
@@ -111,8 +115,10 @@ def _shrinkables(critical: bool) -> list[_Shrinkable]:
         for cache in module.live_caches():
             floor = 0 if critical else int(cache.bytes * cache.keep)  # fixed once for the pass
 
-            def shrink(n: int, most: int | None, cache: object = cache, floor: int = floor) -> dict[str, int]:
-                return cache._evict(n, floor, most)  # type: ignore[attr-defined, no-any-return]
+            def shrink(
+                n: int, most: int | None, cache: Cache[Any, Any] = cache, floor: int = floor
+            ) -> dict[str, int]:
+                return cache._evict(n, floor, most)
 
             found.append(_Shrinkable("Cache", cache.bytes, shrink))
     for d, entry in partial_registered():
@@ -121,7 +127,11 @@ def _shrinkables(critical: bool) -> list[_Shrinkable]:
         keep = 0 if critical else math.ceil(len(d) * KEEP)  # fixed once for the pass
 
         def evict(
-            n: int, most: int | None, d: dict[object, object] = d, lock: object = entry.lock, keep: int = keep
+            n: int,
+            most: int | None,
+            d: dict[object, object] = d,
+            lock: Lock | None = entry.lock,
+            keep: int = keep,
         ) -> dict[str, int] | None:
             if not take_briefly(lock):
                 return None
@@ -294,3 +304,7 @@ def _drop_all() -> dict[str, int]:
         for key in ("entries", "bytes", "released"):
             done[key] += got[key]
     return done
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = ClearCaches

@@ -47,7 +47,7 @@ from __future__ import annotations
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import AGGRESSIVE
 
-__all__ = ["Compact"]
+__all__ = ["Compact", "STRATEGY"]
 
 _MARGIN = 64 * 2**20
 
@@ -124,16 +124,22 @@ class Compact:
         reason = stats.pop("skip", None)
         if reason is not None:
             return StrategyResult.skip(str(reason), **stats)
+        serialized, free_before = stats["serialized_bytes"], stats["pymalloc_free_before"]
         summary = (
             f"rebuilt {stats['containers']} container(s), {stats['items']:,} items, through a "
-            f"{fs(int(stats['serialized_bytes']))} serialized copy"  # type: ignore[call-overload]
+            f"{fs(serialized if isinstance(serialized, int) else None)} serialized copy"
         )
         free_after = stats.get("pymalloc_free_after")
-        if isinstance(free_after, int):
-            summary += f"; pymalloc free space {fs(int(stats['pymalloc_free_before']))} -> {fs(free_after)}"  # type: ignore[call-overload]
-        if stats.get("skipped"):
-            summary += f"; {len(stats['skipped'])} container(s) skipped"  # type: ignore[arg-type]
+        if isinstance(free_after, int) and isinstance(free_before, int):
+            summary += f"; pymalloc free space {fs(free_before)} -> {fs(free_after)}"
+        skipped = stats.get("skipped")
+        if isinstance(skipped, list) and skipped:
+            summary += f"; {len(skipped)} container(s) skipped"
         return StrategyResult(summary, stats=stats)
 
     def __repr__(self) -> str:
         return "Compact()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = Compact

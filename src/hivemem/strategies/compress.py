@@ -34,7 +34,7 @@ import sys
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import MODERATE
 
-__all__ = ["CompressValues"]
+__all__ = ["CompressValues", "STRATEGY"]
 
 
 class CompressValues:
@@ -84,3 +84,7 @@ class CompressValues:
 
     def __repr__(self) -> str:
         return "CompressValues()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = CompressValues

@@ -41,7 +41,7 @@ from __future__ import annotations
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import MODERATE
 
-__all__ = ["DedupStrings"]
+__all__ = ["DedupStrings", "STRATEGY"]
 
 
 class DedupStrings:
@@ -57,19 +57,21 @@ class DedupStrings:
         import hivemem._reclaim.dedup  # noqa: F401
 
     def apply(self, ctx: StrategyContext) -> StrategyResult:
-        from hivemem._reclaim.containers import _dedup as registered
+        from hivemem._reclaim.containers import dedup_registry as registered
         from hivemem._reclaim.dedup import dedup_registered
         from hivemem._sizes import format_size
 
         if not len(registered):
             return StrategyResult.skip("no container registered with hivemem.register_container()")
         stats = dedup_registered()
-        skipped: list[str] = stats["skipped"]  # type: ignore[assignment]
+        found = stats["skipped"]
+        skipped: list[str] = found if isinstance(found, list) else []
         if not stats["containers_walked"]:
             return StrategyResult.skip("; ".join(skipped), **stats)
+        freed = stats["allocator_bytes"]
         summary = (
             f"merged {stats['strings_merged']:,} duplicate strings, freeing "
-            f"{format_size(int(stats['allocator_bytes']))} inside Python's allocator"  # type: ignore[call-overload]
+            f"{format_size(freed if isinstance(freed, int) else None)} inside Python's allocator"
         )
         if skipped:
             summary += f"; {len(skipped)} container(s) skipped"
@@ -77,3 +79,7 @@ class DedupStrings:
 
     def __repr__(self) -> str:
         return "DedupStrings()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = DedupStrings

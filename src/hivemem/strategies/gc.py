@@ -42,7 +42,7 @@ import time
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import AGGRESSIVE, CHEAP
 
-__all__ = ["GarbageCollect"]
+__all__ = ["GarbageCollect", "STRATEGY"]
 
 #: Longest full collection a governor pass below aggressive may run (seconds).
 PAUSE = 0.005
@@ -89,3 +89,7 @@ class GarbageCollect:
 
     def __repr__(self) -> str:
         return "GarbageCollect()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = GarbageCollect

@@ -27,7 +27,11 @@ import sys
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import CHEAP
 
-__all__ = ["ReleaseHooks", "pressure_of"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+
+__all__ = ["ReleaseHooks", "STRATEGY", "pressure_of"]
 
 #: The pressure a direct optimize() call stands for, by aggressiveness value.
 _BY_AGGRESSIVENESS = {1: "moderate", 2: "high", 3: "critical"}
@@ -40,7 +44,7 @@ def pressure_of(ctx: StrategyContext) -> str:
     return _BY_AGGRESSIVENESS.get(int(ctx.aggressiveness), "high")
 
 
-def _more_at(ctx: StrategyContext, module: object) -> dict[str, object]:
+def _more_at(ctx: StrategyContext, module: ModuleType) -> dict[str, object]:
     """``{"more_at": level}`` when a direct pass at a higher aggressiveness would run more hooks.
 
     A climbing ``optimize()`` reads it to call this strategy again there (the
@@ -49,7 +53,7 @@ def _more_at(ctx: StrategyContext, module: object) -> dict[str, object]:
     if ctx.level is not None:
         return {}
     now = int(ctx.aggressiveness)
-    above = [int(lvl) for _, lvl in module.hooks() if int(lvl) > now]  # type: ignore[attr-defined]
+    above = [int(lvl) for _, lvl in module.hooks() if int(lvl) > now]
     if not above:
         return {}
     return {"more_at": ("cheap", "moderate", "aggressive")[min(min(above), 3) - 1]}
@@ -88,3 +92,7 @@ class ReleaseHooks:
 
     def __repr__(self) -> str:
         return "ReleaseHooks()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = ReleaseHooks

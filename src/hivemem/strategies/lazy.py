@@ -21,7 +21,7 @@ import sys
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import MODERATE
 
-__all__ = ["DropLazyProxies"]
+__all__ = ["DropLazyProxies", "STRATEGY"]
 
 
 class DropLazyProxies:
@@ -34,11 +34,11 @@ class DropLazyProxies:
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         module = sys.modules.get("hivemem._stores.lazy")
         proxies = module.live_proxies() if module is not None else []
-        if not proxies:
+        if module is None or not proxies:
             return StrategyResult.skip("no droppable LazyProxy exists")
         dropped = 0
         for proxy in proxies:
-            dropped += bool(module.LazyProxy.drop(proxy))  # type: ignore[union-attr]
+            dropped += bool(module.LazyProxy.drop(proxy))
         if not dropped:
             return StrategyResult.skip(
                 f"none of {len(proxies)} droppable proxies is built", proxies=len(proxies)
@@ -50,3 +50,7 @@ class DropLazyProxies:
 
     def __repr__(self) -> str:
         return "DropLazyProxies()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = DropLazyProxies

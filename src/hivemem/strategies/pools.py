@@ -23,7 +23,7 @@ import sys
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import CHEAP
 
-__all__ = ["DropIdlePooled"]
+__all__ = ["DropIdlePooled", "STRATEGY"]
 
 
 class DropIdlePooled:
@@ -36,11 +36,11 @@ class DropIdlePooled:
     def apply(self, ctx: StrategyContext) -> StrategyResult:
         module = sys.modules.get("hivemem._stores.pools")
         pools = module.live_pools() if module is not None else []
-        if not pools:
+        if module is None or not pools:
             return StrategyResult.skip("no ObjectPool or BufferPool exists")
         objects = buffers = buffer_bytes = 0
         for pool in pools:
-            if isinstance(pool, module.BufferPool):  # type: ignore[union-attr]
+            if isinstance(pool, module.BufferPool):
                 before = pool.idle
                 buffer_bytes += pool.shrink()
                 buffers += before - pool.idle
@@ -56,3 +56,7 @@ class DropIdlePooled:
 
     def __repr__(self) -> str:
         return "DropIdlePooled()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = DropIdlePooled

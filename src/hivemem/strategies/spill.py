@@ -27,7 +27,7 @@ import sys
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import MODERATE
 
-__all__ = ["SpillValues"]
+__all__ = ["STRATEGY", "SpillValues"]
 
 
 class SpillValues:
@@ -80,3 +80,7 @@ class SpillValues:
 
     def __repr__(self) -> str:
         return "SpillValues()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = SpillValues

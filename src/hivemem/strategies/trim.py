@@ -30,7 +30,7 @@ from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import CHEAP
 from hivemem._measure.native import is_thread_arena
 
-__all__ = ["MallocTrim", "heap_size", "is_thread_arena"]
+__all__ = ["MallocTrim", "STRATEGY", "heap_size", "is_thread_arena"]
 
 
 def heap_size() -> int | None:
@@ -106,3 +106,7 @@ class MallocTrim:
 
     def __repr__(self) -> str:
         return "MallocTrim()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = MallocTrim

@@ -26,7 +26,7 @@ import sys
 from hivemem._engine.context import StrategyContext, StrategyResult
 from hivemem._levels import AGGRESSIVE
 
-__all__ = ["UnloadModules"]
+__all__ = ["STRATEGY", "UnloadModules"]
 
 
 class UnloadModules:
@@ -52,3 +52,7 @@ class UnloadModules:
 
     def __repr__(self) -> str:
         return "UnloadModules()"
+
+
+#: The strategy this module adds (the registry finds it by the module's name).
+STRATEGY = UnloadModules

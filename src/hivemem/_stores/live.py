@@ -13,22 +13,20 @@ import _thread
 import os
 import weakref
 
+from hivemem._typing import Generic
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Generic, TypeVar
+    from typing import Any, TypeVar
 
     T = TypeVar("T")
 else:
-
-    class Generic:
-        def __class_getitem__(cls, item: object) -> object:
-            return cls
-
+    T = None
 
 __all__ = ["LiveSet"]
 
-_all_sets: list[weakref.ref[LiveSet[object]]] = []
+_all_sets: list[weakref.ref[LiveSet[Any]]] = []  # every LiveSet, whatever it holds
 
 
 class LiveSet(Generic["T"]):
@@ -43,7 +41,7 @@ class LiveSet(Generic["T"]):
         self._refs: dict[int, weakref.ref[T]] = {}
         self._purge_at = 64
         self._on_fork = on_fork
-        _all_sets.append(weakref.ref(self))  # type: ignore[arg-type]
+        _all_sets.append(weakref.ref(self))
 
     def add(self, obj: T) -> None:
         with self._lock:
