@@ -29,8 +29,6 @@ class NoSuchProcess(InvalidArgument):
     """The PID does not name a running process (or cannot be read): a :class:`hivemem.InvalidArgument`."""
 
 
-
-
 def _mappings(pid: int, top: int) -> list[dict[str, object]]:
     """The *top* mappings by RSS, summed per name (``[heap]``, a file, ``[anon]``)."""
     text = read_text(f"/proc/{pid}/smaps")
