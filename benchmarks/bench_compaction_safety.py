@@ -96,7 +96,7 @@ def injection(quick: bool) -> dict[str, object]:
         res = run(
             KIT
             + f"""
-res = [fk.sweep(k, {fn}, mode={mode!r}, exc={exc}, critical=("_held.py",), {opts}) for k in {ks!r}]
+res = [fk.sweep(k, {fn}, mode={mode!r}, exc={exc}, critical=("_reclaim/held.py",), {opts}) for k in {ks!r}]
 for r in res:
     r["damaged_count"] = len(r["damaged"])
     r["damaged"] = r["damaged"][:5]

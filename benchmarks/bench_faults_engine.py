@@ -6,7 +6,7 @@
 
 Sections:
 
-``inject``  interrupt injection: an exception raised at every line event of ``_engine.py`` over
+``inject``  interrupt injection: an exception raised at every line event of ``_engine/engine.py`` over
             three kinds of pass (blocking, the governor's try-lock, dry run), and at every distinct
             step of the inspection tools' locking code; locks held afterwards (must be 0)
 ``fd2``     1,000 ``fragmentation()`` calls from 4 and 8 threads on small and large heaps, with a
@@ -114,7 +114,7 @@ def bench_inject() -> dict[str, object]:
     res = child(INJECT)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     res["method"] = (
-        "sys.settrace raising KeyboardInterrupt at the Nth line event of _engine.py frames, "
+        "sys.settrace raising KeyboardInterrupt at the Nth line event of _engine/engine.py frames, "
         "N = 1..all reached; after each: engine lock and re-entrancy mark free, a new optimize() "
         "finishes in another thread within 10 s"
     )

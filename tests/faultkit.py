@@ -416,7 +416,7 @@ class Injector:
     """A trace function that raises *exc* at the *n*-th line event in hivemem's or this kit's code.
 
     ``n=0`` only counts: ``sequence`` lists the (file, line) of every line
-    event. hivemem's ``_native.py`` (reading allocator statistics before and
+    event. hivemem's ``_measure/native.py`` (reading allocator statistics before and
     after a pass, touching no data) is left out to keep sweeps short.
     """
 
@@ -431,7 +431,7 @@ class Injector:
         self.fired = False
         self.sequence: list[tuple[str, int]] = []
         self.prefixes = (os.path.dirname(hivemem.__file__), __file__.removesuffix("c"))
-        self.skip = os.path.join(os.path.dirname(hivemem.__file__), "_native.py")
+        self.skip = os.path.join(os.path.dirname(hivemem.__file__), "_measure", "native.py")
 
     def __enter__(self) -> Injector:
         sys.settrace(self._global)

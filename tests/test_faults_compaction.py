@@ -80,7 +80,8 @@ def test_exception_at_every_line_changes_nothing(
     handler replaced. (benchmarks/bench_compaction_safety.py injects at every event.)"""
     out = run_kit(
         f"""
-res = [fk.sweep(k, force, size={size}, depth={depth}, mode={mode!r}, exc={exc}, critical=("_held.py",))
+res = [fk.sweep(k, force, size={size}, depth={depth}, mode={mode!r}, exc={exc},
+                critical=("_reclaim/held.py",))
        for k in {kinds!r}]
 print(json.dumps(res))
 """

@@ -51,7 +51,7 @@ def test_exception_at_every_line_leaves_every_dict_whole(exc: str) -> None:
     out = run_kit(
         f"""
 res = [fk.sweep(k, dedup_registered, mode="all" if k == "keyed" else "critical", exc={exc},
-                compact=False, dedup=True, keys=True, critical=("_held.py",))
+                compact=False, dedup=True, keys=True, critical=("_reclaim/held.py",))
        for k in ("keyed", "rows", "odict", "subclasses")]
 print(json.dumps(res))
 """

@@ -1,6 +1,6 @@
 """Faults against the engine and the inspection tools: interrupts at every line, concurrent callers, fd 2.
 
-A ``KeyboardInterrupt`` raised at the Nth line event of ``_engine.py`` (for
+A ``KeyboardInterrupt`` raised at the Nth line event of ``_engine/engine.py`` (for
 every N the pass reaches) must leave no lock held: the next ``optimize()``
 runs. Concurrent ``fragmentation()`` calls must leave file descriptor 2
 where it was and lose nothing another thread writes there; concurrent
@@ -171,7 +171,7 @@ def _inject_everywhere(scenario: str, exc: type[BaseException]) -> int:
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_an_interrupt_at_any_engine_line_leaves_no_lock_held(scenario: str) -> None:
-    """A BaseException raised at every line event of _engine.py leaves no lock held; optimize() runs after."""
+    """A BaseException at every line event of _engine/engine.py leaves no lock held; optimize() runs after."""
     _inject_everywhere(scenario, _Injected)
 
 

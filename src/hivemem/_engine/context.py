@@ -1,6 +1,6 @@
 """What a strategy receives and returns.
 
-The :class:`hivemem.Strategy` protocol itself lives in ``_protocol.py`` (it
+The :class:`hivemem.Strategy` protocol itself lives in ``protocol.py`` (it
 needs ``typing``, which costs ~2 MB to import); the run-time machinery here
 duck-types strategies and so stays free of it.
 """

@@ -22,7 +22,7 @@ Cost: ``sys.getallocatedblocks()`` visits every pymalloc pool (CPython
 3.11: well under 1 µs for a small heap, more for GiBs of arenas).
 ``mallinfo2`` walks malloc's free lists: a few µs on a compact heap, ~0.2 ms
 on a heap fragmented into ~100k free chunks (measured here). Both are read
-with the GIL held (``_holdgil.py``): a release would cost the pass a switch
+with the GIL held (``_measure/holdgil.py``): a release would cost the pass a switch
 interval under a busy main thread.
 """
 

@@ -593,7 +593,9 @@ def _run_one(
     seconds, cpu = clock() - t0, time.thread_time() - c0
     rss_after = read_rss()
     malloc_released = blocks_released = None
-    if alloc_before is not None and read_alloc is not None:  # what the step gave the allocators (_credit.py)
+    if (
+        alloc_before is not None and read_alloc is not None
+    ):  # what the step gave the allocators (_engine/credit.py)
         malloc_released, blocks_released = released(alloc_before, read_alloc())
     summary, stats, skipped = "", {}, None
     if isinstance(result, StrategyResult):

@@ -5,7 +5,7 @@ last runs (as the governor measured them, never as the strategy claimed).
 What a step freed is the larger of two measured figures: the RSS it returned
 to the OS, and what it released to the allocators (malloc in-use bytes, plus
 16 bytes, pymalloc's smallest block, per pymalloc block released; see
-``_credit.py``). A step that empties a cache into malloc's heap has paid even
+``_engine/credit.py``). A step that empties a cache into malloc's heap has paid even
 though RSS falls only when ``trim`` runs.
 
 Before each background pass it orders the strategies:

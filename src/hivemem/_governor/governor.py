@@ -728,7 +728,7 @@ class MemoryGovernor:
     def _set_alert(self, urgent: bool, alert: bool) -> None:
         """*urgent*: the hard limit is under ``URGENT_SECONDS`` away. *alert*: urgent, or growing
         above the watch mark; while alert and the monitor runs, the switch interval is low, so the
-        monitor's wake-ups get the GIL at once (``_gilswitch.py``). Manual ticks leave it alone."""
+        monitor's wake-ups get the GIL at once (``gilswitch.py``). Manual ticks leave it alone."""
         self._urgent = urgent
         alert = (alert or urgent) and self._monitor is not None
         if alert == self._alert:
@@ -815,7 +815,7 @@ class MemoryGovernor:
         return self._act(want, level, rss, source, rate, left)
 
     def _pace(self, level: Pressure, rss: int, rate: float) -> float:
-        """The next wait (``_pacing.py``): toward the next level's entry, or the hard limit at the top."""
+        """The next wait (``pacing.py``): toward the next level's entry, or the hard limit at the top."""
         th = self.thresholds
         bound = next((e for lvl, (e, _) in th.levels.items() if lvl > level), self._limit_int)
         cap = self.max_interval if level == Pressure.NORMAL and not self._urgent else self.interval
@@ -1123,7 +1123,7 @@ class MemoryGovernor:
         return sorted(m for m in must | set(extra) if 0 < m <= self._limit_int)
 
     def _open_notifications(self) -> list[WakeSource]:
-        """Arm the kernel's memory notifications (``_notify.py``); say why where none can be armed."""
+        """Arm the kernel's memory notifications (``notify.py``); say why where none can be armed."""
         self.notify_note = ""
         if self.notify is False or not self._own_process:
             if self.notify is True:

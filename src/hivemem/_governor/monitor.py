@@ -4,11 +4,11 @@ Loaded only by ``MemoryGovernor.start()``: it imports ``threading``, which
 ``hivemem.optimize()`` must not load. The thread sleeps in ``poll()`` on a
 self-pipe (so ``stop()`` wakes it at once) and on every armed wake source:
 PSI triggers (``POLLPRI``), cgroup v1 threshold eventfds (``POLLIN``) and
-cgroup v2 ``memory.events`` (``POLLPRI``); see ``_psi.py`` and ``_notify.py``.
+cgroup v2 ``memory.events`` (``POLLPRI``); see ``_measure/psi.py`` and ``notify.py``.
 Each source has ``fd``, ``mask``, ``name`` (passed to the tick as its
 source) and ``drain(revents)``, which re-arms it and says whether it is still
 usable; a dead one is dropped. The tick returns how long to wait next (the
-governor paces itself, ``_pacing.py``); a tick that returns nothing waits
+governor paces itself, ``pacing.py``); a tick that returns nothing waits
 *interval*. Where ``select.poll`` is missing (Windows) the thread waits on a
 ``threading.Event`` and polls only.
 

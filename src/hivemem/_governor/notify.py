@@ -1,6 +1,6 @@
 """Kernel notifications that wake the governor at a memory crossing, instead of a poll finding it late.
 
-Two sources besides the PSI triggers of ``_psi.py``; the governor's monitor
+Two sources besides the PSI triggers of ``_measure/psi.py``; the governor's monitor
 ``poll()``\\ s every armed one together with its stop pipe:
 
 **cgroup v1 memory thresholds** (:class:`CgroupThresholds`). For each bound,

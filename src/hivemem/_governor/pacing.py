@@ -20,7 +20,7 @@ what was just measured:
   growth that stopped), never longer than *busy_cap* (``interval``, 0.1 s);
   never shorter than *floor* (``min_interval``, 2 ms).
 
-Kernel notifications (``_notify.py``) wake the thread at threshold crossings
+Kernel notifications (``notify.py``) wake the thread at threshold crossings
 whatever the wait, so the distance rule is a fallback where they are missing.
 Cost: a handful of float operations per tick.
 """

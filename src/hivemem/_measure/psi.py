@@ -132,7 +132,7 @@ def read_pressure(path: str = "/proc/pressure/memory") -> dict[str, dict[str, fl
 class PsiTrigger:
     """An armed trigger: poll ``fd`` for ``POLLPRI``. ``note`` says if the window was rounded.
 
-    Like the sources of ``_notify.py`` it has ``mask``, ``name`` and ``drain()``
+    Like the sources of ``_governor/notify.py`` it has ``mask``, ``name`` and ``drain()``
     for the governor's monitor.
     """
 
