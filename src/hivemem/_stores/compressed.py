@@ -327,25 +327,20 @@ class CompressedStore(LRUStore):
         self, entry: _Entry, value: object, squeeze: Callable[[bytes | bytearray | memoryview], bytes]
     ) -> tuple[str, int, int, bytes] | None:
         """``(kind, payload length, raw size, blob)``, or ``None``: ``entry.note``/``error`` say why."""
+        refused = "cannot be serialized"
         try:
             kind, payload, names_global = _encode(value)
+            if names_global:
+                import pickle
+
+                refused = "pickles but cannot be unpickled"
+                pickle.loads(payload)  # a value that pickles but cannot be unpickled must not be dropped
         except MemoryError as exc:
             entry.error = f"failed, kept: {type(exc).__name__}: {exc}"
             return None
         except Exception as exc:
-            entry.note = f"kept: cannot be serialized ({type(exc).__name__}: {exc})"
+            entry.note = f"kept: {refused} ({type(exc).__name__}: {exc})"
             return None
-        if names_global:
-            import pickle
-
-            try:
-                pickle.loads(payload)  # a value that pickles but cannot be unpickled must not be dropped
-            except MemoryError as exc:
-                entry.error = f"failed, kept: {type(exc).__name__}: {exc}"
-                return None
-            except Exception as exc:
-                entry.note = f"kept: pickles but cannot be unpickled ({type(exc).__name__}: {exc})"
-                return None
         plen = len(payload)
         raw = plen if kind == "pickle" else entry.raw
         if raw < self.min_size:
