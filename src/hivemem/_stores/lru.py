@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     Initial = Mapping[Hashable, object] | Iterable[tuple[Hashable, object]] | None
     from typing import Any
 
-__all__ = ["MISSING", "LRUStore", "Pickler", "StoreEntry", "StoreTicket", "dumps"]
+__all__ = ["MISSING", "LRUStore", "Pickler", "StoreEntry", "StoreTicket", "dumps", "run_passes"]
 
 #: ``entry.value`` of a value that lives only in its stored form.
 MISSING: Any = object()
@@ -318,3 +318,29 @@ class LRUStore(MutableMapping[Hashable, "Any"]):  # values of any type ("Any": n
             if entry.damage is not None:
                 return f"damaged: {entry.damage}"
             return self._describe(entry)
+
+
+def run_passes(
+    stores: list[Any], run: Callable[[Any], dict[str, Any]], stop: Callable[[], bool], totals: dict[str, int]
+) -> list[str]:
+    """Run *run(store)* (a ``spill()``, a ``compress()``) on each store until ``stop()``, checked before each.
+
+    Adds each pass's counts to *totals* and returns the errors: a store that
+    fails (closed meanwhile by another thread) is recorded and the others
+    still run; a pass's own ``"error"`` is recorded too.
+    """
+    errors: list[str] = []
+    for store in stores:
+        if stop():
+            break
+        try:
+            done = run(store)
+        except Exception as exc:  # closed meanwhile by another thread: the other stores still run
+            errors.append(f"{type(exc).__name__}: {exc}")
+            continue
+        for key, value in done.items():
+            if key == "error":
+                errors.append(value)
+            else:
+                totals[key] = totals.get(key, 0) + value
+    return errors
