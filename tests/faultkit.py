@@ -26,7 +26,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["KINDS", "Injector", "Workload", "build", "hivemem_state_clean", "points", "shape", "sweep"]
+__all__ = [
+    "KINDS",
+    "Injector",
+    "SigintSender",
+    "Workload",
+    "build",
+    "hivemem_state_clean",
+    "points",
+    "shape",
+    "sweep",
+]
 
 
 # ---------------------------------------------------------------------------- classes in workloads
@@ -455,6 +465,52 @@ class Injector:
                 self.fired = True
                 raise self.exc()
         return self._local
+
+
+class SigintSender:
+    """A daemon thread that, while ``sending`` is set, waits ``delay`` seconds and then sends this
+    process SIGINT every 15 ms (``sent`` counts them) until it is cleared; ``stop`` ends it.
+
+    For the SIGINT trials, in their subprocess: hivemem is told no other thread runs (this
+    one touches no data), so a pass does not wait for it.
+    """
+
+    def __init__(self) -> None:
+        import hivemem._reclaim.held
+
+        hivemem._reclaim.held.other_threads = lambda: 0
+        self.sending = False
+        self.stop = False
+        self.sent = 0
+        self.delay = 0.0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        import os
+        import signal
+        import time
+
+        while not self.stop:
+            if not self.sending:
+                time.sleep(0.002)
+                continue
+            time.sleep(self.delay)
+            while self.sending:
+                os.kill(os.getpid(), signal.SIGINT)
+                self.sent += 1
+                time.sleep(0.015)
+
+    @staticmethod
+    def drain() -> None:
+        """Take a SIGINT sent just before ``sending`` was cleared."""
+        import time
+
+        while True:
+            try:
+                time.sleep(0.05)
+                return
+            except KeyboardInterrupt:
+                pass
 
 
 def points(sequence: list[tuple[str, int]], mode: str, critical: tuple[str, ...] = ()) -> list[int]:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import array
 import json
 import os
 import threading
@@ -15,27 +14,13 @@ from hivemem.strategies.compress import CompressValues
 from hivemem.testing import FakeReader
 
 from .conftest import linux_only, run_python
+from .storekit import race, same
+from .storekit import values as store_values
 
 CODECS = ["zlib", "zstd"] if _compress.zstd_available() else ["zlib"]
 
-values = st.one_of(
-    st.binary(max_size=4096),
-    st.binary(max_size=64).map(lambda b: b * 50),
-    st.binary(max_size=2048).map(bytearray),
-    st.text(max_size=2048),
-    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=50),
-    st.lists(st.integers(-(2**31), 2**31 - 1), max_size=500).map(lambda xs: array.array("i", xs)),
-    st.lists(st.floats(allow_nan=False), max_size=200).map(lambda xs: array.array("d", xs)),
-    st.recursive(
-        st.none() | st.integers() | st.text(max_size=20) | st.booleans(),
-        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner, max_size=5),
-        max_leaves=30,
-    ),
-)
-
-
-def _same(a: object, b: object) -> bool:
-    return type(a) is type(b) and a == b
+# Highly compressible bytes too: the stores' shared values are mostly random.
+values = st.one_of(store_values, st.binary(max_size=64).map(lambda b: b * 50))
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -48,10 +33,10 @@ def test_round_trip_is_bit_identical(codec: str, value: object) -> None:
     done = store.compress()
     assert done["compressed"] == 1, store.status("k")
     assert store.status("k").startswith(f"compressed ({codec}")
-    assert _same(store.peek("k"), value)
+    assert same(store.peek("k"), value)
     assert store.compressed_count == 1
     got = store["k"]
-    assert _same(got, value)
+    assert same(got, value)
     assert store.status("k") == "uncompressed" and store["k"] is got
 
 
@@ -141,7 +126,6 @@ def test_concurrent_access_during_compression() -> None:
     """Readers and writers in 6 threads, with compress passes running, always see the latest value."""
     store = hivemem.CompressedStore(codec="zlib", level=1)
     errors: list[str] = []
-    stop = threading.Event()
 
     def worker(i: int) -> None:
         for n in range(300):
@@ -151,19 +135,7 @@ def test_concurrent_access_during_compression() -> None:
             if store[key] != value:
                 errors.append(key)
 
-    def compressor() -> None:
-        while not stop.is_set():
-            store.compress()
-
-    c = threading.Thread(target=compressor)
-    c.start()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    stop.set()
-    c.join()
+    race(store.compress, [threading.Thread(target=worker, args=(i,)) for i in range(6)])
     assert errors == []
     assert store.raw_bytes == sum(len(store.peek(k)) for k in store)  # type: ignore[arg-type]
 

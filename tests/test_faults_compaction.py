@@ -431,29 +431,9 @@ def test_memoryerror_under_rlimit_as_never_changes_data() -> None:
 
 
 SIGINT_TRIALS = """
-import os, random, signal, threading, time
-import hivemem._reclaim.held
+import random, time
 from hivemem._reclaim.containers import compact_registry as _compact
-hivemem._reclaim.held.other_threads = lambda: 0  # the sender thread touches no data
-sending, stop, sent, delay = [False], [False], [0], [0.0]
-def sender():
-    while not stop[0]:
-        if not sending[0]:
-            time.sleep(0.002)
-            continue
-        time.sleep(delay[0])
-        while sending[0]:
-            os.kill(os.getpid(), signal.SIGINT)
-            sent[0] += 1
-            time.sleep(0.015)
-threading.Thread(target=sender, daemon=True).start()
-def drain():  # a SIGINT sent just before the flag dropped
-    while True:
-        try:
-            time.sleep(0.05)
-            return
-        except KeyboardInterrupt:
-            pass
+sig = fk.SigintSender()
 def first_ids(w):
     return [id(next(iter(c.values() if isinstance(c, dict) else c))) for c in w.containers]
 rng = random.Random({seed})
@@ -469,22 +449,22 @@ for trial in range({trials}):
     w = fk.build(kind, {size}, 2, seed=trial)
     before, first = w.digest(), first_ids(w)
     w.register()
-    delay[0] = rng.uniform(0, took)  # the first SIGINT lands anywhere in the pass
+    sig.delay = rng.uniform(0, took)  # the first SIGINT lands anywhere in the pass
     try:
-        sending[0] = True
+        sig.sending = True
         try:
             force()
         finally:
-            sending[0] = False
+            sig.sending = False
     except KeyboardInterrupt:
         interrupts += 1
-    drain()
+    sig.drain()
     _compact.clear()
     moved += first_ids(w) != first
     if w.digest() != before or not w.locks_free() or fk.hivemem_state_clean():
         bad.append(trial)
-stop[0] = True
-print(json.dumps({{"bad": bad, "interrupts": interrupts, "moved": moved, "sent": sent[0]}}))
+sig.stop = True
+print(json.dumps({{"bad": bad, "interrupts": interrupts, "moved": moved, "sent": sig.sent}}))
 """
 
 

@@ -118,29 +118,9 @@ def test_ordered_dict_keys_are_left_alone() -> None:
 
 
 SIGINT_TRIALS = """
-import os, random, signal, threading, time
-import hivemem._reclaim.held
+import random, time
 from hivemem._reclaim.containers import dedup_registry as _dedup
-hivemem._reclaim.held.other_threads = lambda: 0  # the sender thread touches no data
-sending, stop, sent, delay = [False], [False], [0], [0.0]
-def sender():
-    while not stop[0]:
-        if not sending[0]:
-            time.sleep(0.002)
-            continue
-        time.sleep(delay[0])
-        while sending[0]:
-            os.kill(os.getpid(), signal.SIGINT)
-            sent[0] += 1
-            time.sleep(0.015)
-threading.Thread(target=sender, daemon=True).start()
-def drain():
-    while True:
-        try:
-            time.sleep(0.05)
-            return
-        except KeyboardInterrupt:
-            pass
+sig = fk.SigintSender()
 rng = random.Random({seed})
 bad, interrupts, merged = [], 0, 0
 for trial in range({trials}):
@@ -153,22 +133,22 @@ for trial in range({trials}):
     w = fk.build("keyed", {size}, 2, seed=trial)
     before = w.values()
     w.register(compact=False, dedup=True, keys=True)
-    delay[0] = rng.uniform(0, took)
+    sig.delay = rng.uniform(0, took)
     try:
-        sending[0] = True
+        sig.sending = True
         try:
             st = dedup_registered()
             merged += st["keys_merged"] > 0
         finally:
-            sending[0] = False
+            sig.sending = False
     except KeyboardInterrupt:
         interrupts += 1
-    drain()
+    sig.drain()
     _dedup.clear()
     if w.values() != before or not w.locks_free() or fk.hivemem_state_clean():
         bad.append(trial)
-stop[0] = True
-print(json.dumps({{"bad": bad, "interrupts": interrupts, "merged": merged, "sent": sent[0]}}))
+sig.stop = True
+print(json.dumps({{"bad": bad, "interrupts": interrupts, "merged": merged, "sent": sig.sent}}))
 """
 
 

@@ -11,6 +11,7 @@ from hivemem.strategies.pools import DropIdlePooled
 from hivemem.testing import FakeReader
 
 from .conftest import run_python
+from .storekit import race
 
 
 def _ctx() -> hivemem.StrategyContext:
@@ -107,7 +108,6 @@ def test_thread_safety_no_object_handed_out_twice() -> None:
     """Under 8 threads churning and a concurrent shrink, no object is ever held by two threads."""
     pool = hivemem.ObjectPool(dict, maxsize=4, reset=dict.clear)
     errors: list[str] = []
-    stop = threading.Event()
 
     def churn() -> None:
         me = threading.get_ident()
@@ -120,19 +120,7 @@ def test_thread_safety_no_object_handed_out_twice() -> None:
                 errors.append("shared")
             pool.release(obj)
 
-    def shrinker() -> None:
-        while not stop.is_set():
-            pool.shrink(0)
-
-    threads = [threading.Thread(target=churn) for _ in range(8)]
-    s = threading.Thread(target=shrinker)
-    s.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    stop.set()
-    s.join()
+    race(lambda: pool.shrink(0), [threading.Thread(target=churn) for _ in range(8)])
     assert errors == []
     st = pool.stats()
     assert st["in_use"] == 0 and st["created"] + st["reused"] == 8 * 3000

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import hivemem
 from hivemem._stores import spill as _spill
@@ -19,24 +18,7 @@ from hivemem.strategies.spill import SpillValues
 from hivemem.testing import FakeReader
 
 from .conftest import linux_only, run_python
-
-values = st.one_of(
-    st.binary(max_size=4096),
-    st.binary(max_size=2048).map(bytearray),
-    st.text(max_size=2048),
-    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=50),
-    st.lists(st.integers(-(2**31), 2**31 - 1), max_size=500).map(lambda xs: array.array("i", xs)),
-    st.lists(st.floats(allow_nan=False), max_size=200).map(lambda xs: array.array("d", xs)),
-    st.recursive(
-        st.none() | st.integers() | st.text(max_size=20) | st.booleans(),
-        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner, max_size=5),
-        max_leaves=30,
-    ),
-)
-
-
-def _same(a: object, b: object) -> bool:
-    return type(a) is type(b) and a == b
+from .storekit import race, same, values
 
 
 @settings(max_examples=150, deadline=None)
@@ -48,9 +30,9 @@ def test_round_trip_is_bit_identical(value: object, tmp_path_factory: pytest.Tem
         done = store.spill()
         assert done["spilled"] == 1, store.status("k")
         assert store.status("k").startswith("on disk")
-        assert _same(store.peek("k"), value)
+        assert same(store.peek("k"), value)
         assert store.status("k").startswith("on disk")  # peek does not bring it back
-        assert _same(store["k"], value)
+        assert same(store["k"], value)
         assert store.status("k") == "in memory" and store.disk_bytes == 0
 
 
@@ -237,7 +219,6 @@ def test_concurrent_access_during_spills(tmp_path: Path) -> None:
     """Readers, writers and deleters in 6 threads, with spill passes running, always see the latest value."""
     store = hivemem.SpillStore(directory=tmp_path, min_size=0)
     errors: list[str] = []
-    stop = threading.Event()
 
     def worker(i: int) -> None:
         for n in range(300):
@@ -249,19 +230,7 @@ def test_concurrent_access_during_spills(tmp_path: Path) -> None:
             if n % 7 == 0:
                 del store[key]
 
-    def spiller() -> None:
-        while not stop.is_set():
-            store.spill()
-
-    s = threading.Thread(target=spiller)
-    s.start()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    stop.set()
-    s.join()
+    race(store.spill, [threading.Thread(target=worker, args=(i,)) for i in range(6)])
     assert errors == []
     on_disk = {f for f in os.listdir(store.directory) if not f.endswith(".tmp")}
     assert len(on_disk) == store.spilled_count

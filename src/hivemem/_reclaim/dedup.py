@@ -30,6 +30,7 @@ from hivemem._reclaim.held import _tripped, access_problem, begin, close, defer_
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from hivemem._reclaim.held import Hold
@@ -101,10 +102,16 @@ class _Dedup:
         if _tripped[0]:  # a deferred signal: stop between two containers
             raise _Interrupted
         self.containers += 1
+        # A subclass's __iter__/__setitem__ are not run: the base type's are.
         if isinstance(obj, list):
-            self._list(obj, stack, seen)
+            exact = type(obj) is list
+            pairs = enumerate(obj if exact else list.__iter__(obj))
+            self._slots(obj, pairs, list.__setitem__, exact, self.base_list, stack, seen)
         elif isinstance(obj, dict):
-            self._dict(obj, stack, seen, self._keys_too)
+            # Same key: no resize, no reorder, no subclass hook.
+            self._slots(obj, dict.items(obj), dict.__setitem__, False, self.base_dict, stack, seen)
+            if self._keys_too:
+                self._keys(obj)
 
     def _queue(self, v: object, shared: bool, stack: list[object], seen: set[int]) -> None:
         """Walk a nested list/dict now (depth first, so a 2M-row table needs no 2M-entry
@@ -123,15 +130,24 @@ class _Dedup:
         else:
             stack.append(v)
 
-    # _list, _dict and _tuple walk the program's own containers: their items are of any type.
-    def _list(self, seq: list[Any], stack: list[object], seen: set[int]) -> None:
-        base, table, full = self.base_list, self.table, self.max_distinct
+    # _slots and _tuple walk the program's own containers: their items are of any type.
+    def _slots(
+        self,
+        obj: Any,
+        pairs: Iterable[tuple[Any, Any]],
+        setitem: Callable[[Any, Any, Any], None],
+        exact: bool,
+        base: int,
+        stack: list[object],
+        seen: set[int],
+    ) -> None:
+        """Merge the ``str`` values of a list's or dict's *pairs* (slot, value), writing through *setitem*
+        (``obj[slot] = ...`` when *exact*); walk its tuples, lists and dicts. *base*: the reference
+        count of a value only its slot holds, probed with the same loop over the same kind of *pairs*."""
+        table, full = self.table, self.max_distinct
         getrefcount, getsizeof = sys.getrefcount, sys.getsizeof
-        # A subclass's __iter__/__setitem__ are not run: the base type's are.
-        exact = type(seq) is list
-        setitem = list.__setitem__
         merged = freed = 0
-        for i, v in enumerate(seq if exact else list.__iter__(seq)):
+        for slot, v in pairs:
             t = type(v)
             if t is str:
                 c = table.get(v)
@@ -144,50 +160,19 @@ class _Dedup:
                     if refs <= base:  # only this slot held it: the swap frees it
                         freed += getsizeof(v)
                     if exact:
-                        seq[i] = c
+                        obj[slot] = c
                     else:
-                        setitem(seq, i, c)
+                        setitem(obj, slot, c)
             elif t is tuple:
                 refs = getrefcount(v)
                 new = self._tuple(v, refs <= base, 0, stack, seen)
                 if new is not v:
-                    setitem(seq, i, new)
+                    setitem(obj, slot, new)
             elif t is list or t is dict:
                 refs = getrefcount(v)
                 self._queue(v, refs > base, stack, seen)
         self.merged += merged
         self.allocator_bytes += freed
-
-    def _dict(self, d: dict[Any, Any], stack: list[object], seen: set[int], keys: bool) -> None:
-        base, table, full = self.base_dict, self.table, self.max_distinct
-        getrefcount, getsizeof = sys.getrefcount, sys.getsizeof
-        setitem = dict.__setitem__  # same key: no resize, no reorder, no subclass hook
-        merged = freed = 0
-        for k, v in dict.items(d):
-            t = type(v)
-            if t is str:
-                c = table.get(v)
-                if c is None:
-                    if len(table) < full:
-                        table[v] = v
-                elif c is not v:
-                    refs = getrefcount(v)
-                    merged += 1
-                    if refs <= base:
-                        freed += getsizeof(v)
-                    setitem(d, k, c)
-            elif t is tuple:
-                refs = getrefcount(v)
-                new = self._tuple(v, refs <= base, 0, stack, seen)
-                if new is not v:
-                    setitem(d, k, new)
-            elif t is list or t is dict:
-                refs = getrefcount(v)
-                self._queue(v, refs > base, stack, seen)
-        self.merged += merged
-        self.allocator_bytes += freed
-        if keys:
-            self._keys(d)
 
     def _keys(self, d: dict[object, object]) -> None:
         """Merge *d*'s ``str`` keys: the merged dict is built aside, then swapped in at once."""

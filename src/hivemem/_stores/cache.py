@@ -897,6 +897,8 @@ def _wrapper(fn: Callable[..., object], store: Cache[object, object]) -> Callabl
     return wrapper
 
 
+# _wrapper but for the key, on purpose: a hit costs ~250 ns (docs/caches.md, "Which cache to use");
+# a shared inner call adds a call per hit, and one wrapper testing ``typed`` made untyped hits ~13 ns slower.
 def _typed_wrapper(fn: Callable[..., object], store: Cache[object, object]) -> Callable[..., object]:
     lookup, touch, put = store._data.get, store._touch, store._put
     hits, misses = store._hits, store._misses

@@ -37,7 +37,7 @@ from hivemem import _validate
 from hivemem._errors import InvalidArgument
 from hivemem._sizes import format_size
 from hivemem._stores.live import LiveSet
-from hivemem._stores.lru import MISSING, LRUStore, StoreEntry, dumps
+from hivemem._stores.lru import MISSING, LRUStore, StoreEntry, StoreTicket, dumps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,15 +149,16 @@ class _Entry(StoreEntry):
         self.size = self.raw  # bytes it takes now
 
 
-class _Ticket:
-    __slots__ = ("codec", "crc", "kind", "plen", "stored")
+class _Ticket(StoreTicket):
+    __slots__ = ("codec", "kind", "plen")
+
+    stored: bytes
 
     def __init__(self, entry: _Entry) -> None:
-        self.stored: bytes = entry.stored
+        super().__init__(entry)
         self.kind = entry.kind
         self.codec = entry.codec
         self.plen = entry.plen
-        self.crc = entry.crc
 
 
 class CompressedStore(LRUStore):
@@ -287,18 +288,12 @@ class CompressedStore(LRUStore):
         and write meanwhile: a value replaced while it was being compressed
         is left alone.
         """
-        budget = _validate.size("nbytes", nbytes, allow_none=True)
-        _validate.callable_or_none("stop", stop)
-        with self._lock:
-            self._check_open()
-            todo = self._unstored()
+        budget, todo = self._begin_pass(nbytes, stop)
         codec = self.codec
         squeeze = _compressor(codec, self.level)
         done = {"compressed": 0, "raw_bytes": 0, "stored_bytes": 0, "kept": 0, "failed": 0}
         for key in todo:
-            if budget is not None and done["raw_bytes"] >= budget:
-                break
-            if stop is not None and stop():
+            if self._pass_over(budget, done["raw_bytes"], stop):
                 break
             with self._lock:
                 entry = self._still_unstored(key)
@@ -332,25 +327,20 @@ class CompressedStore(LRUStore):
         self, entry: _Entry, value: object, squeeze: Callable[[bytes | bytearray | memoryview], bytes]
     ) -> tuple[str, int, int, bytes] | None:
         """``(kind, payload length, raw size, blob)``, or ``None``: ``entry.note``/``error`` say why."""
+        refused = "cannot be serialized"
         try:
             kind, payload, names_global = _encode(value)
+            if names_global:
+                import pickle
+
+                refused = "pickles but cannot be unpickled"
+                pickle.loads(payload)  # a value that pickles but cannot be unpickled must not be dropped
         except MemoryError as exc:
             entry.error = f"failed, kept: {type(exc).__name__}: {exc}"
             return None
         except Exception as exc:
-            entry.note = f"kept: cannot be serialized ({type(exc).__name__}: {exc})"
+            entry.note = f"kept: {refused} ({type(exc).__name__}: {exc})"
             return None
-        if names_global:
-            import pickle
-
-            try:
-                pickle.loads(payload)  # a value that pickles but cannot be unpickled must not be dropped
-            except MemoryError as exc:
-                entry.error = f"failed, kept: {type(exc).__name__}: {exc}"
-                return None
-            except Exception as exc:
-                entry.note = f"kept: pickles but cannot be unpickled ({type(exc).__name__}: {exc})"
-                return None
         plen = len(payload)
         raw = plen if kind == "pickle" else entry.raw
         if raw < self.min_size:

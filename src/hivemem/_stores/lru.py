@@ -15,12 +15,13 @@ A subclass supplies the stored form through these hooks, all but
 * ``_count(entry)``: add a new entry's bytes to the totals;
 * ``_retiring(entry)``: an entry is about to be replaced or deleted;
 * ``_fetch(key, entry)``: a ticket for reading its stored form (an open
-  file, the blob), with the entry's ``stored`` and ``crc``;
+  file, the blob): a :class:`StoreTicket`, with the entry's ``stored`` and ``crc``;
 * ``_load(key, ticket)``: the value, verified (runs outside the lock);
 * ``_adopt(entry, ticket, value)``: move a value read by ``store[key]`` back
   into memory, if the entry still holds the form that was read;
 * ``_forget(entry)``: drop an entry's stored form and its byte counts;
-* ``_describe(entry)``: what :meth:`status` says.
+* ``_describe(entry)``: what :meth:`status` says;
+* ``_before_pass()``: tidy up before a pass (``spill()``, ``compress()``) picks its keys.
 
 ``entry.stored`` is the stored form (a path, a blob) or ``None`` while the
 value is in memory.
@@ -36,17 +37,18 @@ import pickle
 from collections import OrderedDict
 from collections.abc import Hashable, MutableMapping
 
+from hivemem import _validate
 from hivemem._errors import CorruptedValue, InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
     #: What a store's constructor fills it from, as dict() takes it.
     Initial = Mapping[Hashable, object] | Iterable[tuple[Hashable, object]] | None
     from typing import Any
 
-__all__ = ["MISSING", "LRUStore", "Pickler", "StoreEntry", "dumps"]
+__all__ = ["MISSING", "LRUStore", "Pickler", "StoreEntry", "StoreTicket", "dumps", "run_passes"]
 
 #: ``entry.value`` of a value that lives only in its stored form.
 MISSING: Any = object()
@@ -93,6 +95,16 @@ class StoreEntry:
         self.note: str | None = None  # why the value stays as it is for good (until replaced)
         self.error: str | None = None  # why the last attempt to store it failed (retried later)
         self.damage: str | None = None  # why its stored form cannot be read back (set on a failed read)
+
+
+class StoreTicket:
+    """What a read needs, taken under the lock: the entry's stored form and its checksum."""
+
+    __slots__ = ("crc", "stored")
+
+    def __init__(self, entry: StoreEntry) -> None:
+        self.stored: Any = entry.stored
+        self.crc = entry.crc
 
 
 class LRUStore(MutableMapping[Hashable, "Any"]):  # values of any type ("Any": no typing at run time)
@@ -243,6 +255,25 @@ class LRUStore(MutableMapping[Hashable, "Any"]):  # values of any type ("Any": n
             return self._adopt(entry, ticket, value)
 
     # ------------------------------------------------------------ pressure (spill(), compress())
+    def _before_pass(self) -> None:
+        """Tidy up before a pass picks its keys (lock held, store open)."""
+
+    def _begin_pass(
+        self, nbytes: int | str | None, stop: Callable[[], bool] | None
+    ) -> tuple[int | None, list[Hashable]]:
+        """``(budget, keys)``: *nbytes* checked, and the keys a pass may store, least recently used first."""
+        budget = _validate.size("nbytes", nbytes, allow_none=True)
+        _validate.callable_or_none("stop", stop)
+        with self._lock:
+            self._check_open()
+            self._before_pass()
+            return budget, self._unstored()
+
+    @staticmethod
+    def _pass_over(budget: int | None, spent: int, stop: Callable[[], bool] | None) -> bool:
+        """Whether a pass stops before its next value: *budget* bytes are done, or ``stop()`` says so."""
+        return (budget is not None and spent >= budget) or (stop is not None and stop())
+
     def _unstored(self) -> list[Hashable]:
         """Keys whose values are held as they are and may be stored, least recently used first."""
         return [k for k, e in self._data.items() if e.stored is None and e.note is None]
@@ -287,3 +318,29 @@ class LRUStore(MutableMapping[Hashable, "Any"]):  # values of any type ("Any": n
             if entry.damage is not None:
                 return f"damaged: {entry.damage}"
             return self._describe(entry)
+
+
+def run_passes(
+    stores: list[Any], run: Callable[[Any], dict[str, Any]], stop: Callable[[], bool], totals: dict[str, int]
+) -> list[str]:
+    """Run *run(store)* (a ``spill()``, a ``compress()``) on each store until ``stop()``, checked before each.
+
+    Adds each pass's counts to *totals* and returns the errors: a store that
+    fails (closed meanwhile by another thread) is recorded and the others
+    still run; a pass's own ``"error"`` is recorded too.
+    """
+    errors: list[str] = []
+    for store in stores:
+        if stop():
+            break
+        try:
+            done = run(store)
+        except Exception as exc:  # closed meanwhile by another thread: the other stores still run
+            errors.append(f"{type(exc).__name__}: {exc}")
+            continue
+        for key, value in done.items():
+            if key == "error":
+                errors.append(value)
+            else:
+                totals[key] = totals.get(key, 0) + value
+    return errors

@@ -92,7 +92,30 @@ class _Lease(Generic[T]):
             self._pool.discard(obj)  # type: ignore[arg-type]
 
 
-class ObjectPool(Generic[T]):
+class _Pool:
+    """What both pools share: the lock, the counts, ``len()`` and truth."""
+
+    _lock: _thread.LockType
+
+    def _init_pool(self) -> None:
+        """The lock, and ``created``/``reused``/``dropped`` at 0."""
+        self._lock = _thread.allocate_lock()
+        self.created = 0
+        self.reused = 0
+        self.dropped = 0
+
+    @property
+    def idle(self) -> int:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.idle
+
+    def __bool__(self) -> bool:
+        return True  # a pool with nothing idle is still a pool: ``if pool:`` must not be False
+
+
+class ObjectPool(_Pool, Generic[T]):
     """A pool of reusable objects made by *factory*.
 
     ``acquire()`` returns an idle object (the most recently released one, whose
@@ -133,14 +156,11 @@ class ObjectPool(Generic[T]):
         self._reset = reset
         self.maxsize = maxsize
         self.min_idle = min_idle
-        self._lock = _thread.allocate_lock()
         self._idle: list[T] = []
         self._idle_ids: set[int] = set()  # id() of each idle object: the double-release check is O(1)
         self._releasing: set[int] = set()  # id() of objects whose reset is running now
-        self.created = 0
-        self.reused = 0
-        self.dropped = 0
         self.in_use = 0
+        self._init_pool()
         _track(self)
 
     def acquire(self) -> T:
@@ -227,12 +247,6 @@ class ObjectPool(Generic[T]):
         """Objects waiting for reuse."""
         return len(self._idle)
 
-    def __len__(self) -> int:
-        return len(self._idle)
-
-    def __bool__(self) -> bool:
-        return True  # a pool with no idle object is still a pool: ``if pool:`` must not be False
-
     def stats(self) -> dict[str, int]:
         """``idle``, ``in_use``, ``created``, ``reused``, ``dropped`` counts (JSON-safe)."""
         with self._lock:
@@ -268,7 +282,7 @@ def size_class(nbytes: int) -> int:
     return -(-nbytes // step) * step
 
 
-class BufferPool:
+class BufferPool(_Pool):
     """A pool of ``bytearray`` buffers, bounded by the bytes its idle buffers hold.
 
     ``acquire(nbytes)`` returns a writable ``memoryview`` of exactly *nbytes*
@@ -298,13 +312,10 @@ class BufferPool:
         if not isinstance(zero, bool):
             raise InvalidArgument(f"zero={zero!r}: expected True or False")
         self.zero = zero
-        self._lock = _thread.allocate_lock()
         self._idle: dict[int, list[bytearray]] = {}
         self._order: list[bytearray] = []  # idle buffers, oldest first
         self.idle_bytes = 0
-        self.created = 0
-        self.reused = 0
-        self.dropped = 0
+        self._init_pool()
         _track(self)
 
     def acquire(self, nbytes: int) -> memoryview:
@@ -414,12 +425,6 @@ class BufferPool:
     def idle(self) -> int:
         """Idle buffers waiting for reuse."""
         return len(self._order)
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def __bool__(self) -> bool:
-        return True  # a pool with no idle buffer is still a pool
 
     def stats(self) -> dict[str, int]:
         """``idle``, ``idle_bytes``, ``created``, ``reused``, ``dropped`` (JSON-safe)."""

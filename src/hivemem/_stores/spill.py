@@ -44,7 +44,7 @@ from hivemem import _validate
 from hivemem._errors import InvalidArgument
 from hivemem._sizes import format_size
 from hivemem._stores.live import LiveSet
-from hivemem._stores.lru import MISSING, LRUStore, Pickler, StoreEntry
+from hivemem._stores.lru import MISSING, LRUStore, Pickler, StoreEntry, StoreTicket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -131,18 +131,19 @@ class _Entry(StoreEntry):
         self.owner = 0  # pid of the process that wrote the file
 
 
-class _Ticket:
+class _Ticket(StoreTicket):
     """What a read needs, taken under the lock: the open file and what was written."""
 
-    __slots__ = ("crc", "f", "kind", "meta", "size", "stored")
+    __slots__ = ("f", "kind", "meta", "size")
+
+    stored: str
 
     def __init__(self, f: FileIO, entry: _Entry) -> None:
+        super().__init__(entry)
         self.f = f
-        self.stored: str = entry.stored
         self.kind = entry.kind
         self.meta = entry.meta
         self.size = entry.size
-        self.crc = entry.crc
 
 
 class _Unpicklable(Exception):
@@ -663,6 +664,10 @@ class SpillStore(LRUStore):
                 _unlink(path)
 
     # ------------------------------------------------------------ pressure
+    def _before_pass(self) -> None:
+        if self._unswept:
+            self._sweep()
+
     def spill(
         self, nbytes: int | str | None = None, *, stop: Callable[[], bool] | None = None
     ) -> dict[str, object]:
@@ -674,18 +679,10 @@ class SpillStore(LRUStore):
         errors; those values stay in memory and the errors are in
         :attr:`errors`).
         """
-        budget = _validate.size("nbytes", nbytes, allow_none=True)
-        _validate.callable_or_none("stop", stop)
+        budget, todo = self._begin_pass(nbytes, stop)
         moved = spilled = kept = failed = 0
-        with self._lock:
-            self._check_open()
-            if self._unswept:
-                self._sweep()
-            todo = self._unstored()
         for key in todo:
-            if budget is not None and moved >= budget:
-                break
-            if stop is not None and stop():
+            if self._pass_over(budget, moved, stop):
                 break
             with self._lock:
                 entry = self._still_unstored(key)

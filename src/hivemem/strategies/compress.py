@@ -54,18 +54,10 @@ class CompressValues:
         def reached() -> bool:
             return target is not None and ctx.rss() <= target
 
-        totals = {"compressed": 0, "raw_bytes": 0, "stored_bytes": 0, "kept": 0, "failed": 0}
-        errors: list[str] = []
-        for store in stores:
-            if reached():
-                break
-            try:
-                done = store.compress(stop=reached)
-            except Exception as exc:  # closed meanwhile by another thread: the other stores still run
-                errors.append(f"{type(exc).__name__}: {exc}")
-                continue
-            for key, value in done.items():
-                totals[key] = totals.get(key, 0) + value
+        from hivemem._stores.lru import run_passes
+
+        totals = dict.fromkeys(("compressed", "raw_bytes", "stored_bytes", "kept", "failed"), 0)
+        errors = run_passes(stores, lambda store: store.compress(stop=reached), reached, totals)
         if not totals["compressed"]:
             return StrategyResult.skip(
                 f"nothing left to compress in {len(stores)} store(s)",

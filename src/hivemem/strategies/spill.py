@@ -47,30 +47,12 @@ class SpillValues:
         def reached() -> bool:
             return target is not None and ctx.rss() <= target
 
-        spilled = nbytes = kept = failed = 0
-        errors: list[str] = []
-        for store in stores:
-            if reached():
-                break
-            try:
-                done = store.spill(stop=reached)
-            except Exception as exc:  # closed meanwhile by another thread
-                errors.append(f"{type(exc).__name__}: {exc}")
-                continue
-            spilled += done["spilled"]
-            nbytes += done["bytes"]
-            kept += done["kept"]
-            failed += done["failed"]
-            if "error" in done:
-                errors.append(done["error"])
-        stats: dict[str, object] = {
-            "stores": len(stores),
-            "spilled": spilled,
-            "bytes": nbytes,
-            "kept": kept,
-            "failed": failed,
-            "errors": errors,
-        }
+        from hivemem._stores.lru import run_passes
+
+        totals = dict.fromkeys(("spilled", "bytes", "kept", "failed"), 0)
+        errors = run_passes(stores, lambda store: store.spill(stop=reached), reached, totals)
+        spilled, nbytes, failed = totals["spilled"], totals["bytes"], totals["failed"]
+        stats: dict[str, object] = {"stores": len(stores), **totals, "errors": errors}
         if not spilled and not failed:
             return StrategyResult.skip(f"nothing left to spill in {len(stores)} store(s)", **stats)
         summary = f"spilled {spilled:,} value(s), {nbytes:,} bytes, to disk"
