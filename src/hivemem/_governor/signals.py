@@ -38,6 +38,7 @@ import sys
 import time
 
 from hivemem._errors import InvalidArgument, Unavailable
+from hivemem._measure.procfs import close_fd, pid_alive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -285,20 +286,10 @@ def read_status(pid: int) -> dict[str, object] | None:
     if not isinstance(data, dict):
         return None
     recorded = data.get("start_time")
-    alive = os.path.exists(f"/proc/{pid}") if sys.platform.startswith("linux") else _alive(pid)
+    alive = os.path.exists(f"/proc/{pid}") if sys.platform.startswith("linux") else pid_alive(pid)
     data["path"] = best[1]
     data["stale"] = not alive or (recorded is not None and _start_time(pid) not in (None, recorded))
     return data
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- handler and worker
@@ -367,10 +358,7 @@ def _worker(rfd: int) -> None:
             continue
         woken = _drain_or_eof(rfd)
         if woken < 0:
-            try:
-                os.close(rfd)
-            except OSError:
-                pass
+            close_fd(rfd)
             return
         if woken > 1:
             _state.coalesced += woken - 1
@@ -445,13 +433,8 @@ def _after_fork_child() -> None:
     # parent: a signal to the child must wake the child. New pipe, new thread.
     if not _state.previous:
         return
-    for fd in (_state.rfd, _state.wfd):
-        if fd >= 0:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    _state.rfd = _state.wfd = -1
+    _state.rfd = close_fd(_state.rfd)
+    _state.wfd = close_fd(_state.wfd)
     _state.worker = None
     _state.worker_ident = None
     _state.received = _state.passes = _state.coalesced = 0
