@@ -306,17 +306,19 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         _state.coalesced += 1
 
 
-def _drain(fd: int) -> int:
+def _read_all(fd: int) -> tuple[int, str]:
+    """Read what waits on the non-blocking *fd*: the bytes read and why it stopped,
+    ``"empty"`` (nothing more waiting), ``"eof"`` (the write end closed) or ``"error"``."""
     n = 0
     while True:
         try:
             chunk = os.read(fd, 4096)
         except BlockingIOError:
-            return n
+            return n, "empty"
         except OSError:
-            return n
+            return n, "error"
         if not chunk:
-            return n
+            return n, "eof"
         n += len(chunk)
 
 
@@ -356,8 +358,8 @@ def _worker(rfd: int) -> None:
             return  # the pipe was closed under us
         if not ready:
             continue
-        woken = _drain_or_eof(rfd)
-        if woken < 0:
+        woken, why = _read_all(rfd)
+        if why == "error" or (why == "eof" and woken == 0):  # the write end closed: uninstalled
             close_fd(rfd)
             return
         if woken > 1:
@@ -372,23 +374,8 @@ def _worker(rfd: int) -> None:
         if report is None:
             _state.coalesced += 1  # another pass was running: it answers this signal
         # Signals that arrived during the pass start nothing: the pass just run answers them.
-        late = _drain(rfd)
+        late, _ = _read_all(rfd)
         _state.coalesced += late
-
-
-def _drain_or_eof(fd: int) -> int:
-    """Bytes waiting on *fd*; -1 when the write end is closed (uninstall)."""
-    n = 0
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except BlockingIOError:
-            return n
-        except OSError:
-            return -1
-        if not chunk:
-            return -1 if n == 0 else n
-        n += len(chunk)
 
 
 def _make_pipe() -> tuple[int, int]:
