@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -30,6 +32,16 @@ def run_python(code: str, *, timeout: float = 120, env: dict[str, str] | None = 
     if proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Poll *cond* every 5 ms until it is true (True) or *timeout* seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return False
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from hivemem._governor.thresholds import Thresholds
 from hivemem._measure.limits import memory_limit
 from hivemem.testing import FakeReader
 
+from .fakecgroup import V1_MOUNT, V2_MOUNT, tree
+
 MiB = 2**20
 GiB = 2**30
 N, M, H, C = Pressure.NORMAL, Pressure.MODERATE, Pressure.HIGH, Pressure.CRITICAL
@@ -680,17 +682,6 @@ def test_spike_window_never_hides_critical(reader: FakeReader, registry: Registr
 
 # ----------------------------------------------------------------------------- cgroup-derived budgets
 
-V2_MOUNT = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n"
-V1_MOUNT = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
-
-
-def _tree(tmp: Path, files: dict[str, str]) -> str:
-    for rel, text in files.items():
-        p = tmp / rel.lstrip("/")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return str(tmp)
-
 
 @pytest.mark.parametrize(
     ("files", "expected"),
@@ -728,7 +719,7 @@ def test_budget_fraction_follows_faked_cgroup_limits(
     tmp_path: Path, reader: FakeReader, registry: Registry, files: dict[str, str], expected: int
 ) -> None:
     """budget=0.5 of a limit read from faked cgroup v1/v2 files (nested groups, 'max', huge v1 values)."""
-    limit = memory_limit(root=_tree(tmp_path, files))
+    limit = memory_limit(root=tree(tmp_path, files))
     gov = MemoryGovernor(reader=reader, registry=registry, limit=limit, budget=0.5)
     assert gov.budget == expected
     assert "cgroup" in limit.source
@@ -738,7 +729,7 @@ def test_unlimited_cgroup_falls_back_to_physical_ram(
     tmp_path: Path, reader: FakeReader, registry: Registry
 ) -> None:
     """v2 'max' everywhere and a huge v1 value mean no cgroup limit: the budget comes from RAM."""
-    root = _tree(
+    root = tree(
         tmp_path,
         {
             "/proc/self/cgroup": "4:memory:/x\n0::/y\n",

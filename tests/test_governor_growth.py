@@ -157,6 +157,17 @@ class Cache:
         return StrategyResult("cleared")
 
 
+def _cache_and_cheap(
+    reader: FakeReader, registry: Registry, clock: Clock, rss: str
+) -> tuple[Cache, MemoryGovernor]:
+    """A HIGH-level cache and a free CHEAP strategy registered, RSS at *rss*, and the governor."""
+    cache = Cache(reader)
+    registry.register(cache)
+    registry.register(Frees(reader, clock, "cheap", 0, priority=10, aggressiveness=CHEAP, cost=0.001))
+    reader.set(rss)
+    return cache, make(reader, registry, clock)
+
+
 def _grow(gov: MemoryGovernor, clock: Clock, cache: Cache, per_tick: int, dt: float, ticks: int) -> None:
     for _ in range(ticks):
         cache.fill(per_tick)
@@ -169,12 +180,7 @@ def test_fast_growth_runs_the_paying_level_before_the_threshold(
 ) -> None:
     """500 MiB/s toward a 1000 MB limit: the cache (a HIGH-level strategy) is cleared before RSS
     reaches HIGH, by a pass that runs ahead of the measured level; RSS never nears the limit."""
-    cache = Cache(reader)
-    cheap = Frees(reader, clock, "cheap", 0, priority=10, aggressiveness=CHEAP, cost=0.001)
-    registry.register(cache)
-    registry.register(cheap)
-    reader.set("400MB")
-    gov = make(reader, registry, clock)
+    cache, gov = _cache_and_cheap(reader, registry, clock, "400MB")
     peak = 0
     for _ in range(200):
         _grow(gov, clock, cache, 5 * MiB, 0.01, 1)
@@ -204,12 +210,7 @@ def test_urgent_growth_skips_the_level_that_cannot_pay(
 ) -> None:
     """At MODERATE with the limit under a second away, the pass runs at HIGH's aggressiveness at once:
     no cheap-only pass is spent while the program grows."""
-    cache = Cache(reader)
-    cheap = Frees(reader, clock, "cheap", 0, priority=10, aggressiveness=CHEAP, cost=0.001)
-    registry.register(cache)
-    registry.register(cheap)
-    reader.set("700MB")
-    gov = make(reader, registry, clock)
+    cache, gov = _cache_and_cheap(reader, registry, clock, "700MB")
     gov.tick()  # MODERATE, first reading: no rate yet
     cache.fill(20 * MiB)
     clock.advance(0.05)  # 400 MiB/s: ~0.6 s to the limit

@@ -10,7 +10,7 @@ import hivemem
 from hivemem import CHEAP, MemoryGovernor, Pressure, Registry, StrategyResult
 from hivemem.testing import FakeReader
 
-from .conftest import linux_only, run_python
+from .conftest import linux_only, run_python, wait_until
 
 MiB = 2**20
 
@@ -36,15 +36,6 @@ def _gov(reader: FakeReader, registry: Registry, **kw: object) -> MemoryGovernor
     return MemoryGovernor(reader=reader, registry=registry, limit="1000MB", psi=False, **kw)  # type: ignore[arg-type]
 
 
-def _wait(cond: object, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return True
-        time.sleep(0.005)
-    return False
-
-
 def test_monitor_reacts_within_two_intervals_and_stop_is_prompt(
     reader: FakeReader, registry: Registry
 ) -> None:
@@ -58,9 +49,9 @@ def test_monitor_reacts_within_two_intervals_and_stop_is_prompt(
         time.sleep(0.12)
         crossed = time.monotonic()
         reader.set("850MB")
-        assert _wait(lambda: halves.starts)
+        assert wait_until(lambda: halves.starts)
         assert halves.starts[0] - crossed <= 2 * 0.05 + 0.1
-        assert _wait(lambda: gov.level == Pressure.NORMAL)
+        assert wait_until(lambda: gov.level == Pressure.NORMAL)
         t0 = time.monotonic()
     stopped = time.monotonic() - t0
     assert not gov.running and stopped < 0.05
@@ -82,7 +73,7 @@ def test_stop_returns_within_one_interval_even_mid_pass(reader: FakeReader, regi
     registry.register(Slow())
     reader.set("850MB")
     gov = _gov(reader, registry, interval=0.1).start()
-    assert _wait(lambda: gov.ticks >= 1)
+    assert wait_until(lambda: gov.ticks >= 1)
     time.sleep(0.05)
     t0 = time.monotonic()
     ended = gov.stop()
@@ -270,7 +261,7 @@ def test_a_pressure_event_wakes_the_monitor_at_once() -> None:
         time.sleep(0.05)
         sent = time.monotonic()
         a.send(b"!", socket.MSG_OOB)  # out-of-band data raises POLLPRI, like a PSI trigger
-        assert _wait(lambda: seen)
+        assert wait_until(lambda: seen)
     finally:
         assert mon.stop(1.0)
         a.close()

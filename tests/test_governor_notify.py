@@ -21,18 +21,9 @@ from hivemem._governor.monitor import Monitor
 from hivemem._governor.notify import POLLERR, POLLPRI, limited_v2_group, open_events, open_thresholds
 from hivemem.testing import FakeReader
 
-from .conftest import linux_only, run_python
+from .conftest import linux_only, run_python, wait_until
 
 MiB = 2**20
-
-
-def _wait(cond: object, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return True
-        time.sleep(0.005)
-    return False
 
 
 # ----------------------------------------------------------------------------- cgroup v1 thresholds
@@ -237,12 +228,12 @@ def test_the_monitor_waits_what_the_tick_returns_and_wakes_on_a_source() -> None
     mon = Monitor(tick, 0.05, [src], lambda: None)  # type: ignore[list-item]
     mon.start()
     try:
-        assert _wait(lambda: len(seen) >= 5)
+        assert wait_until(lambda: len(seen) >= 5)
         gaps = [seen[i + 1][1] - seen[i][1] for i in range(3)]
         assert all(0.008 <= g < 0.5 for g in gaps), gaps
         n = len(seen)
         src.a.send(b"!", socket.MSG_OOB)
-        assert _wait(lambda: len(seen) > n)
+        assert wait_until(lambda: len(seen) > n)
         assert seen[n][0] == "memory.events"
         src.dead = True
         src.a.send(b"!", socket.MSG_OOB)

@@ -22,6 +22,8 @@ import time
 
 import pytest
 
+from .survival_workloads import v1_memory_group
+
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
 # The application: results for items 0..N-1 are 1 MiB each and cost ~10 ms of CPU to compute;
@@ -97,20 +99,6 @@ if GOVERN:
     result["events"] = [e.to_dict() for e in gov.events if e.kind in ("level", "act", "escalate")]
 print(json.dumps(result))
 """
-
-
-def v1_memory_group() -> tuple[str | None, str]:
-    """This process's own cgroup v1 memory directory if a child group can be made there, else (None, why)."""
-    if not sys.platform.startswith("linux"):
-        return None, f"cgroups are Linux only ({sys.platform})"
-    from hivemem._measure.limits import cgroup_dirs
-
-    own = cgroup_dirs().get("v1")
-    if own is None:
-        return None, "no cgroup v1 memory controller for this process"
-    if not os.access(own, os.W_OK):
-        return None, f"cannot create a child memory cgroup in {own} (not writable)"
-    return own, ""
 
 
 @contextlib.contextmanager

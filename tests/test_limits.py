@@ -8,24 +8,14 @@ import pytest
 import hivemem
 from hivemem._measure.limits import cgroup_dirs, memory_limit
 
+from .fakecgroup import V1_MOUNT, V2_MOUNT, tree
+
 GIB = 2**30
-
-
-def _tree(tmp: Path, files: dict[str, str]) -> str:
-    for rel, text in files.items():
-        p = tmp / rel.lstrip("/")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return str(tmp)
-
-
-V2_MOUNT = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n"
-V1_MOUNT = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
 
 
 def test_v2_nested_group_takes_smallest_ancestor(tmp_path: Path) -> None:
     """cgroup v2: the leaf says max, its parent has memory.max; the parent's limit applies."""
-    root = _tree(
+    root = tree(
         tmp_path,
         {
             "/proc/self/cgroup": "0::/app.slice/worker\n",
@@ -43,7 +33,7 @@ def test_v2_nested_group_takes_smallest_ancestor(tmp_path: Path) -> None:
 
 def test_v2_memory_high_counts_and_low_does_not(tmp_path: Path) -> None:
     """memory.high is a limit (throttling starts there); memory.low is only protection."""
-    root = _tree(
+    root = tree(
         tmp_path,
         {
             "/proc/self/cgroup": "0::/svc\n",
@@ -61,7 +51,7 @@ def test_v2_memory_high_counts_and_low_does_not(tmp_path: Path) -> None:
 
 def test_v2_all_max_falls_back_to_ram(tmp_path: Path) -> None:
     """The literal 'max' means no limit."""
-    root = _tree(
+    root = tree(
         tmp_path,
         {
             "/proc/self/cgroup": "0::/\n",
@@ -74,7 +64,7 @@ def test_v2_all_max_falls_back_to_ram(tmp_path: Path) -> None:
 
 def test_v1_limit_and_huge_value(tmp_path: Path) -> None:
     """cgroup v1: a real limit counts; PAGE_COUNTER_MAX-like values mean unlimited."""
-    root = _tree(
+    root = tree(
         tmp_path,
         {
             "/proc/self/cgroup": "4:memory:/process_api/abc\n3:cpuset:/\n0::/\n",
@@ -91,7 +81,7 @@ def test_v1_limit_and_huge_value(tmp_path: Path) -> None:
 
 def test_v1_container_with_nonroot_hierarchy(tmp_path: Path) -> None:
     """In a container the mount's root may be the group itself (/docker/xyz mounted at the memory dir)."""
-    root = _tree(
+    root = tree(
         tmp_path,
         {
             "/proc/self/cgroup": "7:memory:/docker/xyz\n",

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -38,6 +41,16 @@ class Boom:
 
 def gov(reader: FakeReader, registry: Registry, **kw: object) -> MemoryGovernor:
     return MemoryGovernor(reader=reader, registry=registry, **kw)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _hivemem_log_off() -> Iterator[None]:
+    """The hivemem logger silenced: a test whose strategy raises on purpose prints no traceback."""
+    logging.getLogger("hivemem").disabled = True
+    try:
+        yield
+    finally:
+        logging.getLogger("hivemem").disabled = False
 
 
 def test_freed_is_measured_by_governor(reader: FakeReader, registry: Registry) -> None:
@@ -87,13 +100,8 @@ def test_failing_strategy_recorded_and_pass_continues(reader: FakeReader, regist
     after = Frees(reader, "after", 10 * MiB, 30)
     registry.register(Boom())
     registry.register(after)
-    import logging
-
-    logging.getLogger("hivemem").disabled = True
-    try:
+    with _hivemem_log_off():
         report = gov(reader, registry).optimize()
-    finally:
-        logging.getLogger("hivemem").disabled = False
     assert report.step("boom").error == "RuntimeError: kaboom"
     assert after.calls == 1
     assert report.errors == [report.step("boom")]
@@ -243,13 +251,10 @@ def test_listeners_receive_reports(reader: FakeReader, registry: Registry) -> No
 
     hivemem.add_listener(seen.append)
     hivemem.add_listener(bad)
-    import logging
-
-    logging.getLogger("hivemem").disabled = True
     try:
-        report = gov(reader, registry).optimize()
+        with _hivemem_log_off():
+            report = gov(reader, registry).optimize()
     finally:
-        logging.getLogger("hivemem").disabled = False
         hivemem.remove_listener(seen.append)
         hivemem.remove_listener(bad)
     assert seen == [report]

@@ -15,6 +15,7 @@ from hivemem._measure import psi as _psi
 from hivemem._measure.psi import format_trigger, open_trigger, parse_pressure, parse_trigger, pressure_files
 
 from .conftest import linux_only
+from .fakecgroup import V1_MOUNT, V2_MOUNT, tree
 
 SAMPLE = (
     "some avg10=1.53 avg60=0.87 avg300=0.22 total=12345678\n"
@@ -96,21 +97,9 @@ def test_format_trigger_is_nul_terminated() -> None:
     assert format_trigger("some", 150000, 1000000) == b"some 150000 1000000\0"
 
 
-V2_MOUNT = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n"
-V1_MOUNT = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
-
-
-def _tree(tmp: Path, files: dict[str, str]) -> str:
-    for rel, text in files.items():
-        p = tmp / rel.lstrip("/")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return str(tmp)
-
-
 def test_pressure_files_prefers_the_nested_v2_group(tmp_path: Path) -> None:
     """The process's own (nested) cgroup v2 memory.pressure comes first, then /proc/pressure/memory."""
-    root = _tree(
+    root = tree(
         tmp_path,
         {
             "/proc/self/cgroup": "0::/system.slice/app.service/worker\n",
@@ -128,7 +117,7 @@ def test_pressure_files_prefers_the_nested_v2_group(tmp_path: Path) -> None:
 
 def test_pressure_files_v1_only_has_the_system_file(tmp_path: Path) -> None:
     """cgroup v1 has no memory.pressure (it has memory.pressure_level, a different API): system-wide only."""
-    root = _tree(
+    root = tree(
         tmp_path,
         {
             "/proc/self/cgroup": "4:memory:/process_api/abc\n",
@@ -142,7 +131,7 @@ def test_pressure_files_v1_only_has_the_system_file(tmp_path: Path) -> None:
 
 def test_pressure_files_without_psi_is_empty(tmp_path: Path) -> None:
     """No PSI (kernel < 4.20 or psi=0 on the command line): nothing to watch."""
-    root = _tree(tmp_path, {"/proc/self/cgroup": "0::/\n", "/proc/self/mountinfo": V2_MOUNT})
+    root = tree(tmp_path, {"/proc/self/cgroup": "0::/\n", "/proc/self/mountinfo": V2_MOUNT})
     assert pressure_files(root) == []
 
 

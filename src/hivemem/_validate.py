@@ -21,7 +21,7 @@ from hivemem._sizes import format_size, parse_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal, TypeGuard, TypeVar, overload
+    from typing import Literal, TypeVar, overload
 
     C = TypeVar("C")
 
@@ -45,8 +45,15 @@ MAX_COUNT = 10**9
 MAX_SIZE = 2**50
 
 
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
+def _finite(value: object) -> float | None:
+    """*value* as a finite float; ``None`` for a non-number (or ``bool``), an overflow, inf or nan."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 if TYPE_CHECKING:  # without allow_none=True the result is never None
@@ -85,16 +92,8 @@ def seconds(
     """A finite number of seconds, ``> minimum`` (``>=`` with *allow_zero*) and ``<= maximum``."""
     if value is None and allow_none:
         return None
-    ok = False
-    if _is_number(value):
-        try:
-            number = float(value)
-        except OverflowError:
-            ok = False
-        else:
-            low_ok = number >= minimum if allow_zero else number > minimum
-            ok = math.isfinite(number) and low_ok and number <= maximum
-    if not ok:
+    number = _finite(value)
+    if number is None or not ((number >= minimum if allow_zero else number > minimum) and number <= maximum):
         low = f">= {minimum:g}" if allow_zero else f"> {minimum:g}"
         extra = " or None" if allow_none else ""
         raise InvalidArgument(
@@ -131,19 +130,12 @@ def count(
 
 def fraction(name: str, value: object, *, allow_zero: bool = False, allow_one: bool = True) -> float:
     """A finite number in ``(0, 1]`` (bounds adjustable)."""
-    ok = False
-    if _is_number(value):
-        try:
-            number = float(value)
-        except OverflowError:
-            ok = False
-        else:
-            ok = (
-                math.isfinite(number)
-                and (number >= 0 if allow_zero else number > 0)
-                and (number <= 1 if allow_one else number < 1)
-            )
-    if not ok:
+    number = _finite(value)
+    if (
+        number is None
+        or not (number >= 0 if allow_zero else number > 0)
+        or not (number <= 1 if allow_one else number < 1)
+    ):
         low = "[0" if allow_zero else "(0"
         high = "1]" if allow_one else "1)"
         raise InvalidArgument(f"{name}={show(value)}: expected a fraction in {low}, {high}")

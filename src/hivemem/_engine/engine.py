@@ -286,17 +286,12 @@ def _check_arguments(
 
 
 def _names(what: str, value: object) -> list[str]:
+    from hivemem._engine.registry import _name_list
     from hivemem._errors import InvalidArgument
     from hivemem._validate import show
 
-    if isinstance(value, (str, bytes)):
-        raise InvalidArgument(f"{what}={show(value)}: expected a list of strategy names, not one string")
-    try:
-        names: list[object] = list(value)  # type: ignore[call-overload]
-    except TypeError:
-        raise InvalidArgument(f"{what}={show(value)}: expected a list of strategy names") from None
     checked: list[str] = []
-    for name in names:
+    for name in _name_list(value, what):
         if not isinstance(name, str):
             raise InvalidArgument(f"{what}: {show(name)} is not a strategy name (expected str)")
         checked.append(name)

@@ -333,16 +333,17 @@ class Registry:
         return f"Registry({self.names()!r})"
 
 
-def _name_list(names: object) -> list[object]:
-    """*names* as a list, or :class:`hivemem.InvalidArgument` when it is not a collection of names."""
+def _name_list(names: object, what: str = "strategies") -> list[object]:
+    """*names* as a list, or :class:`hivemem.InvalidArgument` (naming the argument *what*) when
+    it is not a collection of names."""
     from hivemem._validate import show
 
     if isinstance(names, (str, bytes)):
-        raise InvalidArgument(f"strategies={show(names)}: expected a list of names, not one string")
+        raise InvalidArgument(f"{what}={show(names)}: expected a list of strategy names, not one string")
     try:
         items: list[object] = list(names)  # type: ignore[call-overload]
     except TypeError:
-        raise InvalidArgument(f"strategies={show(names)}: expected a list of strategy names") from None
+        raise InvalidArgument(f"{what}={show(names)}: expected a list of strategy names") from None
     return items
 
 

@@ -23,7 +23,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from typing_extensions import TypedDict
+
     from hivemem._engine.report import StepResult
+
+    class EventFields(TypedDict, total=False):
+        """The keyword arguments of :class:`GovernorEvent`: what ``MemoryGovernor._emit`` passes on."""
+
+        rss_before: int | None
+        rss_after: int | None
+        steps: tuple[StepResult, ...] | list[StepResult]
+        seconds: float
+        message: str
+        data: dict[str, object] | None
+
 
 __all__ = ["KINDS", "GovernorEvent"]
 

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from hivemem._engine.report import OptimizationReport, StepResult
     from hivemem._governor.adaptive import AdaptiveOrder
     from hivemem._governor.cpubudget import CpuBudget
-    from hivemem._governor.events import GovernorEvent
+    from hivemem._governor.events import EventFields, GovernorEvent
     from hivemem._governor.monitor import Monitor, WakeSource
     from hivemem._governor.notify import CgroupThresholds
     from hivemem._governor.options import GovernorOptions
@@ -570,30 +570,10 @@ class MemoryGovernor:
         except ValueError:
             pass
 
-    def _emit(
-        self,
-        kind: str,
-        *,
-        rss_before: int | None = None,
-        rss_after: int | None = None,
-        steps: tuple[StepResult, ...] | list[StepResult] = (),
-        seconds: float = 0.0,
-        message: str = "",
-        data: dict[str, object] | None = None,
-    ) -> GovernorEvent:
+    def _emit(self, kind: str, **fields: Unpack[EventFields]) -> GovernorEvent:
         from hivemem._governor.events import GovernorEvent
 
-        event = GovernorEvent(
-            self._clock(),
-            kind,
-            self._level.name,
-            rss_before=rss_before,
-            rss_after=rss_after,
-            steps=steps,
-            seconds=seconds,
-            message=message,
-            data=data,
-        )
+        event = GovernorEvent(self._clock(), kind, self._level.name, **fields)
         self._events.append(event)
         if len(self._events) > self.max_events:
             del self._events[0]

@@ -24,6 +24,8 @@ import _thread
 import os
 import threading
 
+from hivemem._measure.procfs import close_fd
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -168,10 +170,7 @@ class Monitor:
             pipe, self._pipe = self._pipe, None
             if pipe is not None:
                 for fd in pipe:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+                    close_fd(fd)
             for trig in self.triggers:
                 trig.close()
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 
 from hivemem._errors import Unavailable
+from hivemem._measure.procfs import close_fd
 
 __all__ = ["CgroupEvents", "CgroupThresholds", "open_events", "open_thresholds"]
 
@@ -111,14 +112,8 @@ class CgroupThresholds:
         return int(os.pread(self._usage_fd, 64, 0))
 
     def close(self) -> None:
-        for attr in ("fd", "_usage_fd"):
-            fd = getattr(self, attr)
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                setattr(self, attr, -1)
+        self.fd = close_fd(self.fd)
+        self._usage_fd = close_fd(self._usage_fd)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -182,12 +177,7 @@ class CgroupEvents:
         return True
 
     def close(self) -> None:
-        if self.fd >= 0:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-            self.fd = -1
+        self.fd = close_fd(self.fd)
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": "cgroup v2 memory.events", "path": self.path}

@@ -38,6 +38,7 @@ import sys
 import time
 
 from hivemem._errors import InvalidArgument, Unavailable
+from hivemem._measure.procfs import close_fd, pid_alive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -285,20 +286,10 @@ def read_status(pid: int) -> dict[str, object] | None:
     if not isinstance(data, dict):
         return None
     recorded = data.get("start_time")
-    alive = os.path.exists(f"/proc/{pid}") if sys.platform.startswith("linux") else _alive(pid)
+    alive = os.path.exists(f"/proc/{pid}") if sys.platform.startswith("linux") else pid_alive(pid)
     data["path"] = best[1]
     data["stale"] = not alive or (recorded is not None and _start_time(pid) not in (None, recorded))
     return data
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- handler and worker
@@ -315,17 +306,19 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         _state.coalesced += 1
 
 
-def _drain(fd: int) -> int:
+def _read_all(fd: int) -> tuple[int, str]:
+    """Read what waits on the non-blocking *fd*: the bytes read and why it stopped,
+    ``"empty"`` (nothing more waiting), ``"eof"`` (the write end closed) or ``"error"``."""
     n = 0
     while True:
         try:
             chunk = os.read(fd, 4096)
         except BlockingIOError:
-            return n
+            return n, "empty"
         except OSError:
-            return n
+            return n, "error"
         if not chunk:
-            return n
+            return n, "eof"
         n += len(chunk)
 
 
@@ -365,12 +358,9 @@ def _worker(rfd: int) -> None:
             return  # the pipe was closed under us
         if not ready:
             continue
-        woken = _drain_or_eof(rfd)
-        if woken < 0:
-            try:
-                os.close(rfd)
-            except OSError:
-                pass
+        woken, why = _read_all(rfd)
+        if why == "error" or (why == "eof" and woken == 0):  # the write end closed: uninstalled
+            close_fd(rfd)
             return
         if woken > 1:
             _state.coalesced += woken - 1
@@ -384,23 +374,8 @@ def _worker(rfd: int) -> None:
         if report is None:
             _state.coalesced += 1  # another pass was running: it answers this signal
         # Signals that arrived during the pass start nothing: the pass just run answers them.
-        late = _drain(rfd)
+        late, _ = _read_all(rfd)
         _state.coalesced += late
-
-
-def _drain_or_eof(fd: int) -> int:
-    """Bytes waiting on *fd*; -1 when the write end is closed (uninstall)."""
-    n = 0
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except BlockingIOError:
-            return n
-        except OSError:
-            return -1
-        if not chunk:
-            return -1 if n == 0 else n
-        n += len(chunk)
 
 
 def _make_pipe() -> tuple[int, int]:
@@ -445,13 +420,8 @@ def _after_fork_child() -> None:
     # parent: a signal to the child must wake the child. New pipe, new thread.
     if not _state.previous:
         return
-    for fd in (_state.rfd, _state.wfd):
-        if fd >= 0:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    _state.rfd = _state.wfd = -1
+    _state.rfd = close_fd(_state.rfd)
+    _state.wfd = close_fd(_state.wfd)
     _state.worker = None
     _state.worker_ident = None
     _state.received = _state.passes = _state.coalesced = 0

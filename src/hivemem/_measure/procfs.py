@@ -9,7 +9,8 @@ One place knows the files and their formats:
 * ``/proc/<pid>/smaps_rollup``: RSS, PSS, USS and swap, through the one field
   table :data:`SMAPS_ROLLUP` (:func:`smaps_rollup`, :func:`rollup_figures`);
 * ``/proc/self/clear_refs``: the peak reset (:func:`write_clear_refs`);
-* any other text file (:func:`read_text`).
+* any other text file (:func:`read_text`);
+* ``/proc/<pid>`` existence, with ``kill(pid, 0)`` where there is no ``/proc`` (:func:`pid_alive`).
 
 Descriptors kept open (statm, status, clear_refs) save an open and a close
 per reading; they all live in :data:`_fds`, and ONE fork hook drops them in a
@@ -33,9 +34,11 @@ __all__ = [
     "IS_LINUX",
     "PAGE",
     "SMAPS_ROLLUP",
+    "close_fd",
     "drop_fds",
     "kb_fields",
     "kept_fd",
+    "pid_alive",
     "psutil_process",
     "read_hwm",
     "read_kb_fields",
@@ -76,16 +79,22 @@ def kept_fd(name: str, flags: int = os.O_RDONLY) -> int:
     return fd
 
 
+def close_fd(fd: int) -> int:
+    """Close *fd* when open (``>= 0``), ignoring :class:`OSError`; returns -1 for the caller to store."""
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    return -1
+
+
 def drop_fds(*names: str) -> None:
     """Close the kept descriptors *names* (all when none given); the next reading reopens them."""
     for name in names or tuple(_fds):
         fd = _fds[name]
-        _fds[name] = -1
-        if fd >= 0:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _fds[name] = -1  # before the close: no reading picks up a closed descriptor
+        close_fd(fd)
 
 
 if hasattr(os, "register_at_fork"):
@@ -283,3 +292,14 @@ def psutil_process() -> Any:
 
         _proc = psutil.Process()
     return _proc
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process *pid* exists; one of another user's counts (``kill(pid, 0)`` answers EPERM)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, another user's
+    return True

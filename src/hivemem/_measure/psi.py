@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 
 from hivemem._errors import InvalidArgument, Unavailable
+from hivemem._measure.procfs import close_fd
 
 __all__ = [
     "PsiTrigger",
@@ -155,12 +156,7 @@ class PsiTrigger:
         return not revents & (0x008 | 0x020)  # POLLERR, POLLNVAL
 
     def close(self) -> None:
-        if self.fd >= 0:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-            self.fd = -1
+        self.fd = close_fd(self.fd)
 
     def to_dict(self) -> dict[str, object]:
         return {"path": self.path, "trigger": f"{self.kind} {self.stall} {self.window}", "note": self.note}
