@@ -767,16 +767,38 @@ def _repetitions(
     number: int,
     size: Callable[[], int] = _traced,
     tables: Callable[[], int] = _tables,
-) -> None:
-    """Fill *grown* with ``bytes, blocks, tables`` triples, one measured repetition each."""
-    i = 0
+    offset: tuple[int, ...] | None = None,
+    limit: int = 0,
+) -> int:
+    """Fill *grown* with ``bytes, blocks, tables`` triples, one measured repetition each; how many ran.
+
+    With *offset* (the calibration), stop once two repetitions were quiet
+    (no new block, no more than *limit* bytes beyond the offset): two
+    already rule out both leak rules, so the rest would only repeat the body
+    (:func:`screen` runs a clean test's body ``warmup + 2`` times, not
+    ``warmup + repeat``). The check runs between windows, outside the readings.
+    """
+    i = quiet = 0
     sys._getframe().f_locals  # noqa: B018 - this caller's frame too, before the first window
     for i in range(len(grown) // 3):
         grown[3 * i], grown[3 * i + 1], grown[3 * i + 2] = _window(fn, args, kwargs, number, size, tables)
+        if offset is not None and grown[3 * i + 1] <= offset[1] and grown[3 * i] - offset[0] <= limit:
+            quiet += 1
+            if quiet == 2:
+                return i + 1
+    return len(grown) // 3
 
 
 def _noop() -> None:
     return None
+
+
+def _calibration(
+    number: int, size: Callable[[], int] = _traced, tables: Callable[[], int] = _tables
+) -> tuple[int, ...]:
+    """A window's own reading: per figure, the median of three empty windows, after one dropped."""
+    cal = [_window(_noop, (), {}, number, size, tables) for _ in range(4)][1:]
+    return tuple(sorted(c[k] for c in cal)[1] for k in range(3))
 
 
 def _materialize_stack() -> None:
@@ -957,8 +979,7 @@ def find_leaks(
         frozen = False
         try:
             frozen = _freeze_heap()
-            cal = [_window(_noop, (), {}, number) for _ in range(4)][1:]
-            offset = tuple(sorted(c[k] for c in cal)[1] for k in range(3))  # median of three
+            offset = _calibration(number)
             warm = [_window(fn, args, kw, number)[0] - offset[0] for _ in range(warmup)]
             # Everything the measured phase keeps is allocated before the snapshot,
             # so the snapshot diff does not see it.
@@ -1090,11 +1111,10 @@ def screen(
         frozen = False
         try:
             frozen = _freeze_heap()
-            cal = [_window(_noop, (), {}, number, malloc, _zero) for _ in range(4)][1:]
-            offset = tuple(sorted(c[k] for c in cal)[1] for k in range(3))
+            offset = _calibration(number, malloc, _zero)
             warm = [_window(fn, args, kw, number, malloc, _zero)[1] - offset[1] for _ in range(warmup)]
             grown = array.array("q", bytes(8 * 3 * repeat))
-            done = _quiet_repetitions(grown, fn, args, kw, number, malloc, offset, tolerance * number)
+            done = _repetitions(grown, fn, args, kw, number, malloc, _zero, offset, tolerance * number)
             sizes, blocks, _ = _calibrated(grown[: 3 * done], offset)
         finally:
             if frozen:
@@ -1102,33 +1122,6 @@ def screen(
         limit = tolerance * number
         quiet = sum(1 for b, m in zip(blocks, sizes, strict=True) if b <= 0 and m <= limit)
         return Screen(quiet >= 2, blocks, sizes, warm, time.perf_counter() - t_start)
-
-
-def _quiet_repetitions(
-    grown: array.array[int],
-    fn: Callable[..., object],
-    args: tuple[object, ...],
-    kwargs: Mapping[str, object],
-    number: int,
-    size: Callable[[], int],
-    offset: tuple[int, ...],
-    limit: int,
-) -> int:
-    """Untraced repetitions into *grown* until two were quiet (no new block, no malloc growth); how many ran.
-
-    Two quiet repetitions already rule out both leak rules, so the rest
-    would only repeat the body: a clean test's body runs ``warmup + 2``
-    times, not ``warmup + repeat``.
-    """
-    i = quiet = 0
-    sys._getframe().f_locals  # noqa: B018 - this caller's frame too, before the first window
-    for i in range(len(grown) // 3):
-        grown[3 * i], grown[3 * i + 1], grown[3 * i + 2] = _window(fn, args, kwargs, number, size, _zero)
-        if grown[3 * i + 1] <= offset[1] and grown[3 * i] - offset[0] <= limit:
-            quiet += 1
-            if quiet == 2:
-                return i + 1
-    return len(grown) // 3
 
 
 def _calibrated(grown: array.array[int], offset: tuple[int, ...]) -> tuple[list[int], list[int], list[int]]:
