@@ -42,6 +42,7 @@ import zlib
 
 from hivemem import _validate
 from hivemem._errors import InvalidArgument
+from hivemem._measure.procfs import pid_alive
 from hivemem._sizes import format_size
 from hivemem._stores.live import LiveSet
 from hivemem._stores.lru import MISSING, LRUStore, Pickler, StoreEntry, StoreTicket
@@ -90,18 +91,8 @@ def _remove_tree(path: str, pid: int) -> None:
 
     for name in names:
         pids = [int(p) for p in re.findall(r"\.fork(\d+)-", name[len(prefix) - 5 :])]
-        if pids and not any(_alive(p) for p in pids):
+        if pids and not any(pid_alive(p) for p in pids):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, another user's
-    return True
 
 
 def _unlink(path: str) -> None:
