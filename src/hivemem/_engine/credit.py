@@ -2,8 +2,8 @@
 
 RSS alone misjudges a step while the program allocates: a step that frees a
 cache into malloc's heap or pymalloc's arenas shows no RSS drop until ``trim``
-(or ``compact``) runs, and the program's own growth hides a drop that did
-happen. So the engine also reads, around every step:
+(or ``compact``) runs (docs/design.md, "Fragmentation"), and the program's own
+growth hides a drop that did happen. So the engine also reads, around every step:
 
 * glibc's in-use bytes, ``mallinfo2()`` ``uordblks + hblkhd`` (heap blocks in
   use plus mmap'd blocks): a fall is what the step released to malloc;

@@ -244,6 +244,8 @@ class Fragmentation(Frozen):
     ``malloc_free``       free bytes inside glibc malloc's heap, what
                           ``malloc_trim`` can return (``None`` off glibc)
     ``ratio``             ``pymalloc_free / pymalloc_arenas``
+
+    Why freed memory stays in the arenas, and what gives it back: docs/design.md, "Fragmentation".
     """
 
     __module__ = "hivemem"
