@@ -33,39 +33,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+sys.path[:0] = [os.path.dirname(HERE), os.path.join(os.path.dirname(HERE), "src")]
 MiB = 2**20
-FILL = 0.65  # of the worker's limit
-BATCH = 4096
-
-
-def bloat(seed: int) -> tuple[str, int]:
-    import hashlib
-    import random
-
-    from distributed import get_worker
-
-    import hivemem
-
-    worker = get_worker()
-    goal = int(worker.memory_manager.memory_limit * FILL)
-    rng = random.Random(seed)
-    blocks: list[bytes] = []
-    while hivemem.rss() < goal:
-        base = len(blocks)
-        blocks.extend(bytes([(base + i) % 251]) * rng.randint(1024, 4096) for i in range(BATCH))
-    keep = blocks[::64]
-    del blocks
-    worker._hivemem_bench_keep = keep  # type: ignore[attr-defined]
-    return hashlib.sha256(b"".join(keep)).hexdigest(), hivemem.usage().peak  # type: ignore[return-value]
-
-
-def digest_of_kept() -> str:
-    import hashlib
-
-    from distributed import get_worker
-
-    return hashlib.sha256(b"".join(get_worker()._hivemem_bench_keep)).hexdigest()  # type: ignore[attr-defined]
 
 
 def worker_rss() -> int:
@@ -75,21 +44,11 @@ def worker_rss() -> int:
 
 
 def run(with_plugin: bool, wait: float) -> dict[str, object]:
-    from distributed import Client, LocalCluster
+    from tests.test_dask import bloat, digest_of_kept, local_cluster
 
     from hivemem.integrations import dask as hd
 
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit="600MiB",
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster() as client:
         if with_plugin:
             client.register_plugin(hd.GovernorPlugin(interval=0.2))
         workers = sorted(client.scheduler_info()["workers"])
@@ -123,6 +82,8 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(HERE, "results", "dask.json"))
     args = ap.parse_args()
     import logging
+
+    from tests.test_dask import FILL
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     with_plugin = run(True, args.wait)

@@ -148,11 +148,12 @@ def test_failing_setup_is_logged_and_swallowed(caplog: pytest.LogCaptureFixture)
 
 # --------------------------------------------------------------------------- a real LocalCluster
 
+# bloat, digest_of_kept and local_cluster also run benchmarks/bench_dask.py's workload.
 FILL = 0.65  # of the worker's limit: past hivemem's MODERATE (Dask's target 0.60), before Dask's spill 0.70
 BATCH = 4096
 
 
-def _bloat(seed: int) -> tuple[str, int, int]:
+def bloat(seed: int) -> tuple[str, int, int]:
     """Fill the worker to FILL of its limit with 1-4 KiB blocks, keep 1 in 64, free the rest.
 
     The freed blocks stay in malloc's heap. Returns the digest of the kept
@@ -182,7 +183,7 @@ def _bloat(seed: int) -> tuple[str, int, int]:
     return hashlib.sha256(b"".join(keep)).hexdigest(), hivemem.usage().peak, count  # type: ignore[return-value]
 
 
-def _digest_of_kept() -> str:
+def digest_of_kept() -> str:
     import hashlib
 
     from distributed import get_worker
@@ -190,8 +191,8 @@ def _digest_of_kept() -> str:
     return hashlib.sha256(b"".join(get_worker()._hivemem_test_keep)).hexdigest()  # type: ignore[attr-defined]
 
 
-def _expected(seed: int, count: int) -> str:
-    """The digest _bloat's kept blocks must have, computed here from the seed."""
+def expected_digest(seed: int, count: int) -> str:
+    """The digest bloat's kept blocks must have, computed here from the seed."""
     import hashlib
     import random
 
@@ -201,7 +202,7 @@ def _expected(seed: int, count: int) -> str:
 
 
 @contextlib.contextmanager
-def _local_cluster() -> Iterator[Any]:
+def local_cluster() -> Iterator[Any]:
     """Two single-threaded worker processes on loopback, 600 MiB each, and a client for them."""
     from distributed import Client, LocalCluster
 
@@ -231,13 +232,13 @@ def test_local_cluster_workers_shrink_and_results_hold() -> None:
     for noise. The data the task kept hashes the same before and after, and
     as computed here.
     """
-    with _local_cluster() as client:
+    with local_cluster() as client:
         client.register_plugin(hd.GovernorPlugin(interval=0.2))
         workers = sorted(client.scheduler_info()["workers"])
         assert len(workers) == 2
         started = hd.reports(client)
         assert all(r["running"] for r in started.values()), started
-        futures = {w: client.submit(_bloat, i, workers=[w], pure=False) for i, w in enumerate(workers)}
+        futures = {w: client.submit(bloat, i, workers=[w], pure=False) for i, w in enumerate(workers)}
         results = {w: f.result() for w, f in futures.items()}
         before = {w: rss for w, (_, rss, _) in results.items()}
         deadline = time.monotonic() + 60
@@ -250,8 +251,8 @@ def test_local_cluster_workers_shrink_and_results_hold() -> None:
             time.sleep(0.2)
         for i, w in enumerate(workers):
             digest = results[w][0]
-            assert client.submit(_digest_of_kept, workers=[w], pure=False).result() == digest
-            assert digest == _expected(i, results[w][2])
+            assert client.submit(digest_of_kept, workers=[w], pure=False).result() == digest
+            assert digest == expected_digest(i, results[w][2])
             acts = [e for e in now[w]["events"] if e["kind"] == "act"]  # type: ignore[union-attr]
             assert acts, now[w]["events"]
             assert now[w]["last_report"] is not None
@@ -265,7 +266,7 @@ def test_local_cluster_survives_a_plugin_that_cannot_start() -> None:
     A fixed 700 MiB threshold passes the client-side check but is above these
     workers' 600 MiB limit, so every worker's governor refuses it at setup.
     """
-    with _local_cluster() as client:
+    with local_cluster() as client:
         client.register_plugin(hd.GovernorPlugin(interval=0.2, psi=False, thresholds={"moderate": "700MiB"}))
         assert len(client.scheduler_info()["workers"]) == 2
         assert client.submit(sum, [1, 2, 3]).result() == 6
