@@ -43,26 +43,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SRC = os.path.join(ROOT, "src")
+sys.path.insert(0, HERE)
+
+from harness import child_json, glibc_default_env  # noqa: E402
+
 RESULTS = os.path.join(HERE, "results", "compaction_safety.json")
 
 
 def run(code: str, *, src: str = SRC, timeout: float = 3600) -> dict[str, object]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    env = glibc_default_env()
     env["PYTHONPATH"] = os.pathsep.join([src, ROOT])
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"subprocess failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return child_json(textwrap.dedent(code), timeout=timeout, env=env, cwd=ROOT)
 
 
 KIT = """

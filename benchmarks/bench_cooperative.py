@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 import time
@@ -32,38 +31,19 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import SRC, machine, run_child, save  # noqa: E402
+from harness import PROC_FUNCS, SRC, child_json, machine, run_child, save  # noqa: E402
 
 MiB = 2**20
 
 PRELUDE = f"""
 import json, os, sys, time
 sys.path.insert(0, {SRC!r})
-def rss():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-def reset_peak():
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')
-def peak():
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) * 1024
-"""
+{PROC_FUNCS}"""
 
 
 def child(code: str, timeout: float = 600) -> dict[str, object]:
     """Run *code* (after PRELUDE) in a fresh interpreter; it prints one JSON line."""
-    proc = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return child_json(PRELUDE + textwrap.dedent(code), timeout=timeout)
 
 
 # ----------------------------------------------------------------------------- pool

@@ -38,25 +38,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from harness import SRC, machine, save  # noqa: E402
+from harness import PROC_FUNCS, SRC, child_json, machine, save  # noqa: E402
 
 MiB = 2**20
 
-PRELUDE = """
+PRELUDE = (
+    """
 import gc, json, os, sys, threading, time
 sys.path[:0] = [{src!r}, {root!r}]
-def rss():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-def reset_peak():
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')
-def peak():
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) * 1024
-class Rec:
+"""
+    + PROC_FUNCS
+    + """class Rec:
     def __init__(self, i):
         self.name = 'r%d' % i
         self.tags = [i, str(i)]
@@ -70,20 +62,12 @@ def build_heap(n, shape):
         return [[('s%d' % i) * 3 for i in range(j, j + 50)] for j in range(0, n * 10, 50)]
     raise ValueError(shape)
 """
+)
 
 
 def child(code: str, *, src: str = SRC, timeout: float = 3600) -> dict[str, object]:
     """Run *code* (after PRELUDE) in a fresh interpreter; its last stdout line is JSON."""
-    proc = subprocess.run(
-        [sys.executable, "-c", PRELUDE.format(src=src, root=ROOT) + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return child_json(PRELUDE.format(src=src, root=ROOT) + textwrap.dedent(code), timeout=timeout, cwd=ROOT)
 
 
 # ----------------------------------------------------------------------------- inject

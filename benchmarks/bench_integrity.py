@@ -42,7 +42,7 @@ import textwrap
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import SRC, machine, save  # noqa: E402
+from harness import SRC, child_json, glibc_default_env, machine, save  # noqa: E402
 
 REPO = os.path.dirname(HERE)
 
@@ -58,17 +58,7 @@ def baseline_src(ref: str) -> str:
 def child(src: str, code: str, timeout: float = 900) -> dict[str, object]:
     """Run *code* with hivemem imported from *src*; it prints one JSON line."""
     prelude = f"import sys\nsys.path.insert(0, {src!r})\n"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
-    proc = subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return child_json(prelude + textwrap.dedent(code), timeout=timeout, env=glibc_default_env())
 
 
 # ----------------------------------------------------------------------------- shared child code

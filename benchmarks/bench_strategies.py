@@ -19,9 +19,7 @@ Results go to ``benchmarks/results/strategies.json``.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -37,15 +35,7 @@ MiB = 2**20
 def child(code: str, timeout: float = 900) -> dict[str, object]:
     """Run *code* in a fresh interpreter with hivemem and the scenarios importable; return its JSON line."""
     prelude = f"import sys; sys.path[:0] = [{harness.SRC!r}, {harness.HERE!r}]\n"
-    proc = subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return harness.child_json(prelude + textwrap.dedent(code), timeout=timeout)
 
 
 def scenarios(names: tuple[str, ...]) -> dict[str, object]:

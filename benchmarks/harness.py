@@ -286,6 +286,42 @@ def run_scenario(
     return result
 
 
+#: A child's own memory figures (Linux /proc), for child code to include: its RSS now, a reset of
+#: the kernel's peak RSS (VmHWM) and the peak since.
+PROC_FUNCS = """
+def rss():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+def reset_peak():
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+def peak():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+"""
+
+
+def glibc_default_env() -> dict[str, str]:
+    """This environment less glibc tunables (Dask's Nanny sets MALLOC_TRIM_THRESHOLD_, for one):
+    children measured with it start from glibc's defaults."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+
+
+def child_json(
+    code: str, *, timeout: float, env: dict[str, str] | None = None, cwd: str | None = None
+) -> dict[str, object]:
+    """Run *code* in a fresh interpreter; its last stdout line is JSON. A failed child raises
+    RuntimeError with the tails of its output."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def save(name: str, data: object) -> str:
     """Write ``benchmarks/results/<name>.json`` and return its path."""
     path = os.path.join(HERE, "results", f"{name}.json")
