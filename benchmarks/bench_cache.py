@@ -33,16 +33,16 @@ on a quiet machine before quoting one. RSS figures are exact. Results go to
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+
+from tests.survival_workloads import CHILD_HELPERS, memory_group, v1_memory_group  # noqa: E402
 
 from harness import SRC, machine, save  # noqa: E402
 
@@ -491,12 +491,15 @@ def bench_cost(repeat: int = 25, number: int = 20_000) -> dict[str, object]:
 
 
 # ----------------------------------------------------------------------------- survival
-SURVIVAL = """
+SURVIVAL = (
+    """
 import hashlib, threading
 A = ARGS
 MiB = 2**20
 kind, size, total = A["kind"], A["size"], A["total_mib"] * MiB
-GOVERN = A["govern"]
+"""
+    + CHILD_HELPERS
+    + """GOVERN = A["govern"]
 if GOVERN:
     import hivemem
     cache = hivemem.Cache(None)  # no byte bound: only pressure keeps it in check
@@ -506,11 +509,6 @@ else:
         pass
     cache = Plain()
 lock = threading.Lock()
-
-def value(k, n):
-    if kind == "strs":
-        return ("%015x|" % k) * (n // 16)
-    return (b"%015d|" % k) * (n // 16)
 
 def size_of(k):
     if kind == "strs":
@@ -522,10 +520,6 @@ def keys(count, offset=0):
     # mostly new keys; every 4th request re-reads one stored 7 requests before: a hit if it stayed
     for i in range(count):
         yield offset + (i if i % 4 else max(i - 7, 0))
-
-def digest_of(v):
-    raw = v if isinstance(v, bytes) else v.encode()
-    return hashlib.blake2b(raw[:64] + raw[-64:], digest_size=8).digest() + len(v).to_bytes(4, "little")
 
 windows = []  # hits per window of requests, across the run
 def record(hit, state={"n": 0, "h": 0}):
@@ -544,13 +538,6 @@ def get(k):
         with lock:
             cache[k] = v
     return v
-
-def spin(seconds):
-    end = time.perf_counter() + seconds
-    x = 0
-    while time.perf_counter() < end:
-        for j in range(50):
-            x += j * j
 
 h = hashlib.sha256()
 t0 = time.perf_counter()
@@ -588,10 +575,7 @@ out = {"digest": h.hexdigest(), "seconds": time.perf_counter() - t0, "windows": 
        # after the first two windows (the cache fills); a short run has only its own windows
        "min_window_hit": min(windows[2:] or windows) if windows else None,
        "mean_hit": sum(windows) / len(windows) if windows else None}
-with open("/proc/self/status") as f:
-    for line in f:
-        if line.startswith("VmHWM:"):
-            out["peak_rss"] = int(line.split()[1]) * 1024
+out["peak_rss"] = peak_rss()
 if GOVERN:
     gov.stop()
     info = cache.info()
@@ -599,6 +583,7 @@ if GOVERN:
                bytes_left=info.bytes, budget=gov.budget)
 print("@@" + json.dumps(out))
 """
+)
 
 SURVIVAL_MATRIX: dict[str, dict[str, object]] = {
     "cpu-1m-500": {"kind": "cpu", "size": MiB, "rate_mib_s": 500, "total_mib": 1200},
@@ -611,46 +596,18 @@ SURVIVAL_MATRIX: dict[str, dict[str, object]] = {
 }
 
 
-def _v1_group_root() -> str | None:
-    sys.path.insert(0, SRC)
-    from hivemem._measure.limits import cgroup_dirs
-
-    own = cgroup_dirs().get("v1")
-    return own if own is not None and os.access(own, os.W_OK) else None
-
-
-@contextlib.contextmanager
-def memory_group(limit: int):  # type: ignore[no-untyped-def]
-    """A child cgroup v1 memory group (named after this branch) with *limit*; removed afterwards."""
-    own = _v1_group_root()
-    if own is None:
-        raise RuntimeError("no writable cgroup v1 memory group here")
-    path = os.path.join(own, f"hivemem-wave2-cache-{os.getpid()}-{time.monotonic_ns()}")
-    os.mkdir(path)
-    try:
-        with open(os.path.join(path, "memory.limit_in_bytes"), "w") as f:
-            f.write(str(limit))
-        yield os.path.join(path, "cgroup.procs")
-    finally:
-        for _ in range(100):
-            try:
-                os.rmdir(path)
-                break
-            except OSError:
-                time.sleep(0.1)
-
-
 def bench_survival(runs: int = 3, limit: int = 400 * MiB) -> dict[str, object]:
-    if _v1_group_root() is None:
+    sys.path.insert(0, SRC)
+    if v1_memory_group()[0] is None:
         return {"unavailable": "no writable cgroup v1 memory group on this machine"}
     out: dict[str, object] = {}
     for name, params in SURVIVAL_MATRIX.items():
         reference = child(SURVIVAL, dict(params, govern=False))  # unlimited: the answers
-        with memory_group(limit) as procs:
+        with memory_group(limit, tag="cache") as procs:
             bare = child(SURVIVAL, dict(params, govern=False), procs=procs)
         governed = []
         for _ in range(runs):
-            with memory_group(limit) as procs:
+            with memory_group(limit, tag="cache") as procs:
                 governed.append(child(SURVIVAL, dict(params, govern=True), procs=procs))
         ok = [
             g["returncode"] == 0

@@ -40,7 +40,39 @@ if TYPE_CHECKING:
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 MiB = 2**20
 
-WORKLOAD = r"""
+#: What the workload below and the survival child of ``benchmarks/bench_cache.py`` share (both
+#: read a global ``kind``): a value as a deterministic function of its key and size, its short
+#: digest, a CPU-bound wait, the peak RSS (Linux ``VmHWM``).
+CHILD_HELPERS = """
+import hashlib, time
+
+def value(k, n):
+    if kind == "strs":
+        return ("%015x|" % k) * (n // 16)
+    return (b"%015d|" % k) * (n // 16)
+
+def digest_of(v):
+    raw = v if isinstance(v, bytes) else v.encode()
+    return hashlib.blake2b(raw[:64] + raw[-64:], digest_size=8).digest() + len(v).to_bytes(4, "little")
+
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        for j in range(50):
+            x += j * j
+    return x
+
+def peak_rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return None
+"""
+
+WORKLOAD = (
+    r"""
 import hashlib, json, os, sys, threading, time
 P = json.loads(sys.argv[1])
 if P["procs"]:
@@ -48,7 +80,9 @@ if P["procs"]:
         f.write(str(os.getpid()))
 MiB = 2**20
 kind, size, total = P["kind"], P["size"], P["total_mib"] * MiB
-cache, lock, keep = {}, threading.Lock(), []
+"""
+    + CHILD_HELPERS
+    + r"""cache, lock, keep = {}, threading.Lock(), []
 gov = None
 if P["govern"]:
     import hivemem
@@ -88,11 +122,6 @@ if P["govern"]:
                 return lvl
             gov.tick = tick
 
-def value(k, n):
-    if kind == "strs":
-        return ("%015x|" % k) * (n // 16)
-    return (b"%015d|" % k) * (n // 16)
-
 def sizes(seed):
     if kind == "strs":
         lo, hi = size, P.get("size2", size)
@@ -123,22 +152,10 @@ def get_locked(k, n):
                 cache[k] = v
     return v
 
-def digest_of(v):
-    return hashlib.blake2b(v[:64] + v[-64:] if isinstance(v, bytes) else (v[:64] + v[-64:]).encode(),
-                           digest_size=8).digest() + len(v).to_bytes(4, "little")
-
 def keys(count, offset=0):
     # mostly new keys, some re-reads of recent ones (hits or recomputations)
     for i in range(count):
         yield offset + (i if i % 4 else max(i - 8, 0))
-
-def spin(seconds):
-    end = time.perf_counter() + seconds
-    x = 0
-    while time.perf_counter() < end:
-        for j in range(50):
-            x += j * j
-    return x
 
 result = {"kind": kind}
 t0 = time.perf_counter()
@@ -198,10 +215,7 @@ except BaseException as exc:
     keep.clear()
 result["digest"] = h.hexdigest()
 result["seconds"] = time.perf_counter() - t0
-with open("/proc/self/status") as f:
-    for line in f:
-        if line.startswith("VmHWM:"):
-            result["peak_rss"] = int(line.split()[1]) * 1024
+result["peak_rss"] = peak_rss()
 if gov is not None:
     gov.stop()
     result["sources"] = sources
@@ -217,6 +231,7 @@ if gov is not None:
         result["events"] = [e.to_dict() for e in gov.events][-P["events"]:]
 print("@@RESULT@@" + json.dumps(result, default=str))
 """
+)
 
 #: One variant of each class against a 400 MiB group (the matrix the issue names).
 MATRIX: dict[str, dict[str, object]] = {

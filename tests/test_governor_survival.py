@@ -18,11 +18,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from .survival_workloads import v1_memory_group
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
@@ -102,27 +103,17 @@ print(json.dumps(result))
 
 
 @contextlib.contextmanager
-def memory_cgroup(limit_bytes: int):  # type: ignore[no-untyped-def]
-    """A child cgroup v1 memory group with *limit_bytes*; yields its cgroup.procs path; removed after."""
-    own, why = v1_memory_group()
-    if own is None:
-        pytest.skip(why)
-    path = os.path.join(own, f"hivemem-survival-{os.getpid()}-{time.monotonic_ns()}")
-    try:
-        os.mkdir(path)
-    except OSError as exc:
-        pytest.skip(f"cannot create a child memory cgroup in {own}: {exc}")
-    try:
-        with open(os.path.join(path, "memory.limit_in_bytes"), "w") as f:
-            f.write(str(limit_bytes))
-        yield os.path.join(path, "cgroup.procs")
-    finally:
-        for _ in range(50):  # the group can be removed once its last task has exited
-            try:
-                os.rmdir(path)
-                break
-            except OSError:
-                time.sleep(0.1)
+def memory_cgroup(limit_bytes: int) -> Iterator[str]:
+    """A child cgroup v1 memory group with *limit_bytes*; yields its cgroup.procs path; removed after.
+    Skips the test where no group can be made (the reason is the skip message)."""
+    from .survival_workloads import NoGroup, memory_group
+
+    with contextlib.ExitStack() as stack:
+        try:
+            procs = stack.enter_context(memory_group(limit_bytes))
+        except NoGroup as exc:
+            pytest.skip(str(exc))
+        yield procs
 
 
 def run_survival(
