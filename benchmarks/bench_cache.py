@@ -545,18 +545,7 @@ avg = size if kind != "strs" else (size + A.get("size2", size)) // 2
 if kind == "threads":
     nthreads = A.get("threads", 4)
     count = total // size // nthreads
-    parts = [None] * nthreads
-    def worker(t):
-        hh = hashlib.sha256()
-        for k in keys(count, offset=t * 10**7):
-            hh.update(digest_of(get(k)))
-        parts[t] = hh.hexdigest()
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(nthreads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    for p in parts:
+    for p in thread_digests(nthreads, count, get):
         h.update(p.encode())
 else:
     if kind == "burst":

@@ -40,11 +40,12 @@ if TYPE_CHECKING:
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 MiB = 2**20
 
-#: What the workload below and the survival child of ``benchmarks/bench_cache.py`` share (both
-#: read a global ``kind``): a value as a deterministic function of its key and size, its short
-#: digest, a CPU-bound wait, the peak RSS (Linux ``VmHWM``).
+#: What the workload below and the survival child of ``benchmarks/bench_cache.py`` share (they
+#: read the child's globals ``kind`` and ``keys``): a value as a deterministic function of its key
+#: and size, its short digest, a CPU-bound wait, the per-thread digests of a threaded run, the
+#: peak RSS (Linux ``VmHWM``).
 CHILD_HELPERS = """
-import hashlib, time
+import hashlib, threading, time
 
 def value(k, n):
     if kind == "strs":
@@ -62,6 +63,21 @@ def spin(seconds):
         for j in range(50):
             x += j * j
     return x
+
+def thread_digests(nthreads, count, fetch):
+    # each thread fetches its own count keys (offset by 10**7 a thread); one digest a thread
+    parts = [None] * nthreads
+    def worker(t):
+        hh = hashlib.sha256()
+        for k in keys(count, offset=t * 10**7):
+            hh.update(digest_of(fetch(k)))
+        parts[t] = hh.hexdigest()
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(nthreads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return parts
 
 def peak_rss():
     with open("/proc/self/status") as f:
@@ -190,18 +206,7 @@ try:
     elif kind == "threads":
         nthreads = P.get("threads", 4)
         count = total // size // nthreads
-        parts = [None] * nthreads
-        def worker(t):
-            hh = hashlib.sha256()
-            for k in keys(count, offset=t * 10**7):
-                hh.update(digest_of(get_locked(k, size)))
-            parts[t] = hh.hexdigest()
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(nthreads)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        for p in parts:
+        for p in thread_digests(nthreads, count, lambda k: get_locked(k, size)):
             h.update(p.encode())
 except BaseException as exc:
     if type(exc).__name__ != "MemoryLimitExceeded":
