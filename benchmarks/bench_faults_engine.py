@@ -115,39 +115,19 @@ gc.collect()
 err = open(os.path.join({tmp!r}, 'stderr-%d' % os.getpid()), 'w+b')
 real_err = os.dup(2)
 os.dup2(err.fileno(), 2)
-def ident(fd):
-    st = os.fstat(fd)
-    return (st.st_dev, st.st_ino)
 before = ident(2)
-stop = threading.Event()
-written = []
-def writer():
-    i = 0
-    while not stop.is_set():
-        os.write(2, b"line %d\\n" % i)
-        written.append(i)
-        i += 1
-        time.sleep(0.0005)
 per = {calls} // {threads}
 def caller():
     for _ in range(per):
         hivemem.fragmentation()
-w = threading.Thread(target=writer)
+w = threading.Thread(target=writer, args=(0.0005,))
 w.start()
 t0 = time.perf_counter()
 callers = [threading.Thread(target=caller) for _ in range({threads})]
 for t in callers: t.start()
 bad_children = forks = 0
 while any(t.is_alive() for t in callers):
-    r, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(wfd, os.readlink('/proc/self/fd/2').encode())
-        os._exit(0)
-    os.close(wfd)
-    os.waitpid(pid, 0)
-    bad_children += 'memfd' in os.read(r, 4096).decode()
-    os.close(r)
+    bad_children += 'memfd' in fd2_of_child()
     forks += 1
     time.sleep(0.01)
 for t in callers: t.join()
@@ -167,13 +147,15 @@ print(json.dumps({{'calls': per * {threads}, 'threads': {threads}, 'objects': le
 
 
 def bench_fd2() -> dict[str, object]:
+    sys.path[:0] = [ROOT, SRC]
+    from tests.test_faults_engine import FD2_KIT
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for fallback in (False, True):
             for threads, objects in ((4, 10_000), (8, 10_000), (4, 1_000_000)):
-                row = child(
-                    FD2.format(fallback=fallback, objects=objects, calls=1000, threads=threads, tmp=tmp)
-                )
+                code = FD2.format(fallback=fallback, objects=objects, calls=1000, threads=threads, tmp=tmp)
+                row = child(FD2_KIT + code)
                 row["path"] = "fd2 fallback (forced)" if fallback else "open_memstream"
                 rows.append(row)
                 print(f"  fd2 {row}", flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 import threading
 
 import pytest
@@ -240,6 +241,38 @@ def test_module_optimize_rejects_a_non_callable_on_step_before_running() -> None
 # ------------------------------------------------------------------------------------ fd 2
 
 
+#: For a child that checks fd 2 (here and in ``benchmarks/bench_faults_engine.py``): ident(fd) names
+#: the file behind fd; writer(pause) writes numbered lines to fd 2 (recorded in written) until stop
+#: is set; fd2_of_child() forks and returns what the child's fd 2 points at.
+FD2_KIT = """
+import os, threading, time
+def ident(fd):
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+stop = threading.Event()
+written = []
+def writer(pause=0.0):
+    i = 0
+    while not stop.is_set():
+        os.write(2, b"line %d\\n" % i)
+        written.append(i)
+        i += 1
+        if pause:
+            time.sleep(pause)
+def fd2_of_child():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, os.readlink("/proc/self/fd/2").encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    target = os.read(r, 4096).decode()
+    os.close(r)
+    return target
+"""
+
+
 @linux_only
 @pytest.mark.parametrize("path", ["memstream", "fd2-fallback"])
 def test_concurrent_fragmentation_never_moves_fd2_nor_loses_stderr(path: str) -> None:
@@ -249,25 +282,15 @@ def test_concurrent_fragmentation_never_moves_fd2_nor_loses_stderr(path: str) ->
     right too, but may drop a line another thread writes during the few ms of the call.
     """
     out = run_python(
-        f"""
-        import os, sys, tempfile, threading
+        FD2_KIT
+        + textwrap.dedent(f"""
+        import sys, tempfile
         import hivemem, hivemem._measure.native
         if {path == "fd2-fallback"}:
             hivemem._measure.native._memstream = False  # as if _PyObject_DebugMallocStats were missing
-        def ident(fd):
-            st = os.fstat(fd)
-            return (st.st_dev, st.st_ino)
         with tempfile.TemporaryFile() as err:
             os.dup2(err.fileno(), 2)
             before = ident(2)
-            stop = threading.Event()
-            written = []
-            def writer():
-                i = 0
-                while not stop.is_set():
-                    os.write(2, b"line %d\\n" % i)
-                    written.append(i)
-                    i += 1
             def caller():
                 for _ in range(250):
                     hivemem.fragmentation()
@@ -277,15 +300,7 @@ def test_concurrent_fragmentation_never_moves_fd2_nor_loses_stderr(path: str) ->
             for t in callers: t.start()
             children = []  # children forked in the middle inherit the real stderr
             while any(t.is_alive() for t in callers) and len(children) < 20:
-                r, w2 = os.pipe()
-                pid = os.fork()
-                if pid == 0:
-                    os.write(w2, os.readlink("/proc/self/fd/2").encode())
-                    os._exit(0)
-                os.close(w2)
-                os.waitpid(pid, 0)
-                children.append(os.read(r, 4096).decode())
-                os.close(r)
+                children.append(fd2_of_child())
             for t in callers: t.join()
             stop.set(); w.join()
             after = ident(2)
@@ -295,7 +310,7 @@ def test_concurrent_fragmentation_never_moves_fd2_nor_loses_stderr(path: str) ->
         print(before == after, got == written, len(written) > 0,
               len(children) > 0 and not any("memfd" in c for c in children),
               "Small block" not in "".join(lines))
-        """
+        """)
     )
     fd2_same, lossless, wrote, children_ok, stats_hidden = out.split()
     assert (fd2_same, wrote, children_ok) == ("True", "True", "True"), out
