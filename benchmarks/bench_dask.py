@@ -26,14 +26,15 @@ Writes ``benchmarks/results/dask.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(HERE), os.path.join(os.path.dirname(HERE), "src")]
+sys.path[:0] = [HERE, os.path.dirname(HERE), os.path.join(os.path.dirname(HERE), "src")]
+
+from harness import run_header, write_out  # noqa: E402
+
 MiB = 2**20
 
 
@@ -96,21 +97,14 @@ def main() -> None:
                 f"{d['result_unchanged']}"
             )
     result = {
-        "benchmark": "dask",
-        "command": " ".join([os.path.relpath(sys.executable, os.getcwd()), *sys.argv]),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_header("dask"),
         "workload": (
             f"1-4 KiB blocks up to {FILL} of the limit, 1 in 64 kept; memory_limit 600MiB; wait {args.wait} s"
         ),
         "plugin": with_plugin,
         "no_plugin": control,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"saved {os.path.relpath(args.out)}")
+    write_out(args.out, result)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -192,12 +191,11 @@ def main() -> None:
     print(
         f"a worker's full gc.collect(): {gc_ms['plain']:.1f} ms plain, {gc_ms['prepare_fork']:.1f} ms with it"
     )
+    sys.path.insert(0, HERE)  # here, not at the top: the measured parent process stays as it was
+    from harness import run_header, write_out
+
     result = {
-        "benchmark": "prefork",
-        "command": " ".join([os.path.relpath(sys.executable, os.getcwd()), *sys.argv]),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_header("prefork"),
         "workers": args.workers,
         "objects": args.objects,
         "requests": args.requests,
@@ -208,10 +206,7 @@ def main() -> None:
         "worker_gc_ms_median": gc_ms,
         "runs": runs,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"saved {os.path.relpath(args.out)}")
+    write_out(args.out, result)
 
 
 if __name__ == "__main__":

@@ -322,6 +322,29 @@ def child_json(
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def run_header(benchmark: str) -> dict[str, object]:
+    """How a result written to ``--out`` starts: the benchmark, the command that ran it, Python,
+    platform and local time."""
+    import platform
+    import time
+
+    return {
+        "benchmark": benchmark,
+        "command": " ".join([os.path.relpath(sys.executable, os.getcwd()), *sys.argv]),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_out(path: str, result: object) -> None:
+    """Write *result* as JSON to *path* (a ``--out`` argument) and say where."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"saved {os.path.relpath(path)}")
+
+
 def save(name: str, data: object) -> str:
     """Write ``benchmarks/results/<name>.json`` and return its path."""
     path = os.path.join(HERE, "results", f"{name}.json")
