@@ -55,3 +55,13 @@ def registry() -> hivemem.Registry:
 
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; Linux only")
+
+
+def run_strategy(strategy: hivemem.Strategy, level: object) -> hivemem.StepResult:
+    """One optimize pass at *level* with *strategy* alone registered (a fake 100 MB reader): its step."""
+    registry = hivemem.Registry(builtins=False, entry_points=False)
+    registry.register(strategy)
+    report = hivemem.MemoryGovernor(reader=FakeReader("100MB"), registry=registry).optimize(
+        aggressiveness=level
+    )
+    return report.step(strategy.name)

@@ -19,7 +19,7 @@ from hivemem._reclaim.caches import cache_registry as _caches
 from hivemem.strategies.caches import ClearCaches
 from hivemem.testing import FakeReader
 
-from .conftest import run_python
+from .conftest import run_python, run_strategy
 
 
 @pytest.fixture(autouse=True)
@@ -32,12 +32,7 @@ def _clean_registrations() -> object:
 
 
 def run(level: object = MODERATE) -> hivemem.StepResult:
-    registry = Registry(builtins=False, entry_points=False)
-    registry.register(ClearCaches())
-    report = hivemem.MemoryGovernor(reader=FakeReader("100MB"), registry=registry).optimize(
-        aggressiveness=level
-    )
-    return report.step("caches")
+    return run_strategy(ClearCaches(), level)
 
 
 def test_registered_lru_cache_dict_and_clear_object_are_cleared() -> None:

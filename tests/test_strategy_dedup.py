@@ -13,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hivemem
-from hivemem import AGGRESSIVE, CHEAP, MODERATE, Registry
+from hivemem import AGGRESSIVE, CHEAP, MODERATE
 from hivemem._reclaim.containers import dedup_registry as registered
 from hivemem._reclaim.dedup import _Dedup, dedup_registered
 from hivemem.strategies.dedup_strings import DedupStrings
-from hivemem.testing import FakeReader
+
+from .conftest import run_strategy
 
 
 @pytest.fixture(autouse=True)
@@ -34,12 +35,7 @@ def fresh(s: str) -> str:
 
 
 def run(level: object = MODERATE) -> hivemem.StepResult:
-    registry = Registry(builtins=False, entry_points=False)
-    registry.register(DedupStrings())
-    report = hivemem.MemoryGovernor(reader=FakeReader("100MB"), registry=registry).optimize(
-        aggressiveness=level
-    )
-    return report.step("dedup_strings")
+    return run_strategy(DedupStrings(), level)
 
 
 def test_duplicates_in_a_list_share_one_object() -> None:
