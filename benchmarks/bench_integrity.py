@@ -218,6 +218,18 @@ def bench_damage(srcs: dict[str, str], trials: int = 1000) -> dict[str, object]:
 
 
 # ----------------------------------------------------------------------------- unpicklable
+FILLED_STORE = """
+def filled_store(kind, values):
+    # a SpillStore ("spill") or CompressedStore that takes every value (no size or ratio floor)
+    if kind == "spill":
+        store = hivemem.SpillStore(min_size=0)
+    else:
+        store = hivemem.CompressedStore(min_size=0, min_ratio=0)
+    for k, v in values.items():
+        store[k] = v
+    return store
+"""
+
 UNPICKLE = """
 import json, hivemem
 
@@ -243,12 +255,7 @@ def values():
 result = {}
 for name in ("spill", "compress"):
     vals = values()
-    if name == "spill":
-        store = hivemem.SpillStore(min_size=0)
-    else:
-        store = hivemem.CompressedStore(min_size=0, min_ratio=0)
-    for k, v in vals.items():
-        store[k] = v
+    store = filled_store(name, vals)
     try:
         store.spill() if name == "spill" else store.compress()
     except Exception as exc:
@@ -267,7 +274,7 @@ print(json.dumps(result))
 
 
 def bench_unpickle(srcs: dict[str, str]) -> dict[str, object]:
-    return {name: child(src, UNPICKLE) for name, src in srcs.items()}
+    return {name: child(src, FILLED_STORE + UNPICKLE) for name, src in srcs.items()}
 
 
 # ----------------------------------------------------------------------------- fork
@@ -382,12 +389,7 @@ def nbytes(v):
     return len(pickle.dumps(v, protocol=5))
 
 total = sum(nbytes(v) for v in values.values())
-if store_kind == "spill":
-    store = hivemem.SpillStore(min_size=0)
-else:
-    store = hivemem.CompressedStore(min_size=0, min_ratio=0)
-for k, v in values.items():
-    store[k] = v
+store = filled_store(store_kind, values)
 w, c = time.perf_counter(), time.process_time()
 done = store.spill() if store_kind == "spill" else store.compress()
 put_wall, put_cpu = time.perf_counter() - w, time.process_time() - c
@@ -419,7 +421,7 @@ COST_WORKLOADS: dict[str, tuple[str, str, int, int]] = {
 def bench_cost(srcs: dict[str, str], runs: int = 3) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, (store, kind, count, size) in COST_WORKLOADS.items():
-        code = VALUES + COST.format(store=store, kind=kind, count=count, size=size)
+        code = VALUES + FILLED_STORE + COST.format(store=store, kind=kind, count=count, size=size)
         results: dict[str, list[dict[str, object]]] = {src_name: [] for src_name in srcs}
         for _ in range(runs):  # alternate, so load on the shared machine hits both alike
             for src_name, src in srcs.items():
