@@ -30,20 +30,12 @@ from hivemem._stores import lru as _lrustore
 from hivemem._stores import spill as _spill
 
 from .conftest import linux_only, run_python
+from .faultkit import ParseError  # pickles, but cannot be loaded back
 
 np = pytest.importorskip("numpy")
 hnp = pytest.importorskip("hypothesis.extra.numpy")
 
 CODECS = ["zlib", "zstd"] if _compress.zstd_available() else ["zlib"]
-
-
-class ParseError(Exception):
-    """Pickles, but unpickling calls ParseError(message) and __init__ needs two arguments."""
-
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(f"line {line}: {reason}")
-        self.line = line
-        self.reason = reason
 
 
 class RefusesState:
