@@ -91,7 +91,7 @@ def test_cli_import_is_light() -> None:
         print(sorted(m for m in set(sys.modules) - before if m.startswith("hivemem")))
         """
     )
-    assert out.strip() == "['hivemem', 'hivemem._cli', 'hivemem._cli.main']"
+    assert out.strip() == "['hivemem', 'hivemem._cli', 'hivemem._cli.main', 'hivemem._errors']"
 
 
 # --------------------------------------------------------------------------- run

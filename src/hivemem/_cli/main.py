@@ -12,6 +12,8 @@ import argparse
 import os
 import sys
 
+from hivemem._errors import HivememError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -38,11 +40,12 @@ EXIT_CODES = {
 _EPILOG = "exit status:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
 
 
-class CliError(Exception):
+class CliError(HivememError):
     """A user error: printed as ``hivemem <command>: error: <message>``, exit with ``code``.
 
     Internal to the command line: :func:`main` turns it into a message and an
-    exit status, so it never reaches a caller (and importing the CLI stays light).
+    exit status, so it never reaches a caller. (``_errors`` imports nothing, so
+    deriving from :class:`hivemem.HivememError` keeps importing the CLI light.)
     """
 
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
