@@ -154,8 +154,9 @@ print(json.dumps({{"bad": bad, "interrupts": interrupts, "merged": merged, "sent
 
 @linux_only
 def test_repeated_sigint_during_key_merging_changes_nothing() -> None:
-    """SIGINT every 15 ms during 12 keys=True passes: every dict keeps all its items, in order."""
-    out = run_kit(SIGINT_TRIALS.format(seed=5, trials=12, size=8000), timeout=600)
+    """SIGINT every 15 ms during 18 keys=True passes: every dict keeps all its items, in order (at
+    least a third of the passes interrupted; a pass can end before its first signal)."""
+    out = run_kit(SIGINT_TRIALS.format(seed=5, trials=18, size=8000), timeout=600)
     assert out["bad"] == [], out
     assert int(out["interrupts"]) >= 6 and int(out["sent"]) >= int(out["interrupts"]), out  # type: ignore[call-overload]
 
