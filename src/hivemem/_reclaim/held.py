@@ -65,11 +65,9 @@ __all__ = [
     "finish",
     "give_back",
     "other_threads",
-    "release",
     "resume_signals",
     "signal_pending",
     "take_briefly",
-    "try_lock",
 ]
 
 
@@ -225,28 +223,13 @@ def other_threads() -> int:
     return max(len(frames()) - 1, 0)
 
 
-def try_lock(lock: Lock | None, timeout: float = 0.0) -> bool:
-    """Acquire *lock* without waiting, or waiting at most *timeout* seconds (never deadlocks).
-
-    A wait releases the GIL, so the thread holding the lock can finish and
-    unlock; a lock whose ``acquire`` takes no timeout is tried without waiting.
-    """
-    if lock is None:
-        return True
-    if timeout > 0.0:
-        try:
-            return bool(lock.acquire(True, timeout))
-        except TypeError:
-            pass
+def _acquire_untimed(lock: Lock) -> bool:
+    """For a lock type whose ``acquire`` takes no timeout: try without waiting, or, if it takes no
+    blocking argument either, call it plainly. Each attempt returns on the line that acquires."""
     try:
         return bool(lock.acquire(False))
     except TypeError:  # acquire() without a blocking argument
         return bool(lock.acquire())
-
-
-def release(lock: Lock | None) -> None:
-    if lock is not None:
-        lock.release()
 
 
 #: Application locks a step holds for a moment without the gate (the ``caches`` step, while it
@@ -283,7 +266,7 @@ def _take_into(record: list[Lock], lock: Lock, timeout: float = 0.0, token: obje
         return (record.extend(taken), _waiting.pop(token, None), len(record) > size)[2]  # type: ignore[func-returns-value]
     except TypeError:  # acquire() without blocking/timeout arguments: a lock type written in Python
         _waiting.pop(token, None)
-        return bool(lock.acquire()) and record.append(lock) is None  # type: ignore[func-returns-value]
+        return _acquire_untimed(lock) and record.append(lock) is None  # type: ignore[func-returns-value]
 
 
 def _release_from(record: list[Lock], index: int) -> None:
@@ -292,7 +275,8 @@ def _release_from(record: list[Lock], index: int) -> None:
 
 
 def take_briefly(lock: Lock | None, timeout: float = 0.0) -> bool:
-    """:func:`try_lock`, with the lock recorded so that a forked child frees it.
+    """Acquire *lock* without waiting, or waiting at most *timeout* seconds, recorded so that a
+    forked child frees it (a wait releases the GIL, so the holder can finish and unlock).
 
     With a *timeout* the thread is listed in ``_waiting`` while it waits, and ``fork()`` waits for
     it (see ``_wait_for_takers``): the lock may be this thread's before it can be recorded.
@@ -336,7 +320,7 @@ def _free_brief_locks() -> None:
 def access_problem(entry: Entry) -> str | None:
     """Why a data-touching strategy may not touch this entry's object right now, or ``None``.
 
-    With a lock: the caller must acquire it (``try_lock``). Without one, the
+    With a lock: the caller must acquire it (:meth:`Hold.take`). Without one, the
     object is touched only while no other Python thread runs: another thread
     could otherwise read a half-rebuilt container or lose a write.
     """
