@@ -115,6 +115,25 @@ class Image:
                     out.append((x, y))
         return out
 
+    def blended(
+        self, rgb: tuple[int, int, int], background: tuple[int, int, int], *, at_least: float = 0.35
+    ) -> list[tuple[int, int]]:
+        """Every (x, y) whose colour is *rgb* painted over *background* with coverage >= *at_least*.
+
+        Anti-aliasing paints a thin line that falls between pixel rows as two rows of partial coverage,
+        each too pale for :meth:`where`; each channel then sits the same fraction of the way from the
+        background to the colour, which is what this checks (to within 0.12)."""
+        out = []
+        c = self.channels
+        spans = [fg - bg for fg, bg in zip(rgb, background, strict=True)]
+        for y, row in enumerate(self.rows):
+            for x in range(self.width):
+                i = x * c
+                fractions = [(row[i + k] - background[k]) / spans[k] for k in range(3) if abs(spans[k]) >= 40]
+                if fractions and min(fractions) >= at_least and max(fractions) - min(fractions) <= 0.12:
+                    out.append((x, y))
+        return out
+
     def dark_rows(self, *, below: int = 0, threshold: int = 110) -> list[int]:
         """The y of every pixel row from *below* down holding a text-dark pixel (each channel < threshold)."""
         c = self.channels
