@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,13 @@ import pytest
 
 import hivemem
 from hivemem.testing import FakeReader
+
+# A shell that starts a command in the background without job control (`cmd &` in a script, nohup)
+# makes it ignore SIGINT, and a Python that inherits SIG_IGN keeps it instead of raising
+# KeyboardInterrupt. The interrupt tests send real SIGINTs to this process and its children: give the
+# session Python's own handler, which the children then start with too.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
