@@ -12,6 +12,8 @@ import textwrap
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hivemem
 from hivemem._profile import leaks as _leaks
@@ -530,6 +532,53 @@ def test_screen_clears_clean_code_and_never_a_leak() -> None:
         screened = _leaks.screen(fn)
         assert screened is not None and not screened.clear, fn
     assert not tracemalloc.is_tracing()
+
+
+@pytest.mark.parametrize(
+    ("blocks", "sizes", "clear"),
+    [
+        ([0, 0], [0, 0], True),
+        # malloc's figure moves one 48 B chunk out of a window and back into the next: no growth
+        ([0, 0], [-48, 48], True),
+        ([0, 0, 0], [0, 48, -48], True),
+        ([0, 0], [0, 48], False),
+        # two quiet windows, not in a row
+        ([0, 1, 0], [0, 0, 0], True),
+        # a pair that nets out but whose first window grew: a leak that a moved chunk hid once
+        ([0, 0], [100, -100], False),
+        # a pair that nets out but made new blocks
+        ([0, 1], [-48, 48], False),
+        ([1, 0], [-48, 48], False),
+        # a steady in-place leak of 100 B per window under the same chunk moves: never cleared
+        ([0, 0, 0, 0, 0], [52, 148, 52, 148, 52], False),
+        ([0, 0, 0, 0, 0], [100, 100, 100, 100, 100], False),
+        # a leak of new blocks, whatever malloc says
+        ([3, 3, 3, 3, 3], [0, 0, 0, 0, 0], False),
+        ([0], [0], False),
+    ],
+)
+def test_screen_clear_rule(blocks: list[int], sizes: list[int], clear: bool) -> None:
+    """Two quiet windows, or two in a row that kept no block and net no more than the limit, clear."""
+    assert _leaks._screen_clear(blocks, sizes, 32) is clear
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    leak=st.integers(min_value=33, max_value=10_000),
+    chunk=st.integers(min_value=0, max_value=1 << 20),
+    out=st.integers(min_value=0, max_value=3),
+    n=st.integers(min_value=2, max_value=5),
+)
+def test_screen_never_clears_a_steady_leak_under_a_moved_chunk(
+    leak: int, chunk: int, out: int, n: int
+) -> None:
+    """A body growing by more than the limit each window is never cleared, even when a chunk of any
+    size leaves malloc's figure in one window and comes back in the next."""
+    sizes = [leak] * n
+    if out + 1 < n:
+        sizes[out] -= chunk
+        sizes[out + 1] += chunk
+    assert not _leaks._screen_clear([0] * n, sizes, 32)
 
 
 @needs_mallinfo

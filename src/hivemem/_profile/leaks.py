@@ -773,20 +773,39 @@ def _repetitions(
     """Fill *grown* with ``bytes, blocks, tables`` triples, one measured repetition each; how many ran.
 
     With *offset* (the calibration), stop once two repetitions were quiet
-    (no new block, no more than *limit* bytes beyond the offset): two
-    already rule out both leak rules, so the rest would only repeat the body
-    (:func:`screen` runs a clean test's body ``warmup + 2`` times, not
-    ``warmup + repeat``). The check runs between windows, outside the readings.
+    (no new block, no more than *limit* bytes beyond the offset), or once a
+    quiet one and the next kept no new block and no more than *limit* bytes
+    between them: either rules out both leak rules, so the rest would only repeat the
+    body (:func:`screen` runs a clean test's body ``warmup + 2`` times, not
+    ``warmup + repeat``). The pair test is what clears a body when malloc's
+    figure moves one chunk out of one window and back in the next (-48 B,
+    then +48 B: a steady leak adds to both, so their sum is at least twice
+    its growth per window). The checks run between windows, outside the
+    readings.
     """
-    i = quiet = 0
+    i = 0
     sys._getframe().f_locals  # noqa: B018 - this caller's frame too, before the first window
     for i in range(len(grown) // 3):
         grown[3 * i], grown[3 * i + 1], grown[3 * i + 2] = _window(fn, args, kwargs, number, size, tables)
-        if offset is not None and grown[3 * i + 1] <= offset[1] and grown[3 * i] - offset[0] <= limit:
-            quiet += 1
-            if quiet == 2:
+        if offset is not None:
+            sizes, blocks, _ = _calibrated(grown[: 3 * (i + 1)], offset)
+            if _screen_clear(blocks, sizes, limit):
                 return i + 1
     return len(grown) // 3
+
+
+def _screen_clear(blocks: list[int], sizes: list[int], limit: int) -> bool:
+    """Whether calibrated windows rule out both leak rules (:func:`screen`): two kept no new block and
+    at most *limit* bytes each (quiet), or a quiet one and the next kept no new block and the two at
+    most *limit* bytes together."""
+    quiet = [b <= 0 and m <= limit for b, m in zip(blocks, sizes, strict=True)]
+    if sum(quiet) >= 2:
+        return True
+    # the first of the pair quiet by itself: a chunk moved out of a leaking window (100 B, then -100 B)
+    # must not clear it
+    return any(
+        quiet[k] and blocks[k + 1] <= 0 and sizes[k] + sizes[k + 1] <= limit for k in range(len(quiet) - 1)
+    )
 
 
 def _noop() -> None:
@@ -1087,10 +1106,12 @@ def screen(
     function's own time on allocation-heavy code.
 
     The result is *clear* when two measured repetitions kept no new block
-    and no more than *tolerance* malloc bytes per call (it stops measuring
-    there): no rule of :func:`find_leaks` can then call it a leak (both
-    need all repetitions but one to grow, and growth keeps new blocks or,
-    in place, malloc bytes). Otherwise only :func:`find_leaks` can tell. Returns
+    and no more than *tolerance* malloc bytes per call, or one did and the
+    next kept no new block and no more than *tolerance* malloc bytes per
+    call between them (it stops measuring there): no rule of :func:`find_leaks` can then
+    call it a leak (both need all repetitions but one to grow, and growth
+    keeps new blocks or, in place, malloc bytes, on every repetition).
+    Otherwise only :func:`find_leaks` can tell. Returns
     ``None`` where malloc's figures are unavailable (not glibc 2.33+), or
     when tracemalloc is already tracing (every allocation would be traced
     anyway): call :func:`find_leaks` then. Arguments are trusted (the
@@ -1119,9 +1140,13 @@ def screen(
         finally:
             if frozen:
                 _unfreeze_heap()
-        limit = tolerance * number
-        quiet = sum(1 for b, m in zip(blocks, sizes, strict=True) if b <= 0 and m <= limit)
-        return Screen(quiet >= 2, blocks, sizes, warm, time.perf_counter() - t_start)
+        return Screen(
+            _screen_clear(blocks, sizes, tolerance * number),
+            blocks,
+            sizes,
+            warm,
+            time.perf_counter() - t_start,
+        )
 
 
 def _calibrated(grown: array.array[int], offset: tuple[int, ...]) -> tuple[list[int], list[int], list[int]]:
