@@ -93,6 +93,51 @@ def test_signal_runs_one_pass_in_a_worker_thread(runtime: Path) -> None:
     assert status["headline"].startswith("hivemem optimize: RSS 500.0 MiB")  # type: ignore[union-attr]
 
 
+class Step:
+    """A strategy at one level that records that it ran."""
+
+    priority = 10
+
+    def __init__(self, level: str, ran: list[str]) -> None:
+        self.name = f"step_{level}"
+        self.aggressiveness = level
+        self.ran = ran
+
+    def apply(self, ctx: object) -> hivemem.StrategyResult:
+        self.ran.append(self.aggressiveness)
+        return hivemem.StrategyResult("ran")
+
+
+@pytest.mark.parametrize(
+    ("target", "ceiling", "levels"),
+    [
+        ("100MB", None, ["cheap", "moderate", "aggressive"]),  # a target missed: climbs to the top
+        ("100MB", "moderate", ["cheap", "moderate"]),  # the governor's own ceiling holds
+        (None, None, ["cheap", "moderate"]),  # no target: one pass at moderate, as optimize()
+    ],
+)
+def test_signal_pass_climbs_as_optimize_does(
+    runtime: Path, target: str | None, ceiling: str | None, levels: list[str]
+) -> None:
+    """With a target the signal's pass climbs cheap, moderate, aggressive up to the governor's ceiling."""
+    ran: list[str] = []
+    registry = hivemem.Registry(builtins=False, entry_points=False)
+    for level in ("cheap", "moderate", "aggressive"):
+        registry.register(Step(level, ran))
+    gov = hivemem.MemoryGovernor(
+        registry=registry, reader=FakeReader(rss="500MB"), target=target, aggressiveness=ceiling
+    )
+    path = hivemem.install_signal_handler(signal.SIGUSR2, governor=gov)
+    _send()
+    _wait(lambda: os.path.exists(path))
+    assert sorted(set(ran), key=["cheap", "moderate", "aggressive"].index) == levels
+    assert ran == sorted(ran, key=["cheap", "moderate", "aggressive"].index)  # in level order
+    by_signal = ran[:]
+    ran.clear()
+    gov.optimize()
+    assert ran == by_signal  # the same steps, in the same order, as optimize()
+
+
 def test_signals_during_a_pass_start_no_second_pass(runtime: Path) -> None:
     """Three signals arriving while a pass runs are coalesced: the strategy runs once."""
     gate = Gate(block=True)

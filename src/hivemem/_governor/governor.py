@@ -521,12 +521,7 @@ class MemoryGovernor:
         goal = _resolve_target(target_mb, target)
         if goal is None:
             goal = self.target
-        if aggressiveness is not None:
-            level = Aggressiveness.parse(aggressiveness)
-        elif self._ceiling_given:
-            level = self.aggressiveness
-        else:
-            level = Aggressiveness.AGGRESSIVE if goal is not None else Aggressiveness.MODERATE
+        level = self.ceiling_for(goal) if aggressiveness is None else Aggressiveness.parse(aggressiveness)
         if not isinstance(dry_run, bool):
             raise InvalidArgument(f"dry_run must be True or False, got {dry_run!r}")
         report = run_pass(
@@ -544,6 +539,17 @@ class MemoryGovernor:
         assert report is not None  # blocking passes always run
         self.last_report = report
         return report
+
+    def ceiling_for(self, target: int | None) -> Aggressiveness:
+        """The highest level a pass toward *target* climbs to when the call names none.
+
+        The ``aggressiveness`` this governor was made with, else
+        ``aggressive`` with a target (the pass stops at the first level that
+        reaches it) and ``moderate`` without one (docs/optimize.md).
+        """
+        if self._ceiling_given:
+            return self.aggressiveness
+        return Aggressiveness.AGGRESSIVE if target is not None else Aggressiveness.MODERATE
 
     def _limit_bytes(self) -> int | None:
         if self._limit is not None:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from hivemem._engine.registry import Registry
     from hivemem._engine.report import OptimizationReport
+    from hivemem._levels import Aggressiveness
     from hivemem._measure.reader import Reader
 
     #: What signal.signal() returns: a handler, SIG_DFL/SIG_IGN, or None (not set from Python).
@@ -63,8 +64,7 @@ if TYPE_CHECKING:
         def reader(self) -> Reader: ...
         @property
         def target(self) -> int | None: ...
-        @property
-        def aggressiveness(self) -> object: ...
+        def ceiling_for(self, target: int | None) -> Aggressiveness: ...
 
 
 __all__ = [
@@ -325,7 +325,6 @@ def _read_all(fd: int) -> tuple[int, str]:
 def _run_pass() -> OptimizationReport | None:
     from hivemem._engine.engine import run_pass
     from hivemem._governor.governor import default_governor
-    from hivemem._levels import Aggressiveness
 
     gov: _PassSettings = _state.governor if _state.governor is not None else default_governor()
     limit = None
@@ -335,13 +334,16 @@ def _run_pass() -> OptimizationReport | None:
         limit = memory_limit().bytes
     except Exception:
         pass
+    # as optimize() does: with a target, climb level by level up to the governor's ceiling
+    target = gov.target
     return run_pass(
         gov.registry,
         gov.reader,
-        target=gov.target,
-        aggressiveness=Aggressiveness.parse(gov.aggressiveness),
+        target=target,
+        aggressiveness=gov.ceiling_for(target),
         limit=limit,
         blocking=False,
+        climb=target is not None,
     )
 
 
@@ -456,15 +458,16 @@ def _parse_signal(signum: object) -> int:
 
 
 def _is_governor(governor: object) -> TypeGuard[_PassSettings]:
-    return all(hasattr(governor, a) for a in ("registry", "reader", "target", "aggressiveness"))
+    return all(hasattr(governor, a) for a in ("registry", "reader", "target", "ceiling_for"))
 
 
 def install_signal_handler(signum: int | str | None = None, *, governor: object = None) -> str:
     """Run an optimize pass whenever this process receives *signum* (default ``SIGUSR2``).
 
     The handler only wakes a daemon thread that runs the pass with
-    *governor*'s registry, reader, target and aggressiveness (default: the
-    governor behind :func:`hivemem.optimize`). A signal that arrives during a
+    *governor*'s registry, reader, target and ceiling (default: the governor
+    behind :func:`hivemem.optimize`); with a target it climbs level by level,
+    as ``optimize()`` does. A signal that arrives during a
     pass starts no second pass. From now on every pass's report is kept as
     a private JSON file that ``hivemem status PID`` shows.
 
