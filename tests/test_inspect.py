@@ -8,6 +8,7 @@ import json
 import shutil
 import sys
 import textwrap
+import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import pytest
 import hivemem
 from hivemem._profile.advice import Advice, advise, lru_caches
 from hivemem._profile.inspect import SizeOf, Why
+
+from .conftest import wait_until
 
 SECRET = "hunter2-TOP-SECRET"
 
@@ -483,6 +486,42 @@ def test_concurrent_walks_are_shared(monkeypatch: pytest.MonkeyPatch) -> None:
         t.join(30)
     assert len(results) == 8
     assert 1 <= len(walks) <= 2, f"{len(walks)} walks for 8 concurrent callers"
+
+
+def test_callers_that_queue_before_any_walk_starts_share_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callers that all find no walk running (they arrived together) and queue for the lock take the
+    first walk's result: one walk, not one each in turn; a walk older than a caller is not reused."""
+    from hivemem._profile import inspect as _inspect
+
+    walks: list[int] = []
+    real = _inspect._walk_heap
+
+    def counted(sizes: bool) -> dict[type, list[int]]:
+        walks.append(threading.get_ident())
+        return real(sizes)
+
+    monkeypatch.setattr(_inspect, "_walk_heap", counted)
+    results: list[object] = []
+    _inspect._walk_lock.acquire()  # as if a caller had just taken it, before it could start its walk
+    try:
+        threads = [threading.Thread(target=lambda: results.append(hivemem.top(3))) for _ in range(6)]
+        for t in threads:
+            t.start()
+        assert wait_until(lambda: _walk_lock_waiters(threads), timeout=10)
+    finally:
+        _inspect._walk_lock.release()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 6 and all(len(r.rows) == 3 for r in results)  # type: ignore[attr-defined]
+    assert len(walks) == 1, f"{len(walks)} walks for 6 queued callers"
+    hivemem.top(3)  # a later caller walks again: the last table is never served stale
+    assert len(walks) == 2
+
+
+def _walk_lock_waiters(threads: list[threading.Thread]) -> bool:
+    """Whether every thread is inside type_table (blocked on the walk lock the test holds)."""
+    frames = sys._current_frames()
+    return all(t.ident in frames and "code type_table" in repr(frames[t.ident]) for t in threads)
 
 
 def test_an_interrupted_walk_does_not_strand_the_callers_waiting_on_it(

@@ -13,6 +13,7 @@ import _thread
 import gc
 import os
 import sys
+import weakref
 from collections.abc import Sized
 from typing import cast
 
@@ -43,9 +44,10 @@ def type_table(sizes: bool = True) -> dict[type, list[int]]:
     Counts what the garbage collector tracks plus the untracked objects they
     refer to directly (strings, bytes, numbers), each once; sizes are
     ``sys.getsizeof``. One walk runs at a time in the process: a caller that
-    arrives while one is running takes its result instead of starting a
-    second (``status()``, ``top()`` and ``growth()`` from several threads
-    cost one walk, not one each). Cost and memory: docs/profiler.md.
+    arrives while one is running, or that waited for the lock while one
+    started and ran, takes its result instead of starting a second
+    (``status()``, ``top()`` and ``growth()`` from several threads cost one
+    walk, not one each). Cost and memory: docs/profiler.md.
     The returned dict may be shared with other callers: do not change it.
     """
     me = _thread.get_ident()
@@ -58,9 +60,12 @@ def type_table(sizes: bool = True) -> dict[type, list[int]]:
             return walk.table
     if walk is not None and walk.leader == me and _walk_lock.locked():
         return _walk_heap(sizes)  # re-entered from inside our own walk (a signal handler, a gc callback)
+    # Callers that arrive together may all find no walk running yet and queue on the lock: the
+    # first leads, and each one after it takes that walk's result if it started after its arrival.
+    seen = _started
     # One line on purpose: a with block over several lines has a line event between its body and
     # __exit__, where an interrupt would leave the lock held (see hivemem._engine.engine).
-    with _walk_lock: return _lead_walk(sizes, me)  # noqa: E701  # fmt: skip
+    with _walk_lock: return _lead_walk(sizes, me, seen)  # noqa: E701  # fmt: skip
 
 
 class _Walk:
@@ -76,17 +81,28 @@ class _Walk:
 
 _walk_lock = _thread.allocate_lock()
 _current: _Walk | None = None
+_started = 0
+"""How many walks have started (changed only under ``_walk_lock``)."""
+_last: tuple[int, bool, weakref.WeakKeyDictionary[type, list[int]]] | None = None
+"""The last finished walk: its number, whether it has sizes, and its table. The table holds its types
+weakly: a class the program drops is not kept alive by the last status() or top()."""
 
 
-def _lead_walk(sizes: bool, me: int) -> dict[type, list[int]]:
-    global _current
+def _lead_walk(sizes: bool, me: int, seen: int) -> dict[type, list[int]]:
+    global _current, _started, _last
+    last = _last
+    if last is not None and last[0] > seen and (last[1] or not sizes):
+        return dict(last[2])  # it started after this caller arrived: as fresh as a walk of its own
+    _started += 1
+    number = _started
     walk = _current = _Walk(sizes, me)
     try:
-        walk.table = _walk_heap(sizes)
+        walk.table = table = _walk_heap(sizes)
+        _last = (number, sizes, weakref.WeakKeyDictionary(table))
     finally:
         _current = None
         walk.done.set()
-    return walk.table
+    return table
 
 
 _BATCH = 4096
