@@ -44,6 +44,18 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest(*QUIET, *args)
 
 
+def run_fresh(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run the inner session in its own process: for tests whose outcome is a measured RSS peak.
+
+    An rss peak is the whole process's high-water mark above its start, so in this
+    session's process it would depend on what earlier tests left behind: cyclic garbage
+    that a collection during the inner body frees (and hands back to the system, which
+    offsets the body's growth), threads still running, glibc's thresholds raised by
+    earlier inner sessions. The limits below keep a tolerance of at least 2 MiB.
+    """
+    return pytester.runpytest_subprocess(*QUIET, *args)
+
+
 def outcomes(result: pytest.RunResult) -> dict[str, str]:
     """Map test name -> PASSED/FAILED/ERROR from `-v` output."""
     out: dict[str, str] = {}
@@ -94,7 +106,7 @@ def test_just_over():
     del buf
 """
     )
-    result = run(pytester, "-v")
+    result = run_fresh(pytester, "-v")
     assert outcomes(result) == {"test_just_under": "PASSED", "test_just_over": "FAILED"}
     result.stdout.fnmatch_lines(
         [
@@ -121,7 +133,7 @@ def test_alloc(n):
     del buf
 """
     )
-    run(pytester, "--hivemem-report=r.json").assert_outcomes(passed=5)
+    run_fresh(pytester, "--hivemem-report=r.json").assert_outcomes(passed=5)
     doc = json.loads((pytester.path / "r.json").read_text())
     peaks = {int(t["nodeid"].rsplit("_", 1)[1].rstrip("]")): t["peak"] for t in doc["tests"]}
     for n, peak in peaks.items():
@@ -156,7 +168,7 @@ def test_2_reuses():
     del touch(24 * MiB)[:]
 """
     )
-    result = run(pytester, "-v")
+    result = run_fresh(pytester, "-v")
     assert outcomes(result) == {"test_1_fixture": "PASSED", "test_2_reuses": "FAILED"}
     result.stdout.fnmatch_lines(["hivemem: test body peak 2?.? MiB is over the memory limit 12.0 MiB*"])
 
@@ -187,7 +199,7 @@ def test_c():
     del touch(24 * MiB)[:]
 """,
     )
-    result = run(pytester, "-v")
+    result = run_fresh(pytester, "-v")
     assert outcomes(result) == {"test_a": "PASSED", "test_b": "PASSED", "test_c": "FAILED"}
 
 
@@ -324,7 +336,7 @@ def test_thread():
     t.join()
 """
     )
-    result = run(pytester)
+    result = run_fresh(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["hivemem: test body peak 3?.? MiB is over the memory limit 16.0 MiB (kind='rss')"]
@@ -412,7 +424,7 @@ def test_meter(big, memory):
     assert isinstance(memory.usage(), hivemem.MemoryUsage)
 """
     )
-    run(pytester).assert_outcomes(passed=1)
+    run_fresh(pytester).assert_outcomes(passed=1)
 
 
 @linux_only
@@ -437,7 +449,7 @@ def test_blocks(memory_ceiling):
         del buf
 """
     )
-    result = run(pytester, "-v")
+    result = run_fresh(pytester, "-v")
     assert outcomes(result) == {
         "test_param[4-8MiB]": "PASSED",
         "test_param[16-8MiB]": "FAILED",
@@ -470,7 +482,7 @@ def test_with_fixtures(big):
     pass
 """
     )
-    result = run(pytester, "-v")
+    result = run_fresh(pytester, "-v")
     assert outcomes(result) == {"test_body_only": "PASSED", "test_with_fixtures": "FAILED"}
     result.stdout.fnmatch_lines(["hivemem: test body and fixture setup peak 2?.? MiB is over*"])
 
@@ -489,11 +501,11 @@ def test_marked():
     del touch(16 * MiB)[:]
 """
     )
-    result = run(pytester, "-v", "--memory-limit=8MiB")
+    result = run_fresh(pytester, "-v", "--memory-limit=8MiB")
     assert outcomes(result) == {"test_unmarked": "FAILED", "test_marked": "PASSED"}
     pytester.makeini("[pytest]\nmemory_limit = 8 MiB\n")
-    assert outcomes(run(pytester, "-v")) == {"test_unmarked": "FAILED", "test_marked": "PASSED"}
-    assert outcomes(run(pytester, "-v", "--memory-limit=none")) == {
+    assert outcomes(run_fresh(pytester, "-v")) == {"test_unmarked": "FAILED", "test_marked": "PASSED"}
+    assert outcomes(run_fresh(pytester, "-v", "--memory-limit=none")) == {
         "test_unmarked": "PASSED",
         "test_marked": "PASSED",
     }
@@ -555,9 +567,9 @@ def test_light():
     pass
 """
     )
-    default = run(pytester)
+    default = run_fresh(pytester)
     assert "= hivemem =" not in default.stdout.str()
-    result = run(pytester, "--hivemem-report=out/r.json", "--hivemem-top=1")
+    result = run_fresh(pytester, "--hivemem-report=out/r.json", "--hivemem-top=1")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -587,7 +599,7 @@ def test_light():
     assert tests["test_light"]["outcome"] == "passed"
     assert tests["test_light"]["limit"] is None
     assert tests["test_light"]["duration"] > 0
-    html_run = run(pytester, "--hivemem-report=r.html")
+    html_run = run_fresh(pytester, "--hivemem-report=r.html")
     assert "= hivemem =" in html_run.stdout.str()  # where the report went is said even without --hivemem-top
     html = (pytester.path / "r.html").read_text()
     assert html.startswith("<!doctype html>")
