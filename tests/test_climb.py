@@ -359,3 +359,29 @@ def test_interrupt_at_every_line_of_the_climb_leaves_the_engine_usable(
     reader.set("500MB")
     assert g.optimize(target_mb=1).levels[-1]["level"] == "aggressive"
     assert interrupted > 50, interrupted  # the loop really was interrupted at many different lines
+
+
+def test_a_saved_report_renders_its_levels_as_the_live_one_does(
+    reader: FakeReader, registry: Registry, tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`hivemem report opt.json` shows each step's level, the climb and 'reached at', as str(report) does."""
+    from pathlib import Path
+
+    from hivemem._cli.main import main
+
+    ladder(reader, registry, 50 * MiB, 50 * MiB, 300 * MiB)
+    report = gov(reader, registry).optimize(target_mb=150)
+    assert report.reached_at == "aggressive"
+    path = Path(str(tmp_path)) / "opt.json"
+    path.write_text(report.to_json())
+    assert main(["report", str(path)]) == 0
+    saved = [line.split() for line in capsys.readouterr().out.splitlines()]
+    live = [line.split() for line in str(report).splitlines() if not line.startswith("  total freed")]
+    assert saved == live  # same words in the same order; only the column padding may differ
+    assert ["c", "cheap", "+50.0", "MiB"] == saved[2][:4]
+    assert ["a", "aggressive", "+300.0", "MiB"] == saved[4][:4]
+    assert saved[-1][0] == "levels:" and "reached at aggressive" in " ".join(saved[0])
+    html = Path(str(tmp_path)) / "opt.html"
+    assert main(["report", str(path), "--html", str(html)]) == 0
+    page = html.read_text()
+    assert "<th>level</th>" in page and "<b>levels:</b> cheap 500.0 MiB -&gt; 450.0 MiB" in page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import threading
@@ -341,6 +342,8 @@ def test_hivemem_status_shows_the_kept_report(
         out = capsys.readouterr().out
         assert "last optimize pass, kept by the process (signal," in out
         assert "hivemem optimize: RSS" in out
+        assert re.search(r"^    step +level +freed \(RSS\) +what happened$", out, re.M), out
+        assert re.search(r"^    gc +moderate +[-+]?[0-9.]+ [KMG]?i?B  collected", out, re.M), out
         assert "signals: 1 received, 1 passes, 0 coalesced" in out
         assert main(["status", str(proc.pid), "--json"]) == 0
         info = json.loads(capsys.readouterr().out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
+from hivemem._engine.report import STEP_HEADER, climb_text, headline_text, step_row
 from hivemem._errors import InvalidArgument
 from hivemem._profile.render import html_page, html_table
 from hivemem._sizes import format_size
@@ -46,29 +47,28 @@ def _rss(d: Any) -> int | None:
 
 
 def _optimize_rows(data: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
-    for s in data.get("steps") or []:
-        freed = format_size(s.get("freed"), signed=True) if s.get("freed") is not None else "-"
-        secs = f"{s.get('seconds', 0):.3f}" if s.get("skipped") is None else "-"
-        if s.get("error"):
-            note = f"error: {s['error']}"
-        elif s.get("skipped") is not None:
-            note = f"skipped: {s['skipped']}"
-        else:
-            note = str(s.get("summary") or "")
-        rows.append((str(s.get("name")), freed, secs, note))
-    return rows
+    return [step_row(s) for s in data.get("steps") or [] if isinstance(s, dict)]
 
 
-def _optimize_headline(data: dict[str, Any]) -> str:
-    target = data.get("target")
-    goal = "no target"
-    if isinstance(target, int):
-        goal = f"target {format_size(target)}: {'reached' if data.get('reached') else 'NOT reached'}"
-    return (
-        f"hivemem optimize: RSS {format_size(_rss(data.get('before')))} -> "
-        f"{format_size(_rss(data.get('after')))} ({goal}) in {float(data.get('seconds') or 0):.2f} s"
-    )
+def _optimize_lines(data: dict[str, Any]) -> list[str]:
+    """The table, the levels climbed and the explanation of a saved optimize report."""
+    lines = _table(STEP_HEADER, _optimize_rows(data))
+    climb = climb_text([x for x in data.get("levels") or [] if isinstance(x, dict)])
+    if climb:
+        lines.append(f"  levels: {climb}")
+    if data.get("explanation"):
+        lines.append(f"  why: {data['explanation']}")
+    return lines
+
+
+def _optimize_html(data: dict[str, Any]) -> str:
+    html = html_table(STEP_HEADER, _optimize_rows(data))
+    climb = climb_text([x for x in data.get("levels") or [] if isinstance(x, dict)])
+    if climb:
+        html += f"<p><b>levels:</b> {escape(climb)}</p>"
+    if data.get("explanation"):
+        html += f"<p><b>why:</b> {escape(str(data['explanation']))}</p>"
+    return html
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
@@ -124,16 +124,10 @@ def render_text(data: Any) -> str:
             )
         opt = data.get("optimize")
         if isinstance(opt, dict):
-            text += "\n" + "\n".join(
-                _table(("step", "freed (RSS)", "seconds", "what happened"), _optimize_rows(opt))
-            )
+            text += "\n" + "\n".join(_optimize_lines(opt))
         return text
     if kind == "optimize":
-        lines = [_optimize_headline(data)]
-        lines += _table(("step", "freed (RSS)", "seconds", "what happened"), _optimize_rows(data))
-        if data.get("explanation"):
-            lines.append(f"  why: {data['explanation']}")
-        return "\n".join(lines)
+        return "\n".join([headline_text(data), *_optimize_lines(data)])
     machine = data.get("machine") or {}
     head = f"hivemem bench: {machine.get('date')}, Python {machine.get('python')}, {machine.get('platform')}"
     return "\n".join([head, *_table(_BENCH_HEADER, _bench_rows(data))])
@@ -341,19 +335,15 @@ def render_html(data: Any) -> str:
             parts.append(html_table(header, events, caption=f"{len(events)} events, wall-clock times"))
         opt = data.get("optimize")
         if isinstance(opt, dict):
-            parts.append(f"<h2>{escape(_optimize_headline(opt))}</h2>")
-            parts.append(html_table(("step", "freed (RSS)", "seconds", "what happened"), _optimize_rows(opt)))
-            if opt.get("explanation"):
-                parts.append(f"<p><b>why:</b> {escape(str(opt['explanation']))}</p>")
+            parts.append(f"<h2>{escape(headline_text(opt))}</h2>")
+            parts.append(_optimize_html(opt))
     elif kind == "optimize":
         title = "hivemem optimize"
         summary, verdict = (
-            _optimize_headline(data),
+            headline_text(data),
             (bool(data.get("reached")) if data.get("target") else None),
         )
-        parts.append(html_table(("step", "freed (RSS)", "seconds", "what happened"), _optimize_rows(data)))
-        if data.get("explanation"):
-            parts.append(f"<p><b>why:</b> {escape(str(data['explanation']))}</p>")
+        parts.append(_optimize_html(data))
     else:
         machine = data.get("machine") or {}
         title = "hivemem benchmarks"

@@ -7,11 +7,68 @@ from hivemem._sizes import format_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping, Sequence
 
     from hivemem._measure.usage import MemoryUsage
 
-__all__ = ["OptimizationReport", "StepResult"]
+__all__ = ["STEP_HEADER", "OptimizationReport", "StepResult", "climb_text", "headline_text", "step_row"]
+
+STEP_HEADER = ("step", "level", "freed (RSS)", "seconds", "what happened")
+
+
+def step_row(step: Mapping[str, object]) -> tuple[str, str, str, str, str]:
+    """A step as a table row, from :meth:`StepResult.to_dict`: a live report and a saved one render alike."""
+    freed, seconds = step.get("freed"), step.get("seconds")
+    shown = format_size(freed, signed=True) if isinstance(freed, int) else "-"
+    ran = step.get("skipped") is None
+    secs = f"{seconds:.3f}" if ran and isinstance(seconds, (int, float)) else "-"
+    if step.get("error"):
+        note = f"error: {step['error']}"
+    elif not ran:
+        note = f"skipped: {step['skipped']}"
+    else:
+        note = str(step.get("summary") or "")
+    return (str(step.get("name")), str(step.get("level") or "-"), shown, secs, note)
+
+
+def climb_text(levels: Sequence[Mapping[str, object]]) -> str:
+    """The levels a pass climbed, RSS at each and why one was left early ("" for a single level)."""
+    if len(levels) < 2 and not any(x.get("left") for x in levels):
+        return ""
+    parts = []
+    for x in levels:
+        before, after = x.get("rss_before"), x.get("rss_after")
+        text = f"{x.get('level')} {format_size(before if isinstance(before, int) else None)} -> "
+        text += format_size(after if isinstance(after, int) else None)
+        if x.get("left"):
+            text += f" ({x['left']})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def headline_text(report: Mapping[str, object]) -> str:
+    """The report's first line, from :meth:`OptimizationReport.to_dict`."""
+
+    def rss(key: str) -> int | None:
+        usage = report.get(key)
+        value = usage.get("rss") if isinstance(usage, dict) else None
+        return value if isinstance(value, int) else None
+
+    target = report.get("target")
+    if not isinstance(target, int):
+        goal = "no target"
+    elif report.get("reached"):
+        at = report.get("reached_at")
+        levels = report.get("levels")
+        climbed = (isinstance(levels, list) and len(levels) > 1) or at != report.get("aggressiveness")
+        goal = f"target {format_size(target)}: reached" + (f" at {at}" if at and climbed else "")
+    else:
+        goal = f"target {format_size(target)}: NOT reached"
+    seconds = report.get("seconds")
+    secs = float(seconds) if isinstance(seconds, (int, float)) else 0.0
+    dry = " (dry run: nothing was changed)" if report.get("dry_run") else ""
+    before, after = format_size(rss("before")), format_size(rss("after"))
+    return f"hivemem optimize: RSS {before} -> {after} ({goal}) in {secs:.2f} s{dry}"
 
 
 class StepResult(Frozen):
@@ -231,40 +288,17 @@ class OptimizationReport(Frozen):
         return str(self.levels[-1]["level"]) if self.levels else self.aggressiveness
 
     def headline(self) -> str:
-        before, after = format_size(self.before.rss), format_size(self.after.rss)
-        if self.target is None:
-            goal = "no target"
-        elif self.reached:
-            at = self.reached_at
-            climbed = len(self.levels) > 1 or at != self.aggressiveness
-            goal = f"target {format_size(self.target)}: reached" + (f" at {at}" if climbed else "")
-        else:
-            goal = f"target {format_size(self.target)}: NOT reached"
-        dry = " (dry run: nothing was changed)" if self.dry_run else ""
-        return f"hivemem optimize: RSS {before} -> {after} ({goal}) in {self.seconds:.2f} s{dry}"
+        return headline_text(self.to_dict())
 
     def climb(self) -> str:
         """The levels the pass climbed, RSS at each and why one was left early ("" for a single level)."""
-        if len(self.levels) < 2 and not any("left" in x for x in self.levels):
-            return ""
-        parts = []
-        for x in self.levels:
-            text = f"{x['level']} {format_size(x['rss_before'])} -> {format_size(x['rss_after'])}"  # type: ignore[arg-type]
-            if x.get("left"):
-                text += f" ({x['left']})"
-            parts.append(text)
-        return "; ".join(parts)
+        return climb_text(self.levels)
 
     def _rows(self) -> list[tuple[str, str, str, str, str]]:
-        rows = []
-        for s in self.steps:
-            freed = format_size(s.freed, signed=True) if s.freed is not None else "-"
-            secs = f"{s.seconds:.3f}" if s.ran else "-"
-            rows.append((s.name, s.level or "-", freed, secs, s.note()))
-        return rows
+        return [step_row(s.to_dict()) for s in self.steps]
 
     def __str__(self) -> str:
-        header = ("step", "level", "freed (RSS)", "seconds", "what happened")
+        header = STEP_HEADER
         rows = self._rows()
         w = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
         lines = [self.headline()]

@@ -556,8 +556,6 @@ def status_extras(pid: int, *, children: bool = False) -> tuple[dict[str, object
     dict (``last_report``, ``children``) and the text to print after the
     status table (empty when there is nothing to add).
     """
-    from hivemem._sizes import format_size
-
     fields: dict[str, object] = {}
     lines: list[str] = []
     if children:
@@ -582,12 +580,14 @@ def status_extras(pid: int, *, children: bool = False) -> tuple[dict[str, object
         lines.append(f"  {last.get('headline', '')}")
         report = last.get("report")
         if isinstance(report, dict) and report.get("steps"):
-            lines.append(f"    {'step':<16} {'freed (RSS)':>12}  what happened")
-            for step in report.get("steps", []):
-                freed = step.get("freed")
-                shown = format_size(freed, signed=True) if isinstance(freed, int) else "-"
-                note = step.get("skipped") or step.get("error") or step.get("summary") or ""
-                lines.append(f"    {step.get('name', '?'):<16} {shown:>12}  {note}")
+            from hivemem._engine.report import STEP_HEADER, step_row
+
+            step, level, freed, _, note = STEP_HEADER
+            lines.append(f"    {step:<16} {level:<10} {freed:>12}  {note}")
+            for entry in report.get("steps", []):
+                if isinstance(entry, dict):
+                    step, level, freed, _, note = step_row(entry)
+                    lines.append(f"    {step:<16} {level:<10} {freed:>12}  {note}")
         if isinstance(signals, dict) and signals.get("received"):
             lines.append(
                 f"  signals: {signals.get('received')} received, {signals.get('passes')} passes, "
