@@ -52,7 +52,7 @@ def _optimize_rows(data: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def _optimize_lines(data: dict[str, Any]) -> list[str]:
     """The table, the levels climbed and the explanation of a saved optimize report."""
-    lines = _table(STEP_HEADER, _optimize_rows(data))
+    lines = _table(STEP_HEADER, _optimize_rows(data), left=2)
     climb = climb_text([x for x in data.get("levels") or [] if isinstance(x, dict)])
     if climb:
         lines.append(f"  levels: {climb}")
@@ -71,14 +71,15 @@ def _optimize_html(data: dict[str, Any]) -> str:
     return html
 
 
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, left: int = 1) -> list[str]:
+    """Cells padded to the widest: the first *left* columns and the last to the left, figures to the right."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     out = []
     for r in [header, *rows]:
         out.append(
             "  "
             + "  ".join(
-                c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w)
+                c.ljust(w) if i < left or i == len(r) - 1 else c.rjust(w)
                 for i, (c, w) in enumerate(zip(r, widths, strict=True))
             ).rstrip()
         )
