@@ -139,6 +139,33 @@ def test_signal_pass_climbs_as_optimize_does(
     assert ran == by_signal  # the same steps, in the same order, as optimize()
 
 
+class SeesLimit:
+    """A strategy that records the limit its pass was given."""
+
+    name, priority, aggressiveness = "sees_limit", 10, "cheap"
+
+    def __init__(self) -> None:
+        self.limits: list[int | None] = []
+
+    def apply(self, ctx: hivemem.StrategyContext) -> hivemem.StrategyResult:
+        self.limits.append(ctx.limit)
+        return hivemem.StrategyResult("ran")
+
+
+def test_signal_pass_works_under_the_governors_limit(runtime: Path) -> None:
+    """A governor given limit= passes it to its signal's pass, as optimize() does."""
+    step = SeesLimit()
+    registry = hivemem.Registry(builtins=False, entry_points=False)
+    registry.register(step)
+    gov = hivemem.MemoryGovernor(registry=registry, reader=FakeReader(rss="500MB"), limit="700MB")
+    assert gov.limit == 700 * 2**20
+    path = hivemem.install_signal_handler(signal.SIGUSR2, governor=gov)
+    _send()
+    _wait(lambda: os.path.exists(path))
+    gov.optimize()
+    assert step.limits == [700 * 2**20, 700 * 2**20]
+
+
 def test_signals_during_a_pass_start_no_second_pass(runtime: Path) -> None:
     """Three signals arriving while a pass runs are coalesced: the strategy runs once."""
     gate = Gate(block=True)

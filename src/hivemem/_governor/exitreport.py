@@ -24,7 +24,7 @@ def write_exit_report(gov: MemoryGovernor, event: GovernorEvent) -> None:
     ]
     try:
         th = gov.thresholds
-        lines.append(f"budget {format_size(th.budget)}; limit {format_size(gov._limit_bytes())}")
+        lines.append(f"budget {format_size(th.budget)}; limit {format_size(gov.limit)}")
         for lvl, (enter, release) in th.levels.items():
             lines.append(
                 f"  {lvl.name:<9} enter {format_size(enter):>11}  release {format_size(release):>11}"

@@ -467,6 +467,15 @@ class MemoryGovernor:
         return self.thresholds.budget
 
     @property
+    def limit(self) -> int | None:
+        """The hard limit in bytes that every pass works under (``None`` when unknown).
+
+        ``limit=`` when the governor was given one, else :func:`hivemem.memory_limit`:
+        compaction keeps its serialized copy under it, and escalation reports it.
+        """
+        return self._limit_bytes()
+
+    @property
     def level(self) -> Pressure:
         """The current :class:`hivemem.Pressure` level."""
         return self._level

@@ -64,6 +64,8 @@ if TYPE_CHECKING:
         def reader(self) -> Reader: ...
         @property
         def target(self) -> int | None: ...
+        @property
+        def limit(self) -> int | None: ...
         def ceiling_for(self, target: int | None) -> Aggressiveness: ...
 
 
@@ -327,13 +329,6 @@ def _run_pass() -> OptimizationReport | None:
     from hivemem._governor.governor import default_governor
 
     gov: _PassSettings = _state.governor if _state.governor is not None else default_governor()
-    limit = None
-    try:
-        from hivemem._measure.limits import memory_limit
-
-        limit = memory_limit().bytes
-    except Exception:
-        pass
     # as optimize() does: with a target, climb level by level up to the governor's ceiling
     target = gov.target
     return run_pass(
@@ -341,7 +336,7 @@ def _run_pass() -> OptimizationReport | None:
         gov.reader,
         target=target,
         aggressiveness=gov.ceiling_for(target),
-        limit=limit,
+        limit=gov.limit,
         blocking=False,
         climb=target is not None,
     )
