@@ -51,7 +51,7 @@ def run_fresh(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     session's process it would depend on what earlier tests left behind: cyclic garbage
     that a collection during the inner body frees (and hands back to the system, which
     offsets the body's growth), threads still running, glibc's thresholds raised by
-    earlier inner sessions. The limits below keep a tolerance of at least 2 MiB.
+    earlier inner sessions. Each test states its own tolerance (1 or 2 MiB).
     """
     return pytester.runpytest_subprocess(*QUIET, *args)
 
